@@ -1,0 +1,307 @@
+"""The typed configuration tree: one frozen pydantic model, loaded from YAML.
+
+Every field carries its unit in its name. Unknown keys are errors (``extra="forbid"``), so a typo in
+a YAML file is reported with the file and the key path instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from live_decode.errors import ConfigError
+
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+
+
+class Frozen(BaseModel):
+    """Base for every config node: immutable, no unknown keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------- camera
+class CameraConfig(Frozen):
+    """The camera, as on its datasheet. ADU = electrons / e_per_adu + baseline."""
+
+    kind: Literal["emccd", "scmos"] = Field("emccd", description="EMCCD (gamma EM gain) or sCMOS")
+    pixel_size_nm: Positive = Field(100.0, description="back-projected pixel size in the sample")
+    qe: Fraction = Field(1.0, description="quantum efficiency, photons -> photo-electrons")
+    baseline_adu: NonNegative = Field(100.0, description="offset added by the ADC")
+    e_per_adu: Positive = Field(45.0, description="electrons per ADU (inverse conversion gain)")
+    em_gain: Annotated[float, Field(ge=1)] = Field(300.0, description="EM gain; 1 for sCMOS")
+    read_noise_e: NonNegative = Field(74.4, description="read noise, electrons rms")
+    spurious_charge_e: NonNegative = Field(0.002, description="clock-induced charge, e-/px/frame")
+    max_adu: Annotated[int, Field(gt=0, le=65535)] = Field(65535, description="ADC saturation")
+
+    @model_validator(mode="after")
+    def _scmos_has_no_em_gain(self) -> CameraConfig:
+        if self.kind == "scmos" and self.em_gain != 1.0:
+            raise ValueError("an sCMOS camera has no EM gain: set em_gain: 1 (or kind: emccd)")
+        return self
+
+
+# --------------------------------------------------------------------------- PSF
+class GaussianPsfConfig(Frozen):
+    """Pixel-integrated 2-D Gaussian PSF (no z dependence)."""
+
+    kind: Literal["gaussian"] = "gaussian"
+    sigma_nm: Positive = Field(130.0, description="PSF standard deviation in the sample plane")
+    roi_px: Annotated[int, Field(ge=5, le=101)] = Field(
+        15, description="side of the square window each emitter is rendered into"
+    )
+
+
+class AstigmaticPsfConfig(Frozen):
+    """Astigmatic Gaussian: sigma_x,y(z) = sigma0 * sqrt(1 + ((z -/+ focal_offset) / depth)^2)."""
+
+    kind: Literal["astigmatic"] = "astigmatic"
+    sigma0_nm: Positive = Field(110.0, description="in-focus PSF standard deviation")
+    focal_offset_nm: NonNegative = Field(250.0, description="z of the x focus is -offset, y +offset")
+    depth_of_field_nm: Positive = Field(400.0, description="z distance over which sigma grows by √2")
+    roi_px: Annotated[int, Field(ge=5, le=101)] = Field(31, description="render window side")
+
+
+class SplinePsfConfig(Frozen):
+    """Cubic-spline PSF from a SMAP ``*_3dcal.mat`` calibration or a z-stack of voxels."""
+
+    kind: Literal["spline"] = "spline"
+    calibration: Path = Field(description="SMAP *_3dcal.mat, or a .npy/.tif z-stack (Z, Y, X)")
+    z_step_nm: Positive | None = Field(
+        None, description="z spacing of a z-stack file (read from the .mat file otherwise)"
+    )
+    roi_px: Annotated[int, Field(ge=5, le=101)] = Field(25, description="render window side")
+
+
+PsfConfig = Annotated[
+    GaussianPsfConfig | AstigmaticPsfConfig | SplinePsfConfig, Field(discriminator="kind")
+]
+
+
+# --------------------------------------------------------------------------- emitters
+class FilamentConfig(Frozen):
+    """Random semiflexible filaments (microtubule-like) labelled along their length."""
+
+    count: Annotated[int, Field(ge=1)] = Field(8, description="filaments in the field of view")
+    persistence_length_um: Positive = Field(5.0, description="bending stiffness")
+    labels_per_um: Positive = Field(400.0, description="fluorophores per µm of filament")
+
+
+class EmittersConfig(Frozen):
+    """Where emitters are and how many are on per frame."""
+
+    structure: Literal["uniform", "filaments"] = Field("uniform", description="spatial prior")
+    density_per_um2: NonNegative = Field(1.0, description="mean active emitters per µm² per frame")
+    z_range_nm: tuple[float, float] = Field((0.0, 0.0), description="emitters' z range (min, max)")
+    filaments: FilamentConfig = FilamentConfig()
+
+    @model_validator(mode="after")
+    def _ordered_z(self) -> EmittersConfig:
+        if self.z_range_nm[0] > self.z_range_nm[1]:
+            raise ValueError("z_range_nm must be (min, max) with min <= max")
+        return self
+
+
+class PhotophysicsConfig(Frozen):
+    """Blinking and activation: continuous time, in units of frames."""
+
+    photons_mean: Positive = Field(3000.0, description="photon flux per full frame of on-time")
+    photons_sigma: NonNegative = Field(600.0, description="spread of that flux between emitters")
+    on_time_mean_frames: Positive = Field(2.0, description="mean of the exponential on-time")
+    activation_per_frame_per_mw: NonNegative = Field(
+        2e-4, description="probability rate that a dark fluorophore activates, per mW of 405 nm"
+    )
+    spontaneous_activation_per_frame: NonNegative = Field(
+        2e-5, description="activation rate without 405 nm light"
+    )
+    bleach_probability: Fraction = Field(
+        0.3, description="chance an on-event ends in bleaching instead of a return to dark"
+    )
+
+
+class BackgroundConfig(Frozen):
+    """Background in photons per pixel per frame, added before the camera."""
+
+    uniform_photons: tuple[NonNegative, NonNegative] = Field(
+        (40.0, 80.0), description="per-frame level drawn uniformly from (low, high)"
+    )
+    variation_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.3, description="amplitude of the smooth spatial variation, as a fraction of the level"
+    )
+    variation_scale_um: Positive = Field(3.0, description="length scale of that variation")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BackgroundConfig:
+        if self.uniform_photons[0] > self.uniform_photons[1]:
+            raise ValueError("uniform_photons must be (low, high) with low <= high")
+        return self
+
+
+class LaserConfig(Frozen):
+    """The 405 nm activation laser."""
+
+    power_mw: NonNegative = Field(5.0, description="power at start")
+    max_power_mw: Positive = Field(100.0, description="upper limit of the laser")
+
+    @model_validator(mode="after")
+    def _in_limits(self) -> LaserConfig:
+        if self.power_mw > self.max_power_mw:
+            raise ValueError("power_mw exceeds max_power_mw")
+        return self
+
+
+class MicroscopeConfig(Frozen):
+    """The simulated acquisition: field of view, timing, fluorophore pool, laser."""
+
+    fov_px: tuple[Annotated[int, Field(ge=8)], Annotated[int, Field(ge=8)]] = Field(
+        (64, 64), description="(height, width) of the camera frame"
+    )
+    exposure_ms: Positive = Field(20.0, description="exposure per frame")
+    frame_interval_ms: Positive = Field(20.0, description="time between frame starts")
+    pool_per_um2: Positive = Field(
+        200.0, description="fluorophores per µm² available for activation (uniform structure)"
+    )
+    laser: LaserConfig = LaserConfig()
+    seed: int = Field(0, description="random seed of the simulated microscope")
+
+    @model_validator(mode="after")
+    def _interval(self) -> MicroscopeConfig:
+        if self.frame_interval_ms < self.exposure_ms:
+            raise ValueError("frame_interval_ms must be >= exposure_ms")
+        return self
+
+    @property
+    def frame_rate_hz(self) -> float:
+        return 1000.0 / self.frame_interval_ms
+
+
+# --------------------------------------------------------------------------- model + training
+class ModelConfig(Frozen):
+    """Network size. 'paper' = 48 filters (~2.2 M parameters), 'lite' = 24 filters for CPU."""
+
+    size: Literal["lite", "paper", "custom"] = "lite"
+    filters: Annotated[int, Field(ge=4, le=256)] | None = Field(
+        None, description="initial filters; required for size 'custom', else derived"
+    )
+    temporal_context: bool = Field(True, description="three frames (t-1, t, t+1) or one")
+
+    @property
+    def n_filters(self) -> int:
+        if self.size == "paper":
+            return 48
+        if self.size == "lite":
+            return 24
+        if self.filters is None:
+            raise ValueError("model.size 'custom' needs model.filters")
+        return self.filters
+
+
+class PostprocessConfig(Frozen):
+    """Spatial integration of the detection map (DECODE's SpatialIntegration)."""
+
+    raw_threshold: Fraction = Field(0.1, description="candidate and final detection threshold")
+    split_threshold: Fraction = Field(0.6, description="second emitter in a neighbouring pixel")
+
+
+class TrainingConfig(Frozen):
+    """Simulation-based training (DECODE's published defaults where they apply)."""
+
+    crop_px: Annotated[int, Field(ge=16)] = Field(40, description="side of the simulated crops")
+    batch_size: Annotated[int, Field(ge=1)] = 32
+    lr: Positive = 6e-4
+    weight_decay: NonNegative = 0.1
+    lr_step_every: Annotated[int, Field(ge=1)] = Field(1000, description="steps between LR decays")
+    lr_gamma: Fraction = 0.9
+    grad_clip_norm: Positive = 0.03
+    steps: Annotated[int, Field(ge=1)] = Field(20000, description="step budget")
+    time_budget_s: Positive | None = Field(None, description="stop after this wall time")
+    density_range_per_um2: tuple[NonNegative, NonNegative] = Field(
+        (0.0, 2.0), description="training density drawn per sample from (low, high)"
+    )
+    min_target_photons: NonNegative = Field(100.0, description="dimmer emitters are not targets")
+    max_targets: Annotated[int, Field(ge=1)] = 256
+    eval_every: Annotated[int, Field(ge=1)] = 250
+    eval_samples: Annotated[int, Field(ge=8)] = 256
+    checkpoint_every: Annotated[int, Field(ge=1)] = 250
+    amp: bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
+    seed: int = 0
+
+
+class Config(Frozen):
+    """The whole tree. Later stages add their own sub-trees here."""
+
+    camera: CameraConfig = CameraConfig()
+    psf: PsfConfig = GaussianPsfConfig()
+    emitters: EmittersConfig = EmittersConfig()
+    photophysics: PhotophysicsConfig = PhotophysicsConfig()
+    background: BackgroundConfig = BackgroundConfig()
+    microscope: MicroscopeConfig = MicroscopeConfig()
+    model: ModelConfig = ModelConfig()
+    postprocess: PostprocessConfig = PostprocessConfig()
+    training: TrainingConfig = TrainingConfig()
+
+    @property
+    def fov_area_um2(self) -> float:
+        return area_um2(self.microscope.fov_px, self.camera.pixel_size_nm)
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p in _UNION_TAGS))
+
+
+_UNION_TAGS = {"gaussian", "astigmatic", "spline"}
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
+    """Validate a plain dict as a :class:`Config`; errors name ``source`` and each key path."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{source}: invalid configuration ({exc.error_count()} problem(s)):"]
+        for err in exc.errors():
+            key = _format_loc(err["loc"]) or "<top level>"
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (typo?); remove it or check the spelling"
+            lines.append(f"  {key}: {msg}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Load and validate a YAML config file.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, is not valid YAML, or any key/value is invalid; the message names
+        the file and the key path of every problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found (see configs/ for examples)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, not {type(data)}")
+    cfg = config_from_dict(data, source=str(path))
+    psf = cfg.psf
+    if isinstance(psf, SplinePsfConfig) and not psf.calibration.is_absolute():
+        # Calibration paths in a config file are relative to that file.
+        psf = psf.model_copy(update={"calibration": (path.parent / psf.calibration).resolve()})
+        cfg = cfg.model_copy(update={"psf": psf})
+    return cfg
+
+
+def area_um2(shape_px: tuple[int, int], pixel_size_nm: float) -> float:
+    """Area of a (H, W) pixel field in µm²."""
+    return math.prod(shape_px) * (pixel_size_nm / 1000.0) ** 2

@@ -1,0 +1,34 @@
+"""The errors live_decode raises on purpose. Each message says what is wrong and what to do."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class LiveDecodeError(Exception):
+    """Base class: an error with a message meant for the user."""
+
+
+class ConfigError(LiveDecodeError):
+    """A configuration file is missing, malformed or has an invalid value."""
+
+
+class CalibrationError(LiveDecodeError):
+    """A PSF calibration file (SMAP ``*_3dcal.mat``, z-stack) cannot be used."""
+
+
+class ModelCardError(LiveDecodeError):
+    """A model checkpoint does not match the data it is asked to analyse."""
+
+
+class MovieError(LiveDecodeError):
+    """A movie file is missing, truncated, corrupt, or of a dtype/size we cannot analyse."""
+
+
+def error_if_none(value: T | None, message: str) -> T:
+    """Return ``value``, or raise :class:`LiveDecodeError` with ``message`` if it is None."""
+    if value is None:
+        raise LiveDecodeError(message)
+    return value
