@@ -27,6 +27,10 @@ class MovieError(LiveDecodeError):
     """A movie file is missing, truncated, corrupt, or of a dtype/size we cannot analyse."""
 
 
+class LocalizationFileError(LiveDecodeError):
+    """A localization file (ThunderSTORM CSV, Picasso HDF5, DECODE h5) cannot be read or written."""
+
+
 def error_if_none(value: T | None, message: str) -> T:
     """Return ``value``, or raise :class:`LiveDecodeError` with ``message`` if it is None."""
     if value is None:

@@ -46,10 +46,12 @@ def blinking_windows(
 ) -> Emitters:
     """Independent windows of ``n_frames`` frames, one per entry of ``densities_per_um2``.
 
-    Emitters of window b, frame k get image index ``b * n_frames + k``. Appearance times are uniform
-    on [-3τ, n_frames + 3τ) so the first and last frames see as many emitters as the middle one;
-    the number of emitters is Poisson with mean density·area·L/(1 + τ), which makes the expected
-    number on in any frame equal density·area (an emitter of on-time T overlaps 1 + T frames).
+    Emitters of window b, frame k get image index ``b * n_frames + k``. Emitters appear at rate
+    λ = density·area/(1 + τ) per frame (an emitter of on-time T overlaps 1 + T frames), uniformly
+    on [0, n_frames); the λτ emitters already on at t = 0 (stationary state) get t_on = 0 and, the
+    on-time being memoryless, a fresh exponential on-time. Drawing appearance times uniformly on
+    [-τ, n_frames) and clamping them at 0 does both, so every frame, the first included, sees
+    Poisson(density·area) emitters.
 
     Parameters
     ----------
@@ -59,13 +61,13 @@ def blinking_windows(
     device = densities_per_um2.device
     tau = cfg.on_time_mean_frames
     area = shape_px[0] * shape_px[1] * (pixel_size_nm / 1000.0) ** 2
-    t_lo, t_hi = -3.0 * tau, n_frames + 3.0 * tau
+    t_lo, t_hi = -tau, float(n_frames)
     mean_count = densities_per_um2 * area * (t_hi - t_lo) / (1.0 + tau)
     counts = torch.poisson(mean_count, generator=generator).long()
     n = int(counts.sum())
     window = torch.repeat_interleave(torch.arange(len(counts), device=device), counts)
     xyz = uniform_positions(n, shape_px, z_range_nm, generator, device)
-    t_on = t_lo + (t_hi - t_lo) * torch.rand(n, generator=generator, device=device)
+    t_on = (t_lo + (t_hi - t_lo) * torch.rand(n, generator=generator, device=device)).clamp(min=0.0)
     on_time = torch.empty(n, device=device).exponential_(1.0 / tau, generator=generator)
     flux = sample_flux(n, cfg, generator, device)
     frames = torch.arange(n_frames, device=device, dtype=t_on.dtype)

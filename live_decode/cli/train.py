@@ -1,0 +1,63 @@
+"""``live-decode train CONFIG``: train a network on simulations of CONFIG."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from live_decode.config import load_config
+from live_decode.training.trainer import Trainer
+
+log = logging.getLogger("live_decode.cli.train")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", type=Path, help="YAML config (camera, PSF, emitters, training ...)")
+    p.add_argument("--out", type=Path, default=Path("runs/train"), help="output directory")
+    p.add_argument("--name", default="model", help="model name (file <out>/<name>.pt)")
+    p.add_argument("--steps", type=int, default=None, help="total step budget (config default)")
+    p.add_argument("--minutes", type=float, default=None, help="wall-time budget for this call")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    p.add_argument("--single-frame", action="store_true",
+                   help="train without temporal context (for comparison)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = load_config(args.config)
+    steps = args.steps if args.steps is not None else cfg.training.steps
+    minutes = args.minutes
+    if minutes is None and cfg.training.time_budget_s is not None:
+        minutes = cfg.training.time_budget_s / 60.0
+    trainer = Trainer(cfg, args.out, device=args.device, name=args.name,
+                      temporal_context=False if args.single_frame else None)
+    if args.resume and trainer.checkpoint_path.is_file():
+        trainer.load_checkpoint()
+        log.info("resumed at step %d", trainer.step)
+    log.info("training %s on %s: %d parameters", args.name, trainer.device,
+             sum(p.numel() for p in trainer.net.parameters()))
+    columns = (TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("loss {task.fields[loss]:.1f}"), TextColumn("{task.fields[rate]}"),
+               TimeElapsedColumn())
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task("train", total=steps, completed=trainer.step, loss=float("nan"),
+                                 rate="")
+
+        def on_progress(step: int, loss: float, _: dict[str, float] | None) -> None:
+            sps = step / trainer.elapsed_s if trainer.elapsed_s else 0.0
+            progress.update(task, completed=step, loss=loss,
+                            rate=f"{sps * cfg.training.batch_size:.0f} samples/s")
+
+        final = trainer.run(steps, None if minutes is None else minutes * 60.0, on_progress)
+    final["simulate_share"] = trainer.times.simulate_share
+    print(json.dumps({"model": str(args.out / f"{args.name}.pt"), **final}, indent=2))
+    return 0

@@ -1,0 +1,198 @@
+"""Simulation-based training of the DECODE network (each simulated sample is used once).
+
+One step: simulate a batch of 3-frame windows on the training device → ADU to photons with the
+camera's inverse map (exactly what inference does to real frames) → network → DECODE loss →
+AdamW with gradient-norm clipping; the learning rate decays stepwise. A fixed held-out simulated
+set is evaluated periodically; checkpoints allow resuming; the run stops on a step or time budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from live_decode.config import Config
+from live_decode.model.checkpoint import ModelCard, make_card, save_model
+from live_decode.model.loss import gmm_loss
+from live_decode.model.network import DecodeNet
+from live_decode.model.scaling import Scaling
+from live_decode.model.targets import make_targets
+from live_decode.simulation.batch import WindowBatch, WindowSimulator
+from live_decode.training.validation import HeldOutSet, evaluate_held_out
+
+log = logging.getLogger("live_decode.training")
+
+EVAL_SEED_OFFSET = 10_007
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → CUDA when present, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but CUDA is not available; use --device cpu")
+    return torch.device(device)
+
+
+@dataclass
+class StepTimes:
+    """Wall time split of the training steps, seconds."""
+
+    simulate_s: float = 0.0
+    total_s: float = 0.0
+
+    @property
+    def simulate_share(self) -> float:
+        return self.simulate_s / self.total_s if self.total_s > 0 else math.nan
+
+
+class Trainer:
+    """Trains one network for one config. ``run`` may be called again after ``load``."""
+
+    def __init__(self, cfg: Config, out_dir: Path, device: str = "auto", name: str = "model",
+                 temporal_context: bool | None = None) -> None:
+        self.cfg = cfg
+        self.out_dir = out_dir
+        self.name = name
+        self.device = resolve_device(device)
+        tc = cfg.model.temporal_context if temporal_context is None else temporal_context
+        self.scaling = Scaling.from_config(cfg)
+        self.net = DecodeNet(cfg.model.n_filters, tc, predict_z=self.scaling.is_3d).to(self.device)
+        t = cfg.training
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, t.lr_step_every, t.lr_gamma)
+        crop = (t.crop_px, t.crop_px)
+        self.sim = WindowSimulator(cfg, crop, n_frames=3, device=self.device)
+        self.gen = torch.Generator(device=self.device).manual_seed(t.seed)
+        self.step = 0
+        self.elapsed_s = 0.0
+        self.times = StepTimes()
+        self.history: list[dict[str, float]] = []
+        eval_gen = torch.Generator(device=self.device).manual_seed(t.seed + EVAL_SEED_OFFSET)
+        self.held_out = HeldOutSet.simulate(self.sim, t.eval_samples,
+                                            cfg.emitters.density_per_um2, eval_gen)
+
+    # ------------------------------------------------------------------ one step
+    def _inputs(self, batch: WindowBatch) -> torch.Tensor:
+        return self.scaling.scale_input(self.sim.camera.to_photons(batch.adu))
+
+    def train_step(self) -> float:
+        t = self.cfg.training
+        t0 = time.perf_counter()
+        batch = self.sim.sample_uniform(t.batch_size, t.density_range_per_um2, self.gen)
+        targets = make_targets(batch.emitters, batch.background, 3, self.scaling,
+                               t.min_target_photons, t.max_targets)
+        x = self._inputs(batch)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        self.net.train()
+        use_amp = t.amp and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
+            out = self.net(x)
+        loss = gmm_loss(out.float(), targets, n_dims=4 if self.scaling.is_3d else 3).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), t.grad_clip_norm)
+        self.opt.step()
+        self.sched.step()
+        value = float(loss.detach())
+        t2 = time.perf_counter()
+        self.times.simulate_s += t1 - t0
+        self.times.total_s += t2 - t0
+        self.step += 1
+        return value
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self) -> dict[str, float]:
+        metrics = evaluate_held_out(self.net, self.held_out, self.cfg, self.scaling, self.sim)
+        metrics["step"] = float(self.step)
+        self.history.append(metrics)
+        return metrics
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "checkpoint.pt"
+
+    def save_checkpoint(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        state: dict[str, Any] = {
+            "net": self.net.state_dict(),
+            "opt": self.opt.state_dict(),
+            "sched": self.sched.state_dict(),
+            "gen": self.gen.get_state(),
+            "step": self.step,
+            "elapsed_s": self.elapsed_s,
+            "history": self.history,
+            "times": (self.times.simulate_s, self.times.total_s),
+        }
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.checkpoint_path)
+
+    def load_checkpoint(self) -> None:
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.gen.set_state(state["gen"])
+        self.step = int(state["step"])
+        self.elapsed_s = float(state["elapsed_s"])
+        self.history = list(state["history"])
+        self.times = StepTimes(*state["times"])
+
+    def card(self) -> ModelCard:
+        last = self.history[-1] if self.history else {}
+        return make_card(
+            self.name, self.cfg, self.net,
+            training_steps=self.step, training_time_s=round(self.elapsed_s, 1),
+            device=str(self.device), metrics={k: round(v, 4) for k, v in last.items()},
+        )
+
+    def save_model(self) -> Path:
+        path = self.out_dir / f"{self.name}.pt"
+        save_model(path, self.net, self.card())
+        return path
+
+    # ------------------------------------------------------------------ loop
+    def run(self, max_steps: int, time_budget_s: float | None = None,
+            on_progress: Callable[[int, float, dict[str, float] | None], None] | None = None,
+            ) -> dict[str, float]:
+        """Train until ``max_steps`` total steps or ``time_budget_s`` more seconds; evaluate."""
+        t = self.cfg.training
+        start = time.perf_counter()
+        last_eval: dict[str, float] | None = None
+        while self.step < max_steps:
+            if time_budget_s is not None and time.perf_counter() - start > time_budget_s:
+                log.info("time budget of %.0f s reached at step %d", time_budget_s, self.step)
+                break
+            t0 = time.perf_counter()
+            loss = self.train_step()
+            self.elapsed_s += time.perf_counter() - t0
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss} at step {self.step}")
+            last_eval = None
+            if self.step % t.eval_every == 0:
+                last_eval = self.evaluate()
+                log.info("step %d: %s", self.step,
+                         ", ".join(f"{k}={v:.4g}" for k, v in last_eval.items()))
+            if self.step % t.checkpoint_every == 0:
+                self.save_checkpoint()
+                path = self.save_model()
+                snap = self.out_dir / "snapshots" / f"{self.name}_{self.step:06d}.pt"
+                snap.parent.mkdir(exist_ok=True)
+                snap.write_bytes(path.read_bytes())
+            if on_progress is not None:
+                on_progress(self.step, loss, last_eval)
+        final = self.evaluate()
+        self.save_checkpoint()
+        self.save_model()
+        return final
