@@ -1,0 +1,41 @@
+"""Offline (batch) inference on a whole movie: the reference the streaming path must equal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from live_decode.inference.engine import CameraCalibration, Localizer
+from live_decode.messages import Localizations, empty_locs
+
+
+def localize_movie(
+    localizer: Localizer,
+    movie: np.ndarray,
+    cam: CameraCalibration,
+    batch_size: int = 16,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> Localizations:
+    """Localize every frame of ``movie`` (T, H, W) ADU (memory-mapped is fine).
+
+    Frame t sees (t−1, t, t+1) with indices clamped to [0, T−1] (edge frame replicated). Frames
+    are read and passed through the frame U-Net once per chunk plus a one-frame halo.
+    """
+    n = movie.shape[0]
+    shape = (int(movie.shape[1]), int(movie.shape[2]))
+    parts: list[Localizations] = []
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        lo, hi = max(0, start - 1), min(n, stop + 1)
+        feats = localizer.features(localizer.to_input(np.asarray(movie[lo:hi]), cam))
+        idx = torch.arange(start, stop)
+        prev = (idx - 1).clamp(0, n - 1) - lo
+        nxt = (idx + 1).clamp(0, n - 1) - lo
+        cur = idx - lo
+        out = localizer.outputs(feats[prev], feats[cur], feats[nxt], shape)
+        parts.append(localizer.localize(out, idx.numpy()))
+        if on_batch is not None:
+            on_batch(stop, n)
+    return np.concatenate(parts) if parts else empty_locs()
