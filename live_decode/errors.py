@@ -27,6 +27,10 @@ class MovieError(LiveDecodeError):
     """A movie file is missing, truncated, corrupt, or of a dtype/size we cannot analyse."""
 
 
+class ProtocolError(LiveDecodeError):
+    """A wire message (DESIGN.md §2) is malformed, of an unknown version or kind, or too large."""
+
+
 class LocalizationFileError(LiveDecodeError):
     """A localization file (ThunderSTORM CSV, Picasso HDF5, DECODE h5) cannot be read or written."""
 

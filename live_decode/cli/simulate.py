@@ -8,8 +8,9 @@ Writes to ``--out``:
   spurious_charge_e, exposure_ms, frame_interval_ms) is a ``MapAnnotation`` with namespace
   :data:`CAMERA_NAMESPACE` and, with the full config, JSON in the ``Image`` ``Description``
   (``{"live_decode": {"camera": {...}, "laser_mw": ..., "config": {...}}}``).
-- ``ground_truth.csv``: ThunderSTORM columns, frame 1-based, ``id`` the fluorophore (an emitter that
-  spans frames keeps its id), streamed too.
+- ``ground_truth.csv``: ThunderSTORM columns via :func:`live_decode.io.thunderstorm
+  .write_ground_truth_csv`: frame 1-based, ``id`` the fluorophore (an emitter that spans frames
+  keeps its id). The rows are gathered in memory (36 bytes per emitter) and written at the end.
 - ``preview.png``: the first raw frame next to a 10 nm histogram of every ground-truth emitter.
 """
 
@@ -20,7 +21,7 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +37,7 @@ from rich.progress import (
 
 from live_decode.config import Config, config_from_dict, load_config
 from live_decode.errors import LiveDecodeError
+from live_decode.io.thunderstorm import write_ground_truth_csv
 from live_decode.simulation.microscope import GroundTruth, SimulatedMicroscope
 
 log = logging.getLogger("live_decode.cli.simulate")
@@ -46,7 +48,6 @@ CAMERA_NAMESPACE = "live_decode.camera"
 MOVIE_NAME, TRUTH_NAME, PREVIEW_NAME = "movie.ome.tif", "ground_truth.csv", "preview.png"
 RENDER_BIN_NM = 10.0
 _BIGTIFF_BYTES = 2**31  # classic TIFF offsets are 32-bit: switch to BigTIFF well before 4 GiB
-_TRUTH_HEADER = '"id","frame","x [nm]","y [nm]","z [nm]","intensity [photon]"\n'
 
 
 def _positive_int(text: str) -> int:
@@ -85,36 +86,40 @@ def run(args: argparse.Namespace) -> int:
     n_frames: int = args.frames
     log.info("simulating %d frames of %s px on %s", n_frames, microscope.fov_px, microscope.device)
 
-    hist = _TruthHistogram(microscope.fov_px, cfg.camera.pixel_size_nm)
     first_frame: list[npt.NDArray[np.uint16]] = []
-    n_emitters = 0
-    with (
-        (out / TRUTH_NAME).open("w", encoding="utf-8", newline="") as truth_file,
-        _progress() as progress,
-    ):
+    truth_chunks: list[GroundTruth] = []
+    with _progress() as progress:
         task = progress.add_task("simulate", total=n_frames)
-        truth_file.write(_TRUTH_HEADER)
 
         def frames() -> Iterator[npt.NDArray[np.uint16]]:
-            nonlocal n_emitters
             for _ in range(n_frames):
                 frame = microscope.next_frame()
                 if not first_frame:
                     first_frame.append(frame.adu)
-                _write_truth_rows(truth_file, frame.truth)
-                hist.add(frame.truth)
-                n_emitters += len(frame.truth)
+                truth_chunks.append(frame.truth)
                 progress.advance(task)
                 yield frame.adu
 
         _write_movie(out / MOVIE_NAME, frames(), n_frames, microscope, cfg)
 
-    _write_preview(out / PREVIEW_NAME, first_frame[0], hist, cfg.camera.pixel_size_nm)
-    density = n_emitters / (n_frames * microscope.fov_area_um2)
+    truth = np.concatenate(truth_chunks)
+    write_ground_truth_csv(
+        out / TRUTH_NAME,
+        truth["frame"],
+        truth["id"],
+        truth["x_nm"],
+        truth["y_nm"],
+        truth["z_nm"],
+        truth["photons"],
+    )
+    _write_preview(
+        out / PREVIEW_NAME, first_frame[0], truth, microscope.fov_px, cfg.camera.pixel_size_nm
+    )
+    density = len(truth) / (n_frames * microscope.fov_area_um2)
     log.info(
         "wrote %s (%d emitters, mean %.2f emitters/µm²/frame at %.3g mW)",
         ", ".join(str(p) for p in paths),
-        n_emitters,
+        len(truth),
         density,
         microscope.laser_power_mw,
     )
@@ -202,54 +207,33 @@ def _write_movie(
         )
 
 
-def _write_truth_rows(file: TextIO, truth: GroundTruth) -> None:
-    """Append ThunderSTORM-style rows; frame 1-based (io/thunderstorm.py did not exist yet)."""
-    if len(truth) == 0:
-        return
-    rows = np.column_stack(
-        [
-            truth["id"],
-            truth["frame"] + 1,
-            truth["x_nm"],
-            truth["y_nm"],
-            truth["z_nm"],
-            truth["photons"],
-        ]
+def _render_truth(
+    truth: GroundTruth, fov_px: tuple[int, int], pixel_size_nm: float
+) -> npt.NDArray[np.int64]:
+    """Histogram of ground-truth positions, ``RENDER_BIN_NM`` bins, (rows, cols) = (y, x)."""
+    h_nm, w_nm = fov_px[0] * pixel_size_nm, fov_px[1] * pixel_size_nm
+    n_rows, n_cols = round(h_nm / RENDER_BIN_NM), round(w_nm / RENDER_BIN_NM)
+    counts, _, _ = np.histogram2d(
+        truth["y_nm"], truth["x_nm"], bins=(n_rows, n_cols), range=((0.0, h_nm), (0.0, w_nm))
     )
-    np.savetxt(file, rows, fmt=["%d", "%d", "%.3f", "%.3f", "%.3f", "%.2f"], delimiter=",")
-
-
-class _TruthHistogram:
-    """A running 2-D histogram of ground-truth positions, ``RENDER_BIN_NM`` bins, (rows, cols)."""
-
-    def __init__(self, fov_px: tuple[int, int], pixel_size_nm: float) -> None:
-        self.height_nm = fov_px[0] * pixel_size_nm
-        self.width_nm = fov_px[1] * pixel_size_nm
-        shape = (
-            int(np.ceil(self.height_nm / RENDER_BIN_NM)),
-            int(np.ceil(self.width_nm / RENDER_BIN_NM)),
-        )
-        self.counts = np.zeros(shape, dtype=np.int64)
-
-    def add(self, truth: GroundTruth) -> None:
-        rows = np.clip(
-            (truth["y_nm"] / RENDER_BIN_NM).astype(np.int64), 0, self.counts.shape[0] - 1
-        )
-        cols = np.clip(
-            (truth["x_nm"] / RENDER_BIN_NM).astype(np.int64), 0, self.counts.shape[1] - 1
-        )
-        np.add.at(self.counts, (rows, cols), 1)
+    as_int: npt.NDArray[np.int64] = counts.astype(np.int64)
+    return as_int
 
 
 def _write_preview(
-    path: Path, frame: npt.NDArray[np.uint16], hist: _TruthHistogram, pixel_size_nm: float
+    path: Path,
+    frame: npt.NDArray[np.uint16],
+    truth: GroundTruth,
+    fov_px: tuple[int, int],
+    pixel_size_nm: float,
 ) -> None:
-    """Raw frame | ground-truth render, side by side, both in µm."""
+    """Raw frame | ground-truth render of every emitter of the movie, side by side, in µm."""
     # Figure + Agg canvas directly: no pyplot, so no global backend state and no GUI.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    extent = (0.0, hist.width_nm / 1000.0, hist.height_nm / 1000.0, 0.0)
+    counts = _render_truth(truth, fov_px, pixel_size_nm)
+    extent = (0.0, fov_px[1] * pixel_size_nm / 1000.0, fov_px[0] * pixel_size_nm / 1000.0, 0.0)
     fig = Figure(figsize=(13.0, 6.5), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     raw_ax, gt_ax = fig.subplots(1, 2)
@@ -259,12 +243,9 @@ def _write_preview(
     )
     fig.colorbar(im, ax=raw_ax, label="ADU", shrink=0.8)
     raw_ax.set_title(f"raw frame 1 ({pixel_size_nm:g} nm px)")
-    counts = hist.counts
     vmax = max(1.0, float(np.percentile(counts[counts > 0], 99.5))) if counts.any() else 1.0
     gt_ax.imshow(counts, cmap="magma", vmin=0, vmax=vmax, extent=extent)
-    gt_ax.set_title(
-        f"ground truth, all frames ({int(counts.sum())} emitters, {RENDER_BIN_NM:g} nm bins)"
-    )
+    gt_ax.set_title(f"ground truth, all frames ({len(truth)} emitters, {RENDER_BIN_NM:g} nm bins)")
     for ax in (raw_ax, gt_ax):
         ax.set_xlabel("x [µm]")
         ax.set_ylabel("y [µm]")

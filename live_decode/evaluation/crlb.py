@@ -132,18 +132,17 @@ def psf_jacobian(psf: PSF, xyz: Tensor) -> tuple[Tensor, Tensor]:
     def window(p: Tensor) -> Tensor:
         return psf.roi(p)[0].flatten(1)
 
-    derivatives = []
+    derivatives: list[Tensor] = []
     values = window(xyz)
     for axis in range(3):
         tangent = torch.zeros_like(xyz)
         tangent[:, axis] = 1.0
-        _, d = torch.func.jvp(window, (xyz,), (tangent,))
-        derivatives.append(d)
+        derivatives.append(torch.func.jvp(window, (xyz,), (tangent,))[1])
     return values.detach(), torch.stack(derivatives, dim=2).detach()
 
 
 def _noise_model(camera: CameraConfig) -> tuple[float, float, float]:
-    """(QE, Poisson offset in electrons: spurious charge + effective read variance, excess factor)."""
+    """(QE, Poisson offset in e⁻: spurious charge + effective read variance, excess factor)."""
     if Camera(camera).uses_em_gain:
         read_e = camera.read_noise_e / camera.em_gain
         excess = 2.0
@@ -154,7 +153,7 @@ def _noise_model(camera: CameraConfig) -> tuple[float, float, float]:
 
 
 def _inverse_diagonal(fi: Tensor) -> Tensor:
-    """(N, 5) diagonal of the inverse; z is left out (variance inf) where it carries no information."""
+    """(N, 5) diagonal of the inverse; z is left out (variance inf) where it has no information."""
     lateral = 0.5 * (fi[:, 0, 0] + fi[:, 1, 1])
     no_z = fi[:, _Z, _Z] <= _UNIDENTIFIABLE * lateral
     fixed = fi.clone()
@@ -162,6 +161,6 @@ def _inverse_diagonal(fi: Tensor) -> Tensor:
     fixed[no_z, _Z, :] = 0.0
     fixed[no_z, :, _Z] = 0.0
     fixed[no_z, _Z, _Z] = 1.0
-    var = torch.linalg.inv(fixed).diagonal(dim1=1, dim2=2).clone()
+    var: Tensor = torch.linalg.inv(fixed).diagonal(dim1=1, dim2=2).clone()
     var[no_z, _Z] = float("inf")
     return var

@@ -280,7 +280,10 @@ def sigma_calibration(
     """
     errors = matched_errors_nm(pred, gt, match)
     sigma = np.column_stack(
-        [np.asarray(pred[f], dtype=np.float64)[match.pred_index] for f in ("sigma_x_nm", "sigma_y_nm")]
+        [
+            np.asarray(pred[f], dtype=np.float64)[match.pred_index]
+            for f in ("sigma_x_nm", "sigma_y_nm")
+        ]
     ).reshape(-1, 2)
     ok = np.isfinite(sigma).all(axis=1) & np.isfinite(errors[:, :2]).all(axis=1)
     sigma, errors = sigma[ok], errors[ok]

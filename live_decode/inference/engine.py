@@ -6,44 +6,15 @@ results. Photon conversion runs on the device; on CUDA the network runs under bf
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import Tensor
 
 from live_decode.config import PostprocessConfig
-from live_decode.messages import Localizations
+from live_decode.messages import CameraMeta, Localizations
 from live_decode.model.checkpoint import ModelCard
 from live_decode.model.network import DecodeNet, pad_to_multiple
 from live_decode.model.postprocess import localize
-
-
-@dataclass(frozen=True)
-class CameraCalibration:
-    """What ADU → photon conversion needs: ((ADU − baseline)·e_per_adu/em_gain − spurious)/qe."""
-
-    baseline_adu: float
-    e_per_adu: float
-    em_gain: float
-    qe: float
-    spurious_charge_e: float = 0.0
-
-    @classmethod
-    def from_metadata(cls, meta: dict[str, object]) -> CameraCalibration:
-        def num(key: str, default: float | None = None) -> float:
-            value = meta.get(key, default)
-            if not isinstance(value, int | float):
-                raise ValueError(f"camera metadata lacks a numeric '{key}'")
-            return float(value)
-
-        return cls(
-            baseline_adu=num("baseline_adu"),
-            e_per_adu=num("e_per_adu"),
-            em_gain=num("em_gain", 1.0),
-            qe=num("qe", 1.0),
-            spurious_charge_e=num("spurious_charge_e", 0.0),
-        )
 
 
 class Localizer:
@@ -63,7 +34,7 @@ class Localizer:
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
-    def to_input(self, adu: np.ndarray | Tensor, cam: CameraCalibration) -> Tensor:
+    def to_input(self, adu: np.ndarray | Tensor, cam: CameraMeta) -> Tensor:
         """Scaled network input (N, 1, H', W') on the device from ADU frames (N, H, W).
 
         H', W' are padded up to multiples of 4 (bottom/right, edge replicated).

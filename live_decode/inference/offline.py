@@ -7,14 +7,14 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from live_decode.inference.engine import CameraCalibration, Localizer
-from live_decode.messages import Localizations, empty_locs
+from live_decode.inference.engine import Localizer
+from live_decode.messages import CameraMeta, Localizations, empty_locs
 
 
 def localize_movie(
     localizer: Localizer,
     movie: np.ndarray,
-    cam: CameraCalibration,
+    cam: CameraMeta,
     batch_size: int = 16,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> Localizations:

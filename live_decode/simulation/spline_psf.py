@@ -14,7 +14,7 @@ it is clamped to the nearest end (so its z derivative is 0 there).
 SMAP convention (``SXY.cspline`` of a ``*_3dcal.mat``, written by SMAP's ``calibrate_splines``):
 ``coeff`` is (N1, N2, Nz, 64) in MATLAB index order, N1 along the image rows (our y, DECODE's "x"),
 N2 along the columns (our x); entry ``16*a + 4*b + c`` is the factor of ``tz**a * t2**b * t1**c``.
-``x0`` is the 1-based index of the PSF centre voxel (both lateral axes), so ``ref_x = ref_y = x0 - 1``.
+``x0`` is the 1-based index of the PSF centre voxel (both lateral axes): ``ref_x = ref_y = x0 - 1``.
 SMAP's fitter evaluates z as a 0-based voxel coordinate w with ``z_nm = (w - z0) * dz``, so
 ``ref_z = z0`` (not ``z0 - 1``); DECODE reads these files the same way.
 """
@@ -258,7 +258,9 @@ def tricubic_coefficients(stack: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 
 
 # ---------------------------------------------------------------------- file reading
-def _checked_stack(stack: np.ndarray[Any, Any], z_step_nm: float, source: str) -> np.ndarray[Any, Any]:
+def _checked_stack(
+    stack: np.ndarray[Any, Any], z_step_nm: float, source: str
+) -> np.ndarray[Any, Any]:
     """The stack as float64 (Z, Y, X), or CalibrationError saying what is wrong."""
     data = np.asarray(stack, dtype=np.float64)
     if data.ndim != 3 or min(data.shape) < 4:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from live_decode.config import Config
+from live_decode.evaluation.metrics import compute_metrics
 from live_decode.model.loss import gmm_loss
 from live_decode.model.network import DecodeNet
 from live_decode.model.postprocess import localize
@@ -76,9 +77,5 @@ def evaluate_held_out(net: DecodeNet, held_out: HeldOutSet, cfg: Config, scaling
 
 
 def score(locs: np.ndarray, gt: np.ndarray) -> dict[str, float]:
-    """Matching metrics of ``locs`` against ``gt`` (empty until the evaluation module exists)."""
-    try:
-        from live_decode.evaluation import metrics as _metrics  # noqa: F401
-    except ImportError:
-        return {}
-    return {}
+    """Jaccard, RMSE and efficiency of ``locs`` against ``gt`` (greedy matching, 250/500 nm)."""
+    return {k: float(v) for k, v in compute_metrics(locs, gt).to_dict().items()}

@@ -1,0 +1,298 @@
+"""ThunderSTORM CSV: localizations and simulator ground truth, in nm and photons.
+
+Format, as ThunderSTORM exports it: a header line of quoted ``"name [unit]"`` column names,
+then unquoted numbers separated by commas; positions in nm with the origin at the image corner
+(the same as ours); frames 1-based. Our internal frames are 0-based (DESIGN.md §4), so the
+writers add 1 and the readers subtract 1.
+
+Readers accept headers whose quoting was mangled by a spreadsheet round trip (the real file in
+``shared/data/formats`` has the whole header as one quoted field with doubled quotes): quotes
+are stripped before the names are split at commas. Columns we write beyond ThunderSTORM's own
+(``uncertainty_x [nm]``, ``uncertainty_y [nm]``, ``prob``, ``uncertainty_intensity [photon]``)
+follow its naming; ThunderSTORM and locan load them as extra columns.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TextIO
+
+import numpy as np
+import numpy.typing as npt
+
+from live_decode.errors import LocalizationFileError
+from live_decode.io._files import PathLike, as_loc_table, corrupt, existing_file
+from live_decode.messages import Localizations, empty_locs
+
+logger = logging.getLogger("live_decode.io.thunderstorm")
+
+LOC_COLUMNS = (
+    "id",
+    "frame",
+    "x [nm]",
+    "y [nm]",
+    "z [nm]",
+    "intensity [photon]",
+    "offset [photon]",
+    "uncertainty_xy [nm]",
+    "uncertainty_z [nm]",
+    "uncertainty_x [nm]",
+    "uncertainty_y [nm]",
+    "prob",
+    "uncertainty_intensity [photon]",
+)
+"""Columns of the localization CSV we write. ``offset`` is the background, photons/px;
+``uncertainty_xy`` is √((σx² + σy²)/2)."""
+
+GROUND_TRUTH_COLUMNS = ("id", "frame", "x [nm]", "y [nm]", "z [nm]", "intensity [photon]")
+
+GROUND_TRUTH_DTYPE = np.dtype(
+    [
+        ("frame", "<i8"),
+        ("id", "<i8"),
+        ("x_nm", "<f8"),
+        ("y_nm", "<f8"),
+        ("z_nm", "<f8"),
+        ("photons", "<f8"),
+    ]
+)
+"""Ground-truth emitters: frame (0-based), emitter id, position in nm, photons in that frame."""
+
+# float32 needs 9 significant digits to survive a text round trip.
+_FLOAT_FORMAT = "%.10g"
+
+
+class ThunderstormWriter:
+    """Write localizations to a ThunderSTORM CSV as they arrive, flushing every batch.
+
+    A crash loses nothing already appended: every :meth:`append` writes whole lines and flushes
+    them to the operating system (and to the disk with ``fsync=True``).
+
+    Parameters
+    ----------
+    path
+        The CSV file; an existing file is overwritten.
+    fsync
+        Also ``os.fsync`` after every batch (survives a power cut; slower).
+    """
+
+    def __init__(self, path: PathLike, *, fsync: bool = False) -> None:
+        self.path = os.fspath(path)
+        self._fsync = fsync
+        self._n_written = 0
+        self._file: TextIO | None = _open_for_writing(self.path)
+        self._write(_header(LOC_COLUMNS))
+
+    @property
+    def n_written(self) -> int:
+        """Localizations written so far."""
+        return self._n_written
+
+    def append(self, locs: npt.NDArray[np.void]) -> None:
+        """Append a batch of localizations (:data:`~live_decode.messages.LOC_DTYPE`) and flush."""
+        locs = as_loc_table(locs)
+        if locs.size == 0:
+            return
+        sigma_xy = np.sqrt(
+            (locs["sigma_x_nm"].astype(np.float64) ** 2 + locs["sigma_y_nm"] ** 2) / 2
+        )
+        columns = [
+            np.arange(self._n_written + 1, self._n_written + 1 + locs.size),
+            locs["frame"] + 1,
+            locs["x_nm"],
+            locs["y_nm"],
+            locs["z_nm"],
+            locs["photons"],
+            locs["bg"],
+            sigma_xy,
+            locs["sigma_z_nm"],
+            locs["sigma_x_nm"],
+            locs["sigma_y_nm"],
+            locs["prob"],
+            locs["sigma_photons"],
+        ]
+        self._write(_rows(columns, n_int=2))
+        self._n_written += locs.size
+
+    def close(self) -> None:
+        """Close the file; further appends raise. Closing twice is harmless."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> ThunderstormWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _write(self, text: str) -> None:
+        if self._file is None:
+            raise LocalizationFileError(f"{self.path!r} is closed; open a new ThunderstormWriter.")
+        self._file.write(text)
+        self._file.flush()
+        if self._fsync:
+            os.fsync(self._file.fileno())
+
+
+def read_thunderstorm_csv(path: PathLike) -> Localizations:
+    """Read a ThunderSTORM CSV (ours or ThunderSTORM's) into a localization table.
+
+    Parameters
+    ----------
+    path
+        CSV with at least ``frame``, ``x [nm]`` and ``y [nm]``.
+
+    Returns
+    -------
+    Localizations
+        (N,) :data:`~live_decode.messages.LOC_DTYPE`, frames 0-based. Missing columns: z = 0,
+        prob = 1 (every row is an accepted detection), the rest NaN. Lateral σ comes from
+        ``uncertainty_x/_y``, else ``uncertainty_xy`` or ``uncertainty``, for both axes.
+
+    Raises
+    ------
+    LocalizationFileError
+        If the file is missing, lacks a required column, or has unparsable rows.
+    """
+    p = existing_file(path, "ThunderSTORM CSV")
+    table = _read_table(p, required=("frame", "x [nm]", "y [nm]"))
+    n = len(table["frame"])
+    nan = np.full(n, np.nan)
+
+    def column(*names: str, default: npt.NDArray[np.float64] = nan) -> npt.NDArray[np.float64]:
+        return next((table[name] for name in names if name in table), default)
+
+    locs = empty_locs(n)
+    locs["frame"] = np.rint(table["frame"]).astype(np.int64) - 1
+    locs["x_nm"], locs["y_nm"] = table["x [nm]"], table["y [nm]"]
+    locs["z_nm"] = column("z [nm]", default=np.zeros(n))
+    locs["photons"] = column("intensity [photon]")
+    locs["bg"] = column("offset [photon]")
+    locs["prob"] = column("prob", default=np.ones(n))
+    sigma_xy = column("uncertainty_xy [nm]", "uncertainty [nm]")
+    locs["sigma_x_nm"] = column("uncertainty_x [nm]", default=sigma_xy)
+    locs["sigma_y_nm"] = column("uncertainty_y [nm]", default=sigma_xy)
+    locs["sigma_z_nm"] = column("uncertainty_z [nm]")
+    locs["sigma_photons"] = column("uncertainty_intensity [photon]")
+    return locs
+
+
+def write_ground_truth_csv(
+    path: PathLike,
+    frame: npt.ArrayLike,
+    id: npt.ArrayLike,
+    x_nm: npt.ArrayLike,
+    y_nm: npt.ArrayLike,
+    z_nm: npt.ArrayLike,
+    photons: npt.ArrayLike,
+) -> None:
+    """Write simulator ground truth as a ThunderSTORM-style CSV.
+
+    Parameters
+    ----------
+    path
+        The CSV file; overwritten.
+    frame
+        (N,) 0-based frames (written 1-based).
+    id
+        (N,) emitter ids; one emitter on for several frames keeps its id.
+    x_nm, y_nm, z_nm
+        (N,) positions, nm (x = column direction, origin at the image corner).
+    photons
+        (N,) photons emitted in that frame.
+    """
+    arrays = [np.asarray(a).ravel() for a in (id, frame, x_nm, y_nm, z_nm, photons)]
+    if len({a.size for a in arrays}) != 1:
+        raise ValueError(f"Ground-truth columns differ in length: {[a.size for a in arrays]}.")
+    arrays[1] = arrays[1].astype(np.int64) + 1
+    out = _open_for_writing(os.fspath(path))
+    with out:
+        out.write(_header(GROUND_TRUTH_COLUMNS))
+        if arrays[0].size:
+            out.write(_rows(arrays, n_int=2))
+
+
+def read_ground_truth_csv(path: PathLike) -> npt.NDArray[np.void]:
+    """Read ground truth written by :func:`write_ground_truth_csv` (or a ThunderSTORM CSV).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N,) :data:`GROUND_TRUTH_DTYPE`, frames 0-based. Missing ``id``: row number;
+        missing ``z [nm]``: 0; missing ``intensity [photon]``: NaN.
+    """
+    p = existing_file(path, "ground-truth CSV")
+    table = _read_table(p, required=("frame", "x [nm]", "y [nm]"))
+    n = len(table["frame"])
+    gt = np.zeros(n, dtype=GROUND_TRUTH_DTYPE)
+    gt["frame"] = np.rint(table["frame"]).astype(np.int64) - 1
+    gt["id"] = np.rint(table["id"]).astype(np.int64) if "id" in table else np.arange(n)
+    gt["x_nm"], gt["y_nm"] = table["x [nm]"], table["y [nm]"]
+    gt["z_nm"] = table.get("z [nm]", np.zeros(n))
+    gt["photons"] = table.get("intensity [photon]", np.full(n, np.nan))
+    return gt
+
+
+def _open_for_writing(path: str) -> TextIO:
+    try:
+        return open(path, "w", encoding="utf-8", newline="\n")
+    except OSError as err:
+        raise LocalizationFileError(
+            f"Cannot write {path!r}: {err.strerror}. Check that the folder exists and is writable."
+        ) from err
+
+
+def _header(columns: tuple[str, ...]) -> str:
+    return ",".join(f'"{c}"' for c in columns) + "\n"
+
+
+def _rows(columns: Sequence[npt.ArrayLike], n_int: int) -> str:
+    """CSV lines; the first ``n_int`` columns as integers. NaN/inf spelt as Java parses them."""
+    data = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns])
+    buffer = io.StringIO()
+    np.savetxt(
+        buffer, data, fmt=["%d"] * n_int + [_FLOAT_FORMAT] * (data.shape[1] - n_int), delimiter=","
+    )
+    return buffer.getvalue().replace("nan", "NaN").replace("inf", "Infinity")
+
+
+def _read_table(path: Path, required: tuple[str, ...]) -> dict[str, npt.NDArray[np.float64]]:
+    """Columns of a ThunderSTORM-style CSV by header name, float64."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise corrupt(path, "ThunderSTORM CSV", str(err)) from err
+    lines = text.splitlines()
+    if not lines:
+        raise corrupt(path, "ThunderSTORM CSV", "it is empty (no header line)")
+    names = [name.strip() for name in lines[0].replace('"', "").split(",")]
+    missing = [name for name in required if name not in names]
+    if missing:
+        raise corrupt(path, "ThunderSTORM CSV", f"columns {missing} are missing (found {names})")
+    body = [line for line in lines[1:] if line.strip()]
+    if body and not text.endswith("\n"):
+        # A writer that died mid-line leaves a partial last line: keep everything before it.
+        logger.warning("%s: ignoring an incomplete last line %r", path, body[-1][:80])
+        body = body[:-1]
+    if not body:
+        return {name: np.empty(0) for name in names}
+    try:
+        data = np.loadtxt(body, delimiter=",", ndmin=2, dtype=np.float64)
+    except ValueError as err:
+        raise corrupt(path, "ThunderSTORM CSV", f"unparsable row ({err})") from err
+    if data.shape[1] != len(names):
+        raise corrupt(
+            path, "ThunderSTORM CSV", f"{data.shape[1]} values per row, {len(names)} names"
+        )
+    return {name: data[:, i] for i, name in enumerate(names)}
