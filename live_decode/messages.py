@@ -56,7 +56,8 @@ PROTOCOL_VERSION: Final = 1
 #: Pixel dtypes a ``frame`` may carry; always little-endian on the wire.
 FRAME_DTYPES: Final = frozenset({"uint8", "uint16", "int16", "uint32", "float32"})
 
-WirePart = bytes | memoryview | npt.NDArray[Any]
+#: A part as handed to ``send_multipart(copy=False)``: payloads are byte views of the arrays.
+WirePart = bytes | memoryview
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ Message = FrameMsg | GapMsg | LocsMsg | StatsMsg | EosMsg | ErrorMsg | Heartbeat
 
 # --------------------------------------------------------------------------- encode
 def encode(msg: Message) -> list[WirePart]:
-    """Serialize ``msg`` to multipart parts; the payload is the array itself (zero-copy).
+    """Serialize ``msg`` to multipart parts; the payload is a view of the array (zero-copy).
 
     Send with ``socket.send_multipart(parts, copy=False)``.
 
@@ -215,12 +216,13 @@ def encode(msg: Message) -> list[WirePart]:
             "dtype": pixels.dtype.name,
             "camera": _camera_to_json(msg.camera),
         }
-        payload.append(pixels)
+        payload.append(pixels.data.cast("B"))  # a view: no copy
     elif isinstance(msg, LocsMsg):
         if msg.locs.dtype != LOC_DTYPE or msg.locs.ndim != 1:
             raise ProtocolError(f"locs must be a 1-D LOC_DTYPE array, got {msg.locs.dtype}")
         header |= {"n": len(msg.locs)} | _stats_to_json(msg.frame_stats, msg.worker)
-        payload.append(np.ascontiguousarray(msg.locs) if len(msg.locs) else b"")
+        rows = np.ascontiguousarray(msg.locs)
+        payload.append(rows.data.cast("B") if len(rows) else b"")
     elif isinstance(msg, StatsMsg):
         header |= _stats_to_json(msg.frame_stats, msg.worker)
     elif isinstance(msg, GapMsg):

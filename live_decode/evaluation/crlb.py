@@ -37,7 +37,8 @@ class Crlb:
     Attributes
     ----------
     x_nm, y_nm : lateral, nm.
-    z_nm : axial, nm; ``inf`` where the PSF does not depend on z (a 2-D PSF).
+    z_nm : axial, nm; NaN where z is not identifiable (a 2-D PSF, or z outside a spline's range),
+        as ``metrics.rmse_vs_crlb`` marks a missing z.
     photons : signal photons.
     bg : background, photons per pixel.
     """
@@ -153,7 +154,7 @@ def _noise_model(camera: CameraConfig) -> tuple[float, float, float]:
 
 
 def _inverse_diagonal(fi: Tensor) -> Tensor:
-    """(N, 5) diagonal of the inverse; z is left out (variance inf) where it has no information."""
+    """(N, 5) diagonal of the inverse; z is left out (variance NaN) where it has no information."""
     lateral = 0.5 * (fi[:, 0, 0] + fi[:, 1, 1])
     no_z = fi[:, _Z, _Z] <= _UNIDENTIFIABLE * lateral
     fixed = fi.clone()
@@ -162,5 +163,5 @@ def _inverse_diagonal(fi: Tensor) -> Tensor:
     fixed[no_z, :, _Z] = 0.0
     fixed[no_z, _Z, _Z] = 1.0
     var: Tensor = torch.linalg.inv(fixed).diagonal(dim1=1, dim2=2).clone()
-    var[no_z, _Z] = float("inf")
+    var[no_z, _Z] = float("nan")
     return var

@@ -20,25 +20,17 @@ import torch
 
 from live_decode.config import Config
 from live_decode.model.checkpoint import ModelCard, make_card, save_model
+from live_decode.model.device import resolve_device
 from live_decode.model.loss import gmm_loss
 from live_decode.model.network import DecodeNet
 from live_decode.model.scaling import Scaling
-from live_decode.model.targets import make_targets
 from live_decode.simulation.batch import WindowBatch, WindowSimulator
+from live_decode.training.targets import make_targets
 from live_decode.training.validation import HeldOutSet, evaluate_held_out
 
 log = logging.getLogger("live_decode.training")
 
 EVAL_SEED_OFFSET = 10_007
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when present, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but CUDA is not available; use --device cpu")
-    return torch.device(device)
 
 
 @dataclass

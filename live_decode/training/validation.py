@@ -13,7 +13,7 @@ from live_decode.model.loss import gmm_loss
 from live_decode.model.network import DecodeNet
 from live_decode.model.postprocess import localize
 from live_decode.model.scaling import Scaling
-from live_decode.model.targets import make_targets
+from live_decode.training.targets import make_targets
 from live_decode.simulation.batch import WindowBatch, WindowSimulator
 
 GT_DTYPE = np.dtype(

@@ -100,7 +100,9 @@ def load_keypair(secret_file: str | Path) -> KeyPair:
     """
     path = Path(secret_file)
     if not path.is_file():
-        raise ConfigError(f"{path}: CURVE secret key file not found (create keys: live-decode keys)")
+        raise ConfigError(
+            f"{path}: CURVE secret key file not found (create keys: live-decode keys)"
+        )
     try:
         public, secret = zmq.auth.load_certificate(path)
     except (ValueError, OSError) as exc:

@@ -174,7 +174,9 @@ def open_socket(
     except zmq.ZMQError as exc:
         _abandon(socket, holds_authenticator)
         action = "bind" if bind else "connect"
-        raise ConfigError(f"cannot {action} {endpoint}: {exc} (port in use or bad address?)") from None
+        raise ConfigError(
+            f"cannot {action} {endpoint}: {exc} (port in use or bad address?)"
+        ) from None
     except BaseException:
         _abandon(socket, holds_authenticator)
         raise

@@ -40,7 +40,7 @@ def _mortensen_mle_variance(photons: float, bg: float) -> float:
     if bg == 0:
         return sa2 / photons
     tau = 2 * math.pi * sa2 * bg / (photons * a**2)
-    integral = quad(lambda t: math.log(t) / (1 + t / tau), 0.0, 1.0)[0]
+    integral = float(quad(lambda t: math.log(t) / (1 + t / tau), 0.0, 1.0)[0])
     return sa2 / photons / (1 + integral)
 
 
@@ -76,7 +76,7 @@ def test_gaussian_photon_and_background_bounds_are_sane() -> None:
 
 def test_two_d_psf_has_no_z() -> None:
     bound = crlb(_gaussian(), _at(2), torch.tensor([1e3, 2e3]), torch.tensor([10.0, 5.0]), IDEAL)
-    assert torch.isinf(bound.z_nm).all()
+    assert torch.isnan(bound.z_nm).all()
     table = bound.as_tensor()
     assert table.shape == (2, 5)
     assert torch.isfinite(table[:, [0, 1, 3, 4]]).all()

@@ -10,7 +10,7 @@ from live_decode.errors import ModelCardError
 from live_decode.model.checkpoint import load_model, make_card, save_model
 from live_decode.model.network import DecodeNet
 from live_decode.model.scaling import Scaling
-from live_decode.model.targets import make_targets, rank_within_group
+from live_decode.training.targets import make_targets, rank_within_group
 from live_decode.simulation.emitters import Emitters
 
 

@@ -9,6 +9,7 @@ columns (our x); entry ``16*a + 4*b + c`` multiplies ``tz**a * t2**b * t1**c``; 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,7 @@ def test_float32_and_many_emitters_in_chunks(spline: SplinePSF) -> None:
 
 
 # ---------------------------------------------------------------------- SMAP .mat layout
-def _save_smap(path: Path, coeff: Any, dz: float, x0: float, z0: float, **extra: Any) -> Path:
+def _save_smap(path: Path, coeff: Any, dz: float, x0: Any, z0: float, **extra: Any) -> Path:
     """Write ``SXY.cspline`` the way SMAP's 3D calibration stores it (MATLAB v5 .mat)."""
     cspline = {"coeff": coeff, "dz": dz, "x0": x0, "z0": z0}
     sxy = {"cspline": cspline, "Xrange": np.array([-np.inf, np.inf]), "EMon": False, **extra}
@@ -167,7 +168,8 @@ def _smap_coefficients_of_astigmatic(n_vox: int, n_planes: int, dz: float) -> np
 
     def binned(offset: np.ndarray[Any, Any], sigma: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         s = math.sqrt(2) * sigma[:, None]
-        return 0.5 * (erf((offset + 0.5) / s) - erf((offset - 0.5) / s))  # (z points, offsets)
+        out: np.ndarray[Any, Any] = 0.5 * (erf((offset + 0.5) / s) - erf((offset - 0.5) / s))
+        return out  # (z points, offsets)
 
     g_row, g_col = binned(v, s_y), binned(v, s_x)  # dim1 = rows use σy; dim2 = columns use σx
     vals = g_row[:, :, None] * g_col[:, None, :]  # (z pts, dim1 pts, dim2 pts)
@@ -274,7 +276,7 @@ def _no_dz(path: Path) -> Path:
     return path
 
 
-MAT_CASES = {
+MAT_CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "missing": (lambda p: p, "not found"),
     "garbage": (_garbage, "not a readable MATLAB .mat"),
     "v7.3": (_v73, "v7.3"),
@@ -300,7 +302,7 @@ def test_bad_smap_file(tmp_path: Path, case: str) -> None:
     assert message in str(info.value)
 
 
-def _npy(array: np.ndarray[Any, Any]) -> Any:
+def _npy(array: np.ndarray[Any, Any]) -> Callable[[Path], Path]:
     def make(path: Path) -> Path:
         np.save(path, array)
         return path
@@ -308,18 +310,19 @@ def _npy(array: np.ndarray[Any, Any]) -> Any:
     return make
 
 
-ZSTACK_CASES = {
+def _pickled(path: Path) -> Path:
+    np.save(path, np.array([{}]), allow_pickle=True)
+    return path
+
+
+ZSTACK_CASES: dict[str, tuple[Callable[[Path], Path], float | None, str]] = {
     "missing": (lambda p: p, Z_STEP_NM, "not found"),
     "2-D": (_npy(np.ones((31, 31))), Z_STEP_NM, "3-D (Z, Y, X)"),
     "too few planes": (_npy(np.ones((3, 31, 31))), Z_STEP_NM, "at least 4"),
     "nan": (_npy(np.full((5, 9, 9), np.nan)), Z_STEP_NM, "NaN"),
     "empty plane": (_npy(np.zeros((5, 9, 9))), Z_STEP_NM, "sums to <= 0"),
     "no z step": (_npy(np.ones((5, 9, 9))), None, "set psf.z_step_nm"),
-    "pickled object": (
-        lambda p: (np.save(p, np.array([{}]), allow_pickle=True), p)[1],
-        Z_STEP_NM,
-        "cannot read",
-    ),
+    "pickled object": (_pickled, Z_STEP_NM, "cannot read"),
 }
 
 
