@@ -228,7 +228,7 @@ def rmse_vs_crlb(
         (M, 3) or (M, 2) √CRLB per ground-truth emitter for x, y (, z), nm.
     photon_bin_edges
         (B + 1,) increasing bin edges, photons; bin b is [edge_b, edge_b+1) and the last bin
-        includes its upper edge.
+        includes its upper edge. Pairs outside the edges are left out.
 
     Returns
     -------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -37,9 +38,8 @@ def random_locs(n: int, seed: int = 0) -> npt.NDArray[np.void]:
     return locs
 
 
-def writer(path: Path, **kwargs: object) -> PicassoWriter:
-    options: dict[str, object] = {"width_px": 32, "height_px": 24, "pixel_size_nm": PX_NM}
-    return PicassoWriter(path, **(options | kwargs))  # type: ignore[arg-type]
+def writer(path: Path, *, pixel_size_nm: float = PX_NM, **kwargs: Any) -> PicassoWriter:
+    return PicassoWriter(path, width_px=32, height_px=24, pixel_size_nm=pixel_size_nm, **kwargs)
 
 
 def assert_close_locs(a: npt.NDArray[np.void], b: npt.NDArray[np.void]) -> None:
