@@ -12,6 +12,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[qt,test,dev]"
+	# Picasso's reader for the format tests; its own requirements would pull PyQt6 beside PySide6.
+	$(PY) -m pip install -q --no-deps picassosr==0.11.3
+	$(PY) -m pip install -q numba nd2 playsound3 tqdm
 	touch $@
 
 setup: $(VENV)/.installed sysdeps

@@ -233,6 +233,78 @@ class TrainingConfig(Frozen):
     seed: int = 0
 
 
+# --------------------------------------------------------------------------- pipeline
+class SimulatedSourceConfig(Frozen):
+    """The simulated microscope of the ``microscope`` section as a live source."""
+
+    kind: Literal["simulated"] = "simulated"
+
+
+class ReplaySourceConfig(Frozen):
+    """Replay of recorded TIFF / OME-TIFF files (a multi-file series in order)."""
+
+    kind: Literal["replay"] = "replay"
+    paths: list[Path] = Field(description="movie files, in order")
+    start_frame: Annotated[int, Field(ge=0)] = 0
+    stop_frame: Annotated[int, Field(ge=1)] | None = None
+    loop: bool = False
+    fps: Positive | None = Field(None, description="replay rate; default: recorded interval")
+    realtime: bool = Field(False, description="camera-paced and dropping, instead of lossless")
+
+
+class MMSourceConfig(Frozen):
+    """A Micro-Manager core (pymmcore-plus) with a lab's own hardware configuration."""
+
+    kind: Literal["mm"] = "mm"
+    system_config: Path | None = Field(None, description="Micro-Manager .cfg file")
+    adapter_path: Path | None = Field(None, description="folder with the device adapters")
+    camera: str | None = Field(None, description="camera device label (core default if None)")
+    buffer_mb: Annotated[int, Field(ge=8)] = Field(256, description="circular buffer size")
+    laser_device: str | None = Field(None, description="activation laser device label")
+    laser_property: str = Field("Power", description="property that sets the activation")
+
+
+SourceConfig = Annotated[
+    SimulatedSourceConfig | ReplaySourceConfig | MMSourceConfig, Field(discriminator="kind")
+]
+
+
+class TransportConfig(Frozen):
+    """ZeroMQ endpoints (loopback by default) and queue lengths."""
+
+    host: str = Field("127.0.0.1", description="address to bind; non-loopback needs CURVE keys")
+    frames_port: Annotated[int, Field(ge=0, le=65535)] = Field(0, description="0 = pick a free one")
+    results_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    preview_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    control_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    frame_queue: Annotated[int, Field(ge=1)] = Field(16, description="frames queued per side")
+    keys_dir: Path | None = Field(None, description="CURVE keys (live-decode keys DIR)")
+
+
+class InferenceConfig(Frozen):
+    """The worker: which model, where, how it batches."""
+
+    model: Path | None = Field(None, description="model file; None = the bundled demo model")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    max_batch: Annotated[int, Field(ge=1)] = Field(32, description="frames per network call")
+    amp: bool = Field(True, description="bf16 autocast on CUDA")
+    ignore_model_mismatch: bool = Field(False, description="run although the card differs")
+
+
+class ControlConfig(Frozen):
+    """Closed-loop 405 nm activation control on the network's density."""
+
+    mode: Literal["off", "auto"] = Field("off", description="off = manual laser power")
+    target_density_per_um2: NonNegative = Field(1.0, description="density to hold")
+    kp: NonNegative = Field(2.0, description="proportional gain, mW per (emitter/µm²)")
+    ki: NonNegative = Field(0.5, description="integral gain, mW per (emitter/µm²·frame)")
+    smoothing_frames: Annotated[int, Field(ge=1)] = Field(10, description="EMA/median window")
+    max_rate_mw_per_frame: Positive = Field(1.0, description="largest change per frame")
+    min_power_mw: NonNegative = 0.0
+    safe_power_mw: NonNegative = Field(0.0, description="power on a watchdog or error event")
+    watchdog_s: Positive = Field(1.0, description="no stats for this long -> safe power")
+
+
 class Config(Frozen):
     """The whole tree. Later stages add their own sub-trees here."""
 
@@ -245,6 +317,10 @@ class Config(Frozen):
     model: ModelConfig = ModelConfig()
     postprocess: PostprocessConfig = PostprocessConfig()
     training: TrainingConfig = TrainingConfig()
+    source: SourceConfig = SimulatedSourceConfig()
+    transport: TransportConfig = TransportConfig()
+    inference: InferenceConfig = InferenceConfig()
+    control: ControlConfig = ControlConfig()
 
     @property
     def fov_area_um2(self) -> float:
@@ -255,7 +331,7 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc if not (isinstance(p, str) and p in _UNION_TAGS))
 
 
-_UNION_TAGS = {"gaussian", "astigmatic", "spline"}
+_UNION_TAGS = {"gaussian", "astigmatic", "spline", "simulated", "replay", "mm"}
 
 
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
@@ -294,12 +370,25 @@ def load_config(path: str | Path) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, not {type(data)}")
     cfg = config_from_dict(data, source=str(path))
-    psf = cfg.psf
-    if isinstance(psf, SplinePsfConfig) and not psf.calibration.is_absolute():
-        # Calibration paths in a config file are relative to that file.
-        psf = psf.model_copy(update={"calibration": (path.parent / psf.calibration).resolve()})
-        cfg = cfg.model_copy(update={"psf": psf})
-    return cfg
+    return _resolve_paths(cfg, path.parent)
+
+
+def _resolve_paths(cfg: Config, base: Path) -> Config:
+    """Paths in a config file (calibration, movies, model, keys) are relative to that file."""
+
+    def fix(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p).resolve()
+
+    psf, source, inference = cfg.psf, cfg.source, cfg.inference
+    if isinstance(psf, SplinePsfConfig):
+        psf = psf.model_copy(update={"calibration": fix(psf.calibration)})
+    if isinstance(source, ReplaySourceConfig):
+        source = source.model_copy(update={"paths": [fix(p) for p in source.paths]})
+    if isinstance(source, MMSourceConfig) and source.system_config is not None:
+        source = source.model_copy(update={"system_config": fix(source.system_config)})
+    if inference.model is not None:
+        inference = inference.model_copy(update={"model": fix(inference.model)})
+    return cfg.model_copy(update={"psf": psf, "source": source, "inference": inference})
 
 
 def area_um2(shape_px: tuple[int, int], pixel_size_nm: float) -> float:

@@ -70,6 +70,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed (default: microscope.seed)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="CPU threads for torch (default 1: a frame is small, more threads mostly wait)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,9 +87,20 @@ def run(args: argparse.Namespace) -> int:
         raise LiveDecodeError(
             f"{', '.join(existing)} already exist(s); pass --overwrite or choose another --out"
         )
+    device = _resolve_device(args.device)
     out.mkdir(parents=True, exist_ok=True)
-    microscope = SimulatedMicroscope(cfg, device=_resolve_device(args.device))
-    n_frames: int = args.frames
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        _simulate(cfg, out, args.frames, device)
+    finally:
+        torch.set_num_threads(threads)  # leave a calling process (tests, notebooks) as it was
+    return 0
+
+
+def _simulate(cfg: Config, out: Path, n_frames: int, device: torch.device) -> None:
+    """Acquire ``n_frames`` and write the three files into ``out``."""
+    microscope = SimulatedMicroscope(cfg, device=device)
     log.info("simulating %d frames of %s px on %s", n_frames, microscope.fov_px, microscope.device)
 
     first_frame: list[npt.NDArray[np.uint16]] = []
@@ -117,13 +134,15 @@ def run(args: argparse.Namespace) -> int:
     )
     density = len(truth) / (n_frames * microscope.fov_area_um2)
     log.info(
-        "wrote %s (%d emitters, mean %.2f emitters/µm²/frame at %.3g mW)",
-        ", ".join(str(p) for p in paths),
+        "wrote %s/{%s,%s,%s} (%d emitters, mean %.2f emitters/µm²/frame at %.3g mW)",
+        out,
+        MOVIE_NAME,
+        TRUTH_NAME,
+        PREVIEW_NAME,
         len(truth),
         density,
         microscope.laser_power_mw,
     )
-    return 0
 
 
 # --------------------------------------------------------------------------- helpers

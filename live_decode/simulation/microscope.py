@@ -9,6 +9,10 @@ smooth pattern times a slowly drifting level) → camera (shot noise, EM gain, r
 The pool lives on the CPU (its state is a few ten thousand flags); rendering and the camera run on
 ``device``. Three independent random streams (structure + pool, background, camera) are derived
 from ``cfg.microscope.seed``, so the ground truth of a seed is the same on every device.
+
+A frame is small (a 64×64 frame takes ~3 ms on one CPU thread): a process that runs the
+microscope is best served by ``torch.set_num_threads(1)``; on a busy machine torch's intra-op
+threads mostly wait for each other (measured 20× slower with 2 threads beside a training run).
 """
 
 from __future__ import annotations
