@@ -55,6 +55,7 @@ def empty_locs(n: int = 0) -> Localizations:
 PROTOCOL_VERSION: Final = 1
 #: Pixel dtypes a ``frame`` may carry; always little-endian on the wire.
 FRAME_DTYPES: Final = frozenset({"uint8", "uint16", "int16", "uint32", "float32"})
+_WIRE_DTYPES: Final = {name: np.dtype(name).newbyteorder("<") for name in FRAME_DTYPES}
 
 #: A part as handed to ``send_multipart(copy=False)``: payloads are byte views of the arrays.
 WirePart = bytes | memoryview
@@ -243,10 +244,11 @@ def encode(msg: Message) -> list[WirePart]:
 def _wire_pixels(pixels: npt.NDArray[Any]) -> npt.NDArray[Any]:
     if pixels.ndim != 2:
         raise ProtocolError(f"a frame must be 2-D (H, W), got shape {pixels.shape}")
-    if pixels.dtype.name not in FRAME_DTYPES:
+    wire = _WIRE_DTYPES.get(pixels.dtype.name)
+    if wire is None:
         raise ProtocolError(f"pixel dtype {pixels.dtype} not sendable; use one of {_dtypes()}")
     # Only copies for non-contiguous or big-endian input; a camera buffer goes out as is.
-    return np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder("<"))
+    return np.ascontiguousarray(pixels, dtype=wire)
 
 
 def _camera_to_json(camera: CameraMeta) -> dict[str, object]:
@@ -426,7 +428,8 @@ def _decode_frame(h: _Header, payload: memoryview, seq: int, limits: Limits) -> 
             f"frame payload of {payload.nbytes} B exceeds {limits.max_frame_bytes} B"
         )
     dtype_name = h.text("dtype")
-    if dtype_name not in FRAME_DTYPES:
+    dtype = _WIRE_DTYPES.get(dtype_name)
+    if dtype is None:
         raise ProtocolError(
             f"frame header: dtype {dtype_name!r} not allowed; use one of {_dtypes()}"
         )
@@ -436,7 +439,6 @@ def _decode_frame(h: _Header, payload: memoryview, seq: int, limits: Limits) -> 
     height, width = shape
     if height < 1 or width < 1:
         raise ProtocolError(f"frame header: shape must be positive, got {shape}")
-    dtype = np.dtype(dtype_name).newbyteorder("<")
     if height * width * dtype.itemsize != payload.nbytes:
         raise ProtocolError(
             f"frame payload is {payload.nbytes} B but shape {shape} × {dtype_name} needs "

@@ -15,6 +15,11 @@ COMMANDS: dict[str, str] = {
     "simulate": "Simulate an SMLM acquisition: OME-TIFF movie, ground-truth CSV, preview PNG.",
     "train": "Train a DECODE network on simulations of a config; writes a checkpoint + model card.",
     "evaluate": "Localize a movie with a model and score it against ground truth.",
+    "run": "Run the live pipeline (source, worker, viewer) for a config and supervise it.",
+    "demo": "Run the pipeline on the embedded default: simulated microscope + bundled model.",
+    "localize": "Localize recorded movies offline through the worker; writes a run directory.",
+    "source": "The source process: simulated microscope, replay or Micro-Manager.",
+    "worker": "The inference worker process.",
 }
 
 

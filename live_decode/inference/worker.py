@@ -22,7 +22,8 @@ from live_decode.inference.compat import check_card
 from live_decode.inference.engine import Localizer
 from live_decode.inference.processor import BatchResult, LocSink, StreamProcessor
 from live_decode.io.picasso import PicassoWriter
-from live_decode.io.thunderstorm import ThunderstormWriter
+from live_decode.errors import LocalizationFileError
+from live_decode.io.thunderstorm import ThunderstormWriter, read_thunderstorm_csv
 from live_decode.messages import (
     EosMsg,
     ErrorMsg,
@@ -80,6 +81,7 @@ class InferenceWorker:
         max_batch: int = 32,
         override_mismatch: bool = False,
         idle_timeout_s: float | None = None,
+        resume: bool = False,
     ) -> None:
         self.localizer = localizer
         self.puller = puller
@@ -93,6 +95,9 @@ class InferenceWorker:
         self._stop = threading.Event()
         self._recent: deque[tuple[float, int]] = deque(maxlen=64)  # (time, frames) for fps
         self._checked = False
+        self.resume = resume
+        # After a restart, frames already in the files are skipped so nothing is duplicated.
+        self.skip_through = last_written_frame(run_dir / CSV_NAME) if resume else None
 
     def stop(self) -> None:
         self._stop.set()
@@ -102,11 +107,12 @@ class InferenceWorker:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         h, w = (int(s) for s in first.pixels.shape)
         card = self.localizer.card
-        csv = ThunderstormWriter(self.run_dir / CSV_NAME)
+        csv = ThunderstormWriter(self.run_dir / CSV_NAME, resume=self.resume)
         hdf5 = PicassoWriter(
             self.run_dir / HDF5_NAME, width_px=w, height_px=h,
             pixel_size_nm=self.localizer.pixel_size_nm, with_z=self.localizer.scaling.is_3d,
-            extra_info={"model": card.summary(), "camera": asdict(first.camera)},
+            extra_info={"model": card.summary(), "camera": _camera_info(first)},
+            resume=self.resume,
         )
         return [csv, hdf5]
 
@@ -159,6 +165,8 @@ class InferenceWorker:
         stream: list[Message] = []
         for m in msgs:
             if isinstance(m, FrameMsg):
+                if self.skip_through is not None and m.index <= self.skip_through:
+                    continue
                 if not self._checked:
                     self._first_frame(m)
                 self.summary.frames_received += 1
@@ -207,3 +215,19 @@ class InferenceWorker:
         if self.run_dir.is_dir():
             path = self.run_dir / WORKER_SUMMARY_NAME
             path.write_text(json.dumps(self.summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def _camera_info(frame: FrameMsg) -> dict[str, object]:
+    info = {k: v for k, v in asdict(frame.camera).items() if k != "extra"}
+    return {**info, **{k: v for k, v in frame.camera.extra.items() if isinstance(v, str)}}
+
+
+def last_written_frame(csv_path: Path) -> int | None:
+    """The highest frame index in an existing localization CSV (None if none)."""
+    if not csv_path.is_file():
+        return None
+    try:
+        locs = read_thunderstorm_csv(csv_path)
+    except LocalizationFileError:  # an empty file: nothing was written before the crash
+        return None
+    return int(locs["frame"].max()) if len(locs) else None

@@ -80,6 +80,7 @@ class PicassoWriter:
         with_z: bool = True,
         psf_sigma_nm: float | None = None,
         extra_info: Mapping[str, Any] | None = None,
+        resume: bool = False,
     ) -> None:
         if width_px <= 0 or height_px <= 0 or not pixel_size_nm > 0:
             raise ValueError(
@@ -100,6 +101,8 @@ class PicassoWriter:
             "Pixelsize": self.pixel_size_nm,
             **(extra_info or {}),
         }
+        if resume and self.path.is_file() and self._resume():
+            return
         try:
             self._file: h5py.File | None = h5py.File(self.path, "w")
         except OSError as err:
@@ -112,6 +115,23 @@ class PicassoWriter:
         )
         self._metadata = self._file.create_dataset("metadata", shape=(), dtype=h5py.string_dtype())
         self._write_info(self._file)
+
+    def _resume(self) -> bool:
+        """Reopen an existing file of the same layout for appending; False if it is unusable."""
+        try:
+            file = h5py.File(self.path, "a")
+        except OSError:
+            return False
+        locs = file.get("locs")
+        meta = file.get("metadata")
+        if not isinstance(locs, h5py.Dataset) or locs.dtype != self.dtype or meta is None:
+            file.close()
+            return False
+        self._file, self._locs, self._metadata = file, locs, meta
+        if locs.shape[0]:
+            self._n_frames = max(self._n_frames, int(locs["frame"][-1]) + 1)
+        self._write_info(file)
+        return True
 
     @property
     def n_written(self) -> int:

@@ -81,11 +81,19 @@ class ThunderstormWriter:
         Also ``os.fsync`` after every batch (survives a power cut; slower).
     """
 
-    def __init__(self, path: PathLike, *, fsync: bool = False) -> None:
+    def __init__(self, path: PathLike, *, fsync: bool = False, resume: bool = False) -> None:
         self.path = os.fspath(path)
         self._fsync = fsync
         self._n_written = 0
-        self._file: TextIO | None = _open_for_writing(self.path)
+        if resume and os.path.isfile(self.path) and os.path.getsize(self.path) > 0:
+            # Continue a file a crashed writer left: drop a partial last line, keep the rest.
+            self._n_written = _truncate_to_last_line(self.path) - 1
+            self._file: TextIO | None = open(self.path, "a", encoding="utf-8", newline="\n")
+            if self._n_written < 0:
+                self._n_written = 0
+                self._write(_header(LOC_COLUMNS))
+            return
+        self._file = _open_for_writing(self.path)
         self._write(_header(LOC_COLUMNS))
 
     @property
@@ -242,6 +250,15 @@ def read_ground_truth_csv(path: PathLike) -> npt.NDArray[np.void]:
     gt["z_nm"] = table.get("z [nm]", np.zeros(n))
     gt["photons"] = table.get("intensity [photon]", np.full(n, np.nan))
     return gt
+
+
+def _truncate_to_last_line(path: str) -> int:
+    """Cut ``path`` after its last newline; return the number of complete lines."""
+    with open(path, "rb+") as f:
+        data = f.read()
+        end = data.rfind(b"\n") + 1
+        f.truncate(end)
+    return data[:end].count(b"\n")
 
 
 def _open_for_writing(path: str) -> TextIO:

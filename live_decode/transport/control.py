@@ -129,8 +129,8 @@ class ControlServer:
             return False
         parts = socket.recv_multipart()
         reply = self._reply(parts)
+        self.served += 1  # before the reply goes out, so a client sees the count it caused
         socket.send(json.dumps(reply, allow_nan=False).encode())
-        self.served += 1
         return True
 
     def serve(self, stop: threading.Event, poll_ms: int = 100) -> None:

@@ -8,6 +8,7 @@ Theory for a pool of N_dark dark fluorophores activated with probability p = 1 â
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,15 @@ from live_decode.simulation.camera import Camera
 from live_decode.simulation.microscope import TRUTH_DTYPE, SimulatedMicroscope
 
 CONFIGS = Path(__file__).parents[3] / "configs"
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Frames are small: one thread is fastest, and beside other jobs, 10Ã— faster than two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _cfg(

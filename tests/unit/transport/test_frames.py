@@ -126,11 +126,12 @@ def test_live_pusher_drops_counts_and_announces_gaps(
     # (SNDHWM + RCVHWM + kernel socket buffers) hold must be dropped, never queued.
     push, pull = _pair(ctx, closing, sndhwm=4, rcvhwm=4)
     pixels = np.zeros((512, 512), np.uint16)
-    n = 200
+    n = 400
     results = [push.send_frame(pixels, index=i, timestamp_ns=i, camera=camera) for i in range(n)]
     assert push.frames_dropped == results.count(False) > 0
     assert push.frames_sent == results.count(True)
-    assert push.frames_sent < 4 + 4 + 40  # bounded by the queues, not by n
+    # Bounded by the queues (4 + 4 messages + a few MB of kernel buffers), not by n.
+    assert push.frames_sent <= n // 4
     assert push.send_eos(last_index=n - 1)
 
     msgs = _drain(pull)

@@ -112,7 +112,9 @@ def test_locs_round_trip_keeps_rows_stats_and_nan_means() -> None:
     locs = _locs(5)
     msg = LocsMsg(locs=locs, frame_stats=STATS, worker=WORKER, seq=4)
     header, payload = encode(msg)
-    assert json.loads(header)["frame_stats"][1]["mean_photons"] is None  # NaN travels as null
+    assert (
+        json.loads(bytes(header))["frame_stats"][1]["mean_photons"] is None
+    )  # NaN travels as null
     out = decode(_as_frames([header, payload]))
     assert isinstance(out, LocsMsg)
     assert out.locs.dtype == LOC_DTYPE

@@ -1,0 +1,108 @@
+"""Builders shared by the pipeline commands: sources, models and endpoints from a config."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from live_decode.config import (
+    Config,
+    MMSourceConfig,
+    ReplaySourceConfig,
+    SimulatedSourceConfig,
+    load_config,
+)
+from live_decode.errors import ConfigError, ModelCardError
+from live_decode.inference.engine import Localizer
+from live_decode.messages import CameraMeta
+from live_decode.model.checkpoint import bundled_model_path, load_model
+from live_decode.model.device import resolve_device
+from live_decode.sources.base import FrameSource
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "bundled" / "demo.yaml"
+
+
+def load_config_or_demo(path: Path | None) -> Config:
+    """The config at ``path``, or the embedded demo config."""
+    return load_config(path if path is not None else DEMO_CONFIG)
+
+
+def camera_from_config(cfg: Config) -> CameraMeta:
+    """Camera metadata as the config describes it (for sources that do not report it)."""
+    c = cfg.camera
+    return CameraMeta(
+        pixel_size_nm=c.pixel_size_nm, baseline_adu=c.baseline_adu, e_per_adu=c.e_per_adu,
+        em_gain=c.em_gain if c.kind == "emccd" else 1.0, qe=c.qe,
+        exposure_ms=cfg.microscope.exposure_ms, spurious_charge_e=c.spurious_charge_e,
+        read_noise_e=c.read_noise_e,
+    )
+
+
+def build_source(cfg: Config, replay: list[Path] | None = None) -> FrameSource:
+    """The frame source the config (or an explicit list of movies) asks for."""
+    src = cfg.source
+    if replay:
+        src = ReplaySourceConfig(paths=replay)
+    if isinstance(src, SimulatedSourceConfig):
+        from live_decode.sources.simulated import SimulatedSource
+
+        return SimulatedSource(cfg)
+    if isinstance(src, ReplaySourceConfig):
+        from live_decode.sources.replay import ReplaySource
+
+        return ReplaySource(src.paths, camera_from_config(cfg), start=src.start_frame,
+                            stop=src.stop_frame, loop=src.loop, fps=src.fps)
+    if isinstance(src, MMSourceConfig):
+        try:
+            from live_decode.sources.mm import MMSource
+        except ImportError as exc:
+            raise ConfigError(f"the Micro-Manager source is not available: {exc}") from None
+        return MMSource.from_config(cfg)  # type: ignore[no-any-return]
+    raise ConfigError(f"unknown source kind {src!r}")
+
+
+def model_path(cfg: Config, override: Path | None = None) -> Path:
+    path = override or cfg.inference.model or bundled_model_path()
+    if not path.is_file():
+        raise ModelCardError(
+            f"{path}: model file not found; train one with `live-decode train CONFIG` "
+            "or pass --model"
+        )
+    return path
+
+
+def build_localizer(cfg: Config, override: Path | None = None,
+                    device: str | None = None) -> Localizer:
+    """Load the model (config, override, or bundled) onto the configured device."""
+    dev = resolve_device(device or cfg.inference.device)
+    net, card = load_model(model_path(cfg, override), dev)
+    return Localizer(net, card, dev, amp=cfg.inference.amp)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """tcp endpoints of one run's four sockets."""
+
+    frames: str
+    results: str
+    preview: str
+    control: str
+
+    def as_args(self) -> list[str]:
+        return ["--frames-endpoint", self.frames, "--results-endpoint", self.results,
+                "--preview-endpoint", self.preview, "--control-endpoint", self.control]
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def endpoints_for(cfg: Config) -> Endpoints:
+    """Endpoints from the transport config; port 0 picks a free port now."""
+    t = cfg.transport
+    ports = [p or _free_port(t.host) for p in
+             (t.frames_port, t.results_port, t.preview_port, t.control_port)]
+    return Endpoints(*(f"tcp://{t.host}:{p}" for p in ports))
