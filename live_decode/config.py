@@ -63,8 +63,12 @@ class AstigmaticPsfConfig(Frozen):
 
     kind: Literal["astigmatic"] = "astigmatic"
     sigma0_nm: Positive = Field(110.0, description="in-focus PSF standard deviation")
-    focal_offset_nm: NonNegative = Field(250.0, description="z of the x focus is -offset, y +offset")
-    depth_of_field_nm: Positive = Field(400.0, description="z distance over which sigma grows by √2")
+    focal_offset_nm: NonNegative = Field(
+        250.0, description="z of the x focus is -offset, y +offset"
+    )
+    depth_of_field_nm: Positive = Field(
+        400.0, description="z distance over which sigma grows by √2"
+    )
     roi_px: Annotated[int, Field(ge=5, le=101)] = Field(31, description="render window side")
 
 

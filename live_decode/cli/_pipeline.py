@@ -32,9 +32,13 @@ def camera_from_config(cfg: Config) -> CameraMeta:
     """Camera metadata as the config describes it (for sources that do not report it)."""
     c = cfg.camera
     return CameraMeta(
-        pixel_size_nm=c.pixel_size_nm, baseline_adu=c.baseline_adu, e_per_adu=c.e_per_adu,
-        em_gain=c.em_gain if c.kind == "emccd" else 1.0, qe=c.qe,
-        exposure_ms=cfg.microscope.exposure_ms, spurious_charge_e=c.spurious_charge_e,
+        pixel_size_nm=c.pixel_size_nm,
+        baseline_adu=c.baseline_adu,
+        e_per_adu=c.e_per_adu,
+        em_gain=c.em_gain if c.kind == "emccd" else 1.0,
+        qe=c.qe,
+        exposure_ms=cfg.microscope.exposure_ms,
+        spurious_charge_e=c.spurious_charge_e,
         read_noise_e=c.read_noise_e,
     )
 
@@ -51,14 +55,23 @@ def build_source(cfg: Config, replay: list[Path] | None = None) -> FrameSource:
     if isinstance(src, ReplaySourceConfig):
         from live_decode.sources.replay import ReplaySource
 
-        return ReplaySource(src.paths, camera_from_config(cfg), start=src.start_frame,
-                            stop=src.stop_frame, loop=src.loop, fps=src.fps)
+        return ReplaySource(
+            src.paths,
+            camera_from_config(cfg),
+            start=src.start_frame,
+            stop=src.stop_frame,
+            loop=src.loop,
+            fps=src.fps,
+        )
     if isinstance(src, MMSourceConfig):
+        import importlib
+
         try:
-            from live_decode.sources.mm import MMSource
+            mm = importlib.import_module("live_decode.sources.mm")
         except ImportError as exc:
             raise ConfigError(f"the Micro-Manager source is not available: {exc}") from None
-        return MMSource.from_config(cfg)  # type: ignore[no-any-return]
+        source: FrameSource = mm.MMSource.from_config(cfg)
+        return source
     raise ConfigError(f"unknown source kind {src!r}")
 
 
@@ -72,8 +85,9 @@ def model_path(cfg: Config, override: Path | None = None) -> Path:
     return path
 
 
-def build_localizer(cfg: Config, override: Path | None = None,
-                    device: str | None = None) -> Localizer:
+def build_localizer(
+    cfg: Config, override: Path | None = None, device: str | None = None
+) -> Localizer:
     """Load the model (config, override, or bundled) onto the configured device."""
     dev = resolve_device(device or cfg.inference.device)
     net, card = load_model(model_path(cfg, override), dev)
@@ -90,8 +104,16 @@ class Endpoints:
     control: str
 
     def as_args(self) -> list[str]:
-        return ["--frames-endpoint", self.frames, "--results-endpoint", self.results,
-                "--preview-endpoint", self.preview, "--control-endpoint", self.control]
+        return [
+            "--frames-endpoint",
+            self.frames,
+            "--results-endpoint",
+            self.results,
+            "--preview-endpoint",
+            self.preview,
+            "--control-endpoint",
+            self.control,
+        ]
 
 
 def _free_port(host: str) -> int:
@@ -103,6 +125,8 @@ def _free_port(host: str) -> int:
 def endpoints_for(cfg: Config) -> Endpoints:
     """Endpoints from the transport config; port 0 picks a free port now."""
     t = cfg.transport
-    ports = [p or _free_port(t.host) for p in
-             (t.frames_port, t.results_port, t.preview_port, t.control_port)]
+    ports = [
+        p or _free_port(t.host)
+        for p in (t.frames_port, t.results_port, t.preview_port, t.control_port)
+    ]
     return Endpoints(*(f"tcp://{t.host}:{p}" for p in ports))

@@ -40,10 +40,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def camera_from_card(card: ModelCard) -> CameraMeta:
     c = card.parsed_config
     return CameraMeta(
-        pixel_size_nm=c.camera.pixel_size_nm, baseline_adu=c.camera.baseline_adu,
-        e_per_adu=c.camera.e_per_adu, em_gain=c.camera.em_gain if c.camera.kind == "emccd" else 1,
-        qe=c.camera.qe, exposure_ms=c.microscope.exposure_ms,
-        spurious_charge_e=c.camera.spurious_charge_e, read_noise_e=c.camera.read_noise_e,
+        pixel_size_nm=c.camera.pixel_size_nm,
+        baseline_adu=c.camera.baseline_adu,
+        e_per_adu=c.camera.e_per_adu,
+        em_gain=c.camera.em_gain if c.camera.kind == "emccd" else 1,
+        qe=c.camera.qe,
+        exposure_ms=c.microscope.exposure_ms,
+        spurious_charge_e=c.camera.spurious_charge_e,
+        read_noise_e=c.camera.read_noise_e,
     )
 
 
@@ -57,26 +61,36 @@ def localize_file(localizer: Localizer, movie: Path) -> tuple[Localizations, Cam
     return localize_movie(localizer, frames, source.camera), source.camera
 
 
-def evaluate(localizer: Localizer, locs: Localizations, gt: np.ndarray,
-             max_lateral_nm: float, max_axial_nm: float) -> dict[str, Any]:
+def evaluate(
+    localizer: Localizer,
+    locs: Localizations,
+    gt: np.ndarray,
+    max_lateral_nm: float,
+    max_axial_nm: float,
+) -> dict[str, Any]:
     """All metrics as a JSON-able dict (headline keys first, then the σ and CRLB tables)."""
-    match = match_localizations(locs, gt, max_lateral_nm=max_lateral_nm,
-                                max_axial_nm=max_axial_nm)
+    match = match_localizations(locs, gt, max_lateral_nm=max_lateral_nm, max_axial_nm=max_axial_nm)
     metrics = compute_metrics(locs, gt, match)
     result: dict[str, Any] = {
-        "jaccard": metrics.jaccard, "rmse_lat_nm": metrics.rmse_lat_nm,
-        "rmse_ax_nm": metrics.rmse_ax_nm, "rmse_vol_nm": metrics.rmse_vol_nm,
-        "efficiency": metrics.efficiency_lat if not localizer.scaling.is_3d
+        "jaccard": metrics.jaccard,
+        "rmse_lat_nm": metrics.rmse_lat_nm,
+        "rmse_ax_nm": metrics.rmse_ax_nm,
+        "rmse_vol_nm": metrics.rmse_vol_nm,
+        "efficiency": metrics.efficiency_lat
+        if not localizer.scaling.is_3d
         else metrics.efficiency_vol,
-        "n_tp": metrics.n_tp, "n_fp": metrics.n_fp, "n_fn": metrics.n_fn,
+        "n_tp": metrics.n_tp,
+        "n_fp": metrics.n_fp,
+        "n_fn": metrics.n_fn,
     }
     result["sigma_calibration"] = sigma_calibration(locs, gt, match).to_dict()
     result["rmse_vs_crlb"] = _crlb_table(localizer, locs, gt, match)
     return result
 
 
-def _crlb_table(localizer: Localizer, locs: Localizations, gt: np.ndarray,
-                match: Any) -> list[dict[str, float]]:
+def _crlb_table(
+    localizer: Localizer, locs: Localizations, gt: np.ndarray, match: Any
+) -> list[dict[str, float]]:
     import torch
 
     from live_decode.simulation.psf import build_psf
@@ -84,8 +98,9 @@ def _crlb_table(localizer: Localizer, locs: Localizations, gt: np.ndarray,
     cfg = localizer.config
     px = cfg.camera.pixel_size_nm
     psf = build_psf(cfg.psf, px)
-    xyz = torch.tensor(np.stack([gt["x_nm"] / px, gt["y_nm"] / px, gt["z_nm"]], 1),
-                       dtype=torch.float32)
+    xyz = torch.tensor(
+        np.stack([gt["x_nm"] / px, gt["y_nm"] / px, gt["z_nm"]], 1), dtype=torch.float32
+    )
     bg_mean = float(np.mean(cfg.background.uniform_photons))
     photons = torch.tensor(gt["photons"], dtype=torch.float32).clamp(min=1.0)
     bound = crlb(psf, xyz, photons, torch.full_like(photons, bg_mean), cfg.camera)
@@ -135,8 +150,7 @@ def run(args: argparse.Namespace) -> int:
     net, card = load_model(args.model, resolve_device(args.device))
     post = card.parsed_config.postprocess
     if args.threshold is not None:
-        post = PostprocessConfig(raw_threshold=args.threshold,
-                                 split_threshold=post.split_threshold)
+        post = PostprocessConfig(raw_threshold=args.threshold, split_threshold=post.split_threshold)
     localizer = Localizer(net, card, next(net.parameters()).device, post)
     locs, _ = localize_file(localizer, args.movie)
     gt = read_ground_truth_csv(args.ground_truth)
@@ -163,8 +177,13 @@ def run(args: argparse.Namespace) -> int:
     for col in ("photons", "n", "rmse_x_nm", "sqrt_crlb_x_nm", "rmse_y_nm", "sqrt_crlb_y_nm"):
         crlb_table.add_column(col, justify="right")
     for r in result["rmse_vs_crlb"]:
-        crlb_table.add_row(f"{r['photons_lo']:.0f}-{r['photons_hi']:.0f}", f"{r['n']:.0f}",
-                           f"{r['rmse_x_nm']:.1f}", f"{r['sqrt_crlb_x_nm']:.1f}",
-                           f"{r['rmse_y_nm']:.1f}", f"{r['sqrt_crlb_y_nm']:.1f}")
+        crlb_table.add_row(
+            f"{r['photons_lo']:.0f}-{r['photons_hi']:.0f}",
+            f"{r['n']:.0f}",
+            f"{r['rmse_x_nm']:.1f}",
+            f"{r['sqrt_crlb_x_nm']:.1f}",
+            f"{r['rmse_y_nm']:.1f}",
+            f"{r['sqrt_crlb_y_nm']:.1f}",
+        )
     Console().print(crlb_table)
     return 0

@@ -1,4 +1,4 @@
-"""``live-decode localize MOVIE``: offline analysis through the same worker code, as fast as it goes.
+"""``live-decode localize MOVIE``: offline analysis through the worker code, as fast as it goes.
 
 The replay source and the worker run as two threads of this process over a loopback socket;
 the run directory is the same as ``run`` writes.
@@ -27,8 +27,12 @@ from live_decode.transport.results import ResultPublisher, ResultSubscriber
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("movie", type=Path, nargs="+", help="TIFF / OME-TIFF movie(s), in order")
-    p.add_argument("--config", type=Path, default=None,
-                   help="camera/model config for files without metadata (default: demo)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="camera/model config for files without metadata (default: demo)",
+    )
     p.add_argument("--model", type=Path, default=None)
     p.add_argument("--out", type=Path, required=True, help="run directory")
     p.add_argument("--device", default=None)
@@ -44,9 +48,14 @@ def run(args: argparse.Namespace) -> int:
     puller = FramePuller(ctx, pusher.endpoint, rcvhwm=8)
     publisher = ResultPublisher(ctx, "tcp://127.0.0.1:*")
     sub = ResultSubscriber(ctx, publisher.endpoint, topics=("stats",))
-    worker = InferenceWorker(localizer, puller, publisher, args.out,
-                             max_batch=cfg.inference.max_batch,
-                             override_mismatch=args.ignore_model_mismatch)
+    worker = InferenceWorker(
+        localizer,
+        puller,
+        publisher,
+        args.out,
+        max_batch=cfg.inference.max_batch,
+        override_mismatch=args.ignore_model_mismatch,
+    )
     state = RunState()
     thread = threading.Thread(target=worker.run, name="worker")
     thread.start()
@@ -69,8 +78,7 @@ def run(args: argparse.Namespace) -> int:
             s.close()
         source.close()
         ctx.term()
-    (args.out / "source_summary.json").write_text(
-        json.dumps(runner.summary.to_dict(), indent=2))
+    (args.out / "source_summary.json").write_text(json.dumps(runner.summary.to_dict(), indent=2))
     summary = write_summary(args.out, state)
     plot_run(args.out, state.stats, cfg)
     print(json.dumps(summary, indent=2))

@@ -33,14 +33,26 @@ def plot_run(out: Path, stats: Sequence[FrameStats], cfg: Config) -> None:
         width_nm = max(w * px, float(locs["x_nm"].max()))
         height_nm = max(h * px, float(locs["y_nm"].max()))
         bins = (int(np.ceil(height_nm / RENDER_PX_NM)), int(np.ceil(width_nm / RENDER_PX_NM)))
-        img, _, _ = np.histogram2d(locs["y_nm"], locs["x_nm"], bins=bins,
-                                   range=[[0, bins[0] * RENDER_PX_NM], [0, bins[1] * RENDER_PX_NM]])
+        img, _, _ = np.histogram2d(
+            locs["y_nm"],
+            locs["x_nm"],
+            bins=bins,
+            range=[[0, bins[0] * RENDER_PX_NM], [0, bins[1] * RENDER_PX_NM]],
+        )
         vmax = max(1.0, float(np.percentile(img[img > 0], 99))) if (img > 0).any() else 1.0
         fig, ax = plt.subplots(figsize=(6, 6))
-        ax.imshow(img, cmap="hot", vmax=vmax, origin="upper",
-                  extent=(0, bins[1] * RENDER_PX_NM / 1000, bins[0] * RENDER_PX_NM / 1000, 0))
-        ax.set(xlabel="x (µm)", ylabel="y (µm)",
-               title=f"{len(locs)} localizations, {RENDER_PX_NM:g} nm pixels")
+        ax.imshow(
+            img,
+            cmap="hot",
+            vmax=vmax,
+            origin="upper",
+            extent=(0, bins[1] * RENDER_PX_NM / 1000, bins[0] * RENDER_PX_NM / 1000, 0),
+        )
+        ax.set(
+            xlabel="x (µm)",
+            ylabel="y (µm)",
+            title=f"{len(locs)} localizations, {RENDER_PX_NM:g} nm pixels",
+        )
         fig.tight_layout()
         fig.savefig(out / "reconstruction.png", dpi=120)
         plt.close(fig)

@@ -33,8 +33,13 @@ MAX_RESTARTS = 3
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", type=Path, nargs="?", default=None,
-                   help="YAML config (default: the embedded demo)")
+    p.add_argument(
+        "config",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="YAML config (default: the embedded demo)",
+    )
     add_run_arguments(p)
 
 
@@ -78,8 +83,9 @@ class RunState:
         w = self.worker
         t.add_row("frames localized", str(len(self.stats)))
         t.add_row("localizations", str(self.localizations))
-        t.add_row("density (last 50 frames)",
-                  f"{np.mean(recent):.2f} /µm²/frame" if recent else "-")
+        t.add_row(
+            "density (last 50 frames)", f"{np.mean(recent):.2f} /µm²/frame" if recent else "-"
+        )
         t.add_row("worker frames/s", f"{w.fps:.1f}" if w else "-")
         t.add_row("latency", f"{w.latency_ms:.0f} ms" if w else "-")
         t.add_row("dropped upstream", str(w.dropped_upstream) if w else "0")
@@ -91,8 +97,12 @@ class RunState:
 def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "ab") as logf:
-        return subprocess.Popen([sys.executable, "-m", "live_decode", *args], stdout=logf,
-                                stderr=subprocess.STDOUT, env=env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "live_decode", *args],
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
 
 
 def _display_available() -> bool:
@@ -117,8 +127,18 @@ class Supervisor:
         self.viewer: subprocess.Popen[bytes] | None = None
 
     def _worker_args(self, resume: bool) -> list[str]:
-        a = ["worker", *self.common, "--frames-endpoint", self.ep.frames, "--results-endpoint",
-             self.ep.results, "--out", str(self.out), "--model", str(self.model)]
+        a = [
+            "worker",
+            *self.common,
+            "--frames-endpoint",
+            self.ep.frames,
+            "--results-endpoint",
+            self.ep.results,
+            "--out",
+            str(self.out),
+            "--model",
+            str(self.model),
+        ]
         if resume:
             a.append("--resume")
         if self.args.ignore_model_mismatch:
@@ -143,10 +163,19 @@ class Supervisor:
         self.worker = _spawn(self._worker_args(False), logs / "worker.log")
         self.source = _spawn(self._source_args(), logs / "source.log")
         if not self.args.headless and _display_available():
-            self.viewer = _spawn(["view", self.ep.results.rsplit(":", 1)[0].split("//")[1],
-                                  "--results-endpoint", self.ep.results, "--preview-endpoint",
-                                  self.ep.preview, "--control-endpoint", self.ep.control],
-                                 logs / "viewer.log")
+            self.viewer = _spawn(
+                [
+                    "view",
+                    self.ep.results.rsplit(":", 1)[0].split("//")[1],
+                    "--results-endpoint",
+                    self.ep.results,
+                    "--preview-endpoint",
+                    self.ep.preview,
+                    "--control-endpoint",
+                    self.ep.control,
+                ],
+                logs / "viewer.log",
+            )
 
     def _check_worker(self) -> None:
         assert self.worker is not None
@@ -168,8 +197,13 @@ class Supervisor:
         sub = ResultSubscriber(ctx, self.ep.results, topics=("stats", "event"))
         console = Console()
         try:
-            with Live(self.state.table(), console=console, refresh_per_second=4,
-                      transient=False, auto_refresh=not self.args.no_dashboard) as live:
+            with Live(
+                self.state.table(),
+                console=console,
+                refresh_per_second=4,
+                transient=False,
+                auto_refresh=not self.args.no_dashboard,
+            ) as live:
                 while True:
                     msg = sub.recv(timeout_ms=200)
                     while msg is not None:
@@ -178,7 +212,9 @@ class Supervisor:
                     live.update(self.state.table())
                     self._check_worker()
                     assert self.worker is not None and self.source is not None
-                    if self.worker.poll() == 0 or (self.state.eos and self.worker.poll() is not None):
+                    if self.worker.poll() == 0 or (
+                        self.state.eos and self.worker.poll() is not None
+                    ):
                         break
                     if self.source.poll() is not None and self.worker.poll() is not None:
                         break

@@ -21,16 +21,27 @@ log = logging.getLogger("live_decode.cli.source")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", type=Path, nargs="?", default=None,
-                   help="YAML config (default: the embedded demo)")
+    p.add_argument(
+        "config",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="YAML config (default: the embedded demo)",
+    )
     p.add_argument("--frames-endpoint", required=True, help="where to bind the frame PUSH")
     p.add_argument("--preview-endpoint", default=None, help="where to bind the preview PUB")
     p.add_argument("--control-endpoint", default=None, help="where to bind the control REP")
-    p.add_argument("--results-endpoint", default=None,
-                   help="the worker's results PUB (for the density controller)")
+    p.add_argument(
+        "--results-endpoint",
+        default=None,
+        help="the worker's results PUB (for the density controller)",
+    )
     p.add_argument("--replay", type=Path, nargs="+", default=None, help="replay these movies")
-    p.add_argument("--realtime", action="store_true",
-                   help="replay at camera speed, dropping frames like a camera")
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="replay at camera speed, dropping frames like a camera",
+    )
     p.add_argument("--frames", type=int, default=None, help="stop after N frames")
     p.add_argument("--seconds", type=float, default=None, help="stop after S seconds")
     p.add_argument("--out", type=Path, default=None, help="run directory for source_summary.json")
@@ -45,14 +56,24 @@ def run(args: argparse.Namespace) -> int:
     source = build_source(cfg, args.replay)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     lossless = not source.live and not args.realtime
-    pusher = FramePusher(ctx, args.frames_endpoint, lossless=lossless,
-                         sndhwm=cfg.transport.frame_queue)
+    pusher = FramePusher(
+        ctx, args.frames_endpoint, lossless=lossless, sndhwm=cfg.transport.frame_queue
+    )
     preview = PreviewPublisher(ctx, args.preview_endpoint) if args.preview_endpoint else None
-    control = (ControlServer(ctx, laser_handler(source), args.control_endpoint)
-               if args.control_endpoint else None)
-    runner = SourceRunner(source, pusher, preview=preview, control=control,
-                          realtime=True if args.realtime else None,
-                          max_frames=args.frames, max_seconds=args.seconds)
+    control = (
+        ControlServer(ctx, laser_handler(source), args.control_endpoint)
+        if args.control_endpoint
+        else None
+    )
+    runner = SourceRunner(
+        source,
+        pusher,
+        preview=preview,
+        control=control,
+        realtime=True if args.realtime else None,
+        max_frames=args.frames,
+        max_seconds=args.seconds,
+    )
 
     def stop(signum: int, _: FrameType | None) -> None:
         log.info("signal %d: stopping the source", signum)
@@ -71,6 +92,5 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "source_summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
-    log.info("source done: %d frames sent, %d dropped", summary.frames_sent,
-             summary.frames_dropped)
+    log.info("source done: %d frames sent, %d dropped", summary.frames_sent, summary.frames_dropped)
     return 0

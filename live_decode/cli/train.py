@@ -23,8 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minutes", type=float, default=None, help="wall-time budget for this call")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
-    p.add_argument("--single-frame", action="store_true",
-                   help="train without temporal context (for comparison)")
+    p.add_argument(
+        "--single-frame",
+        action="store_true",
+        help="train without temporal context (for comparison)",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
 
 
@@ -38,24 +41,43 @@ def run(args: argparse.Namespace) -> int:
     minutes = args.minutes
     if minutes is None and cfg.training.time_budget_s is not None:
         minutes = cfg.training.time_budget_s / 60.0
-    trainer = Trainer(cfg, args.out, device=args.device, name=args.name,
-                      temporal_context=False if args.single_frame else None)
+    trainer = Trainer(
+        cfg,
+        args.out,
+        device=args.device,
+        name=args.name,
+        temporal_context=False if args.single_frame else None,
+    )
     if args.resume and trainer.checkpoint_path.is_file():
         trainer.load_checkpoint()
         log.info("resumed at step %d", trainer.step)
-    log.info("training %s on %s: %d parameters", args.name, trainer.device,
-             sum(p.numel() for p in trainer.net.parameters()))
-    columns = (TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TextColumn("loss {task.fields[loss]:.1f}"), TextColumn("{task.fields[rate]}"),
-               TimeElapsedColumn())
+    log.info(
+        "training %s on %s: %d parameters",
+        args.name,
+        trainer.device,
+        sum(p.numel() for p in trainer.net.parameters()),
+    )
+    columns = (
+        TextColumn("[bold]train"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.1f}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, transient=False) as progress:
-        task = progress.add_task("train", total=steps, completed=trainer.step, loss=float("nan"),
-                                 rate="")
+        task = progress.add_task(
+            "train", total=steps, completed=trainer.step, loss=float("nan"), rate=""
+        )
 
         def on_progress(step: int, loss: float, _: dict[str, float] | None) -> None:
             sps = step / trainer.elapsed_s if trainer.elapsed_s else 0.0
-            progress.update(task, completed=step, loss=loss,
-                            rate=f"{sps * cfg.training.batch_size:.0f} samples/s")
+            progress.update(
+                task,
+                completed=step,
+                loss=loss,
+                rate=f"{sps * cfg.training.batch_size:.0f} samples/s",
+            )
 
         final = trainer.run(steps, None if minutes is None else minutes * 60.0, on_progress)
     final["simulate_share"] = trainer.times.simulate_share

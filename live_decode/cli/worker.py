@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -19,20 +20,28 @@ log = logging.getLogger("live_decode.cli.worker")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", type=Path, nargs="?", default=None,
-                   help="YAML config (default: the embedded demo)")
+    p.add_argument(
+        "config",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="YAML config (default: the embedded demo)",
+    )
     p.add_argument("--frames-endpoint", required=True, help="the source's frame PUSH socket")
     p.add_argument("--results-endpoint", required=True, help="where to bind the results PUB")
     p.add_argument("--out", type=Path, required=True, help="run directory for the files")
     p.add_argument("--model", type=Path, default=None, help="model file (default: config/bundled)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda (default: config)")
     p.add_argument("--resume", action="store_true", help="append to the run's existing files")
-    p.add_argument("--ignore-model-mismatch", action="store_true",
-                   help="run although the model card does not match the camera")
+    p.add_argument(
+        "--ignore-model-mismatch",
+        action="store_true",
+        help="run although the model card does not match the camera",
+    )
     p.add_argument("--idle-timeout", type=float, default=None, help="stop after S idle seconds")
 
 
-def _stop_on_signals(stop: callable) -> None:  # type: ignore[valid-type]
+def _stop_on_signals(stop: Callable[[], None]) -> None:
     def handler(signum: int, _: FrameType | None) -> None:
         log.info("signal %d: finishing", signum)
         stop()
@@ -48,9 +57,14 @@ def run(args: argparse.Namespace) -> int:
     puller = FramePuller(ctx, args.frames_endpoint, rcvhwm=cfg.transport.frame_queue)
     publisher = ResultPublisher(ctx, args.results_endpoint)
     worker = InferenceWorker(
-        localizer, puller, publisher, args.out, max_batch=cfg.inference.max_batch,
+        localizer,
+        puller,
+        publisher,
+        args.out,
+        max_batch=cfg.inference.max_batch,
         override_mismatch=args.ignore_model_mismatch or cfg.inference.ignore_model_mismatch,
-        idle_timeout_s=args.idle_timeout, resume=args.resume,
+        idle_timeout_s=args.idle_timeout,
+        resume=args.resume,
     )
     _stop_on_signals(worker.stop)
     log.info("worker: %s on %s", localizer.card.summary(), localizer.device)
@@ -60,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         puller.close()
         publisher.close(linger_ms=500)
         ctx.term()
-    log.info("worker done: %d frames, %d localizations", summary.frames_processed,
-             summary.localizations)
+    log.info(
+        "worker done: %d frames, %d localizations", summary.frames_processed, summary.localizations
+    )
     return 0

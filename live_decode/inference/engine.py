@@ -20,8 +20,14 @@ from live_decode.model.postprocess import localize
 class Localizer:
     """A loaded model ready to localize frames on ``device``."""
 
-    def __init__(self, net: DecodeNet, card: ModelCard, device: torch.device,
-                 postprocess: PostprocessConfig | None = None, amp: bool = True) -> None:
+    def __init__(
+        self,
+        net: DecodeNet,
+        card: ModelCard,
+        device: torch.device,
+        postprocess: PostprocessConfig | None = None,
+        amp: bool = True,
+    ) -> None:
         self.net = net.to(device).eval()
         self.card = card
         self.device = device
@@ -40,8 +46,9 @@ class Localizer:
         H', W' are padded up to multiples of 4 (bottom/right, edge replicated).
         """
         x = torch.as_tensor(adu).to(self.device, non_blocking=True).float()
-        photons = ((x - cam.baseline_adu) * (cam.e_per_adu / cam.em_gain)
-                   - cam.spurious_charge_e) / cam.qe
+        photons = (
+            (x - cam.baseline_adu) * (cam.e_per_adu / cam.em_gain) - cam.spurious_charge_e
+        ) / cam.qe
         return pad_to_multiple(self.scaling.scale_input(photons)[:, None])
 
     @torch.no_grad()
@@ -51,8 +58,9 @@ class Localizer:
             return self.net.frame_features(x)
 
     @torch.no_grad()
-    def outputs(self, f_prev: Tensor, f_cur: Tensor, f_next: Tensor,
-                shape_px: tuple[int, int]) -> Tensor:
+    def outputs(
+        self, f_prev: Tensor, f_cur: Tensor, f_next: Tensor, shape_px: tuple[int, int]
+    ) -> Tensor:
         """Output maps (N, 10, H, W), cropped back to the frame size, float32."""
         with self._autocast():
             out = self.net.context(f_prev, f_cur, f_next)

@@ -57,8 +57,9 @@ class FeatureRing:
             cur = None
         if cur is not None:
             prev = self._prev if self._prev is not None else cur
-            out.append(Window(cur.index, cur.timestamp_ns, prev.features, cur.features,
-                              new.features))
+            out.append(
+                Window(cur.index, cur.timestamp_ns, prev.features, cur.features, new.features)
+            )
         self._prev, self._cur = cur, new
         return out
 
@@ -68,7 +69,8 @@ class FeatureRing:
         cur = self._cur
         if cur is not None:
             prev = self._prev if self._prev is not None else cur
-            out.append(Window(cur.index, cur.timestamp_ns, prev.features, cur.features,
-                              cur.features))
+            out.append(
+                Window(cur.index, cur.timestamp_ns, prev.features, cur.features, cur.features)
+            )
         self._prev = self._cur = None
         return out

@@ -30,6 +30,9 @@ def frame_stats(
             out.append(FrameStats(index, 0, 0.0, nan, nan, nan))
             continue
         sigma = float(np.mean((sel["sigma_x_nm"] + sel["sigma_y_nm"]) / 2.0))
-        out.append(FrameStats(index, n, n / area, float(sel["photons"].mean()),
-                              float(sel["bg"].mean()), sigma))
+        out.append(
+            FrameStats(
+                index, n, n / area, float(sel["photons"].mean()), float(sel["bg"].mean()), sigma
+            )
+        )
     return out

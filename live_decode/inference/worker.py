@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from live_decode.errors import LocalizationFileError
 from live_decode.inference.compat import check_card
 from live_decode.inference.engine import Localizer
 from live_decode.inference.processor import BatchResult, LocSink, StreamProcessor
 from live_decode.io.picasso import PicassoWriter
-from live_decode.errors import LocalizationFileError
 from live_decode.io.thunderstorm import ThunderstormWriter, read_thunderstorm_csv
 from live_decode.messages import (
     EosMsg,
@@ -109,16 +109,20 @@ class InferenceWorker:
         card = self.localizer.card
         csv = ThunderstormWriter(self.run_dir / CSV_NAME, resume=self.resume)
         hdf5 = PicassoWriter(
-            self.run_dir / HDF5_NAME, width_px=w, height_px=h,
-            pixel_size_nm=self.localizer.pixel_size_nm, with_z=self.localizer.scaling.is_3d,
+            self.run_dir / HDF5_NAME,
+            width_px=w,
+            height_px=h,
+            pixel_size_nm=self.localizer.pixel_size_nm,
+            with_z=self.localizer.scaling.is_3d,
             extra_info={"model": card.summary(), "camera": _camera_info(first)},
             resume=self.resume,
         )
         return [csv, hdf5]
 
     def _first_frame(self, frame: FrameMsg) -> None:
-        problems = check_card(self.localizer.card, frame.camera, frame.pixels,
-                              self.override_mismatch)
+        problems = check_card(
+            self.localizer.card, frame.camera, frame.pixels, self.override_mismatch
+        )
         for p in problems:
             log.warning("model mismatch overridden: %s", p)
         self.summary.mismatches = problems
@@ -145,8 +149,10 @@ class InferenceWorker:
             while not self._stop.is_set():
                 msg = self.puller.recv(timeout_ms=100)
                 if msg is None:
-                    if (self.idle_timeout_s is not None
-                            and time.perf_counter() - last_msg > self.idle_timeout_s):
+                    if (
+                        self.idle_timeout_s is not None
+                        and time.perf_counter() - last_msg > self.idle_timeout_s
+                    ):
                         log.warning("no frames for %.0f s: stopping", self.idle_timeout_s)
                         break
                     continue
@@ -205,8 +211,12 @@ class InferenceWorker:
         span = t - self._recent[0][0]
         frames = sum(n for _, n in list(self._recent)[1:])
         fps = frames / span if span > 0 else 0.0
-        worker = WorkerStats(fps=fps, latency_ms=float(np.mean(lat)), queue_depth=queue_depth,
-                             dropped_upstream=s.dropped_upstream)
+        worker = WorkerStats(
+            fps=fps,
+            latency_ms=float(np.mean(lat)),
+            queue_depth=queue_depth,
+            dropped_upstream=s.dropped_upstream,
+        )
         if self.publisher is not None:
             self.publisher.publish_batch(result.locs, result.stats, worker)
 

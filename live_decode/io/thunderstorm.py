@@ -88,7 +88,9 @@ class ThunderstormWriter:
         if resume and os.path.isfile(self.path) and os.path.getsize(self.path) > 0:
             # Continue a file a crashed writer left: drop a partial last line, keep the rest.
             self._n_written = _truncate_to_last_line(self.path) - 1
-            self._file: TextIO | None = open(self.path, "a", encoding="utf-8", newline="\n")
+            self._file: TextIO | None = open(  # noqa: SIM115 - kept open across appends
+                self.path, "a", encoding="utf-8", newline="\n"
+            )
             if self._n_written < 0:
                 self._n_written = 0
                 self._write(_header(LOC_COLUMNS))

@@ -102,7 +102,7 @@ class DecodeNet(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
         last_p = self.head_p[-1]
-        assert isinstance(last_p, nn.Conv2d)
+        assert isinstance(last_p, nn.Conv2d) and last_p.bias is not None
         nn.init.kaiming_normal_(last_p.weight, mode="fan_in", nonlinearity="linear")
         nn.init.constant_(last_p.bias, P_INIT_BIAS)  # start with p ≈ 0.0025 everywhere
 

@@ -18,6 +18,18 @@ from live_decode.messages import LOC_DTYPE, Localizations
 from live_decode.model import network as ch
 from live_decode.model.scaling import Scaling
 
+LOC_COLUMNS_AFTER_FRAME = (
+    "x_nm",
+    "y_nm",
+    "z_nm",
+    "photons",
+    "bg",
+    "prob",
+    "sigma_x_nm",
+    "sigma_y_nm",
+    "sigma_z_nm",
+    "sigma_photons",
+)
 _PLUS = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]])
 
 
@@ -60,24 +72,28 @@ def localize(
     vals = out[bi, :, r, c].float()  # (n, 10): the only device→host copy is this table
     px = pixel_size_nm
     z_scale = scaling.z_max_nm if scaling.is_3d else 0.0
-    cols = torch.stack(
-        [
-            (c.to(vals.dtype) + 0.5 + vals[:, ch.CH_X]) * px,
-            (r.to(vals.dtype) + 0.5 + vals[:, ch.CH_Y]) * px,
-            vals[:, ch.CH_Z] * z_scale,
-            vals[:, ch.CH_PHOT] * scaling.photons_max,
-            vals[:, ch.CH_BG] * scaling.bg_max,
-            prob.float(),
-            vals[:, ch.CH_SIG_X] * px,
-            vals[:, ch.CH_SIG_Y] * px,
-            vals[:, ch.CH_SIG_Z] * z_scale,
-            vals[:, ch.CH_SIG_PHOT] * scaling.photons_max,
-        ],
-        dim=1,
-    ).cpu().numpy()
+    cols = (
+        torch.stack(
+            [
+                (c.to(vals.dtype) + 0.5 + vals[:, ch.CH_X]) * px,
+                (r.to(vals.dtype) + 0.5 + vals[:, ch.CH_Y]) * px,
+                vals[:, ch.CH_Z] * z_scale,
+                vals[:, ch.CH_PHOT] * scaling.photons_max,
+                vals[:, ch.CH_BG] * scaling.bg_max,
+                prob.float(),
+                vals[:, ch.CH_SIG_X] * px,
+                vals[:, ch.CH_SIG_Y] * px,
+                vals[:, ch.CH_SIG_Z] * z_scale,
+                vals[:, ch.CH_SIG_PHOT] * scaling.photons_max,
+            ],
+            dim=1,
+        )
+        .cpu()
+        .numpy()
+    )
     frames = torch.as_tensor(frame_indices).cpu().numpy()[bi.cpu().numpy()]
     locs = np.zeros(len(cols), dtype=LOC_DTYPE)
     locs["frame"] = frames
-    for i, name in enumerate(LOC_DTYPE.names[1:]):
+    for i, name in enumerate(LOC_COLUMNS_AFTER_FRAME):
         locs[name] = cols[:, i]
     return locs

@@ -10,15 +10,22 @@ from torch import Tensor
 from live_decode.config import BackgroundConfig
 
 
-def sample_levels(n: int, cfg: BackgroundConfig, generator: torch.Generator,
-                  device: torch.device | str = "cpu") -> Tensor:
+def sample_levels(
+    n: int, cfg: BackgroundConfig, generator: torch.Generator, device: torch.device | str = "cpu"
+) -> Tensor:
     """Uniform background levels (n,), photons/px/frame, drawn from ``cfg.uniform_photons``."""
     lo, hi = cfg.uniform_photons
     return lo + (hi - lo) * torch.rand(n, generator=generator, device=device)
 
 
-def smooth_fields(n: int, shape_px: tuple[int, int], pixel_size_nm: float, cfg: BackgroundConfig,
-                  generator: torch.Generator, device: torch.device | str = "cpu") -> Tensor:
+def smooth_fields(
+    n: int,
+    shape_px: tuple[int, int],
+    pixel_size_nm: float,
+    cfg: BackgroundConfig,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+) -> Tensor:
     """Relative background patterns (n, H, W) with mean ~1, values in [1 - a, 1 + a].
 
     Each pattern is the mean of three plane waves with wavelength ~ 2π·scale and random direction
@@ -29,9 +36,11 @@ def smooth_fields(n: int, shape_px: tuple[int, int], pixel_size_nm: float, cfg: 
     if a == 0:
         return torch.ones(n, h, w, device=device)
     scale_px = cfg.variation_scale_um * 1000.0 / pixel_size_nm
-    yy, xx = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32) + 0.5,
-                            torch.arange(w, device=device, dtype=torch.float32) + 0.5,
-                            indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(h, device=device, dtype=torch.float32) + 0.5,
+        torch.arange(w, device=device, dtype=torch.float32) + 0.5,
+        indexing="ij",
+    )
     n_waves = 3
     theta = torch.rand(n, n_waves, 1, 1, generator=generator, device=device) * 2 * math.pi
     phase = torch.rand(n, n_waves, 1, 1, generator=generator, device=device) * 2 * math.pi

@@ -40,8 +40,14 @@ class WindowBatch:
 class WindowSimulator:
     """Simulates :class:`WindowBatch` es from a config: emitters → PSF → background → camera."""
 
-    def __init__(self, cfg: Config, shape_px: tuple[int, int], n_frames: int = 3,
-                 device: torch.device | str = "cpu", psf: PSF | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        shape_px: tuple[int, int],
+        n_frames: int = 3,
+        device: torch.device | str = "cpu",
+        psf: PSF | None = None,
+    ) -> None:
         self.cfg = cfg
         self.shape_px = shape_px
         self.n_frames = n_frames
@@ -54,20 +60,27 @@ class WindowSimulator:
         cfg, t = self.cfg, self.n_frames
         b = densities_per_um2.shape[0]
         emitters = blinking_windows(
-            densities_per_um2.to(self.device), t, self.shape_px, cfg.camera.pixel_size_nm,
-            cfg.emitters.z_range_nm, cfg.photophysics, generator,
+            densities_per_um2.to(self.device),
+            t,
+            self.shape_px,
+            cfg.camera.pixel_size_nm,
+            cfg.emitters.z_range_nm,
+            cfg.photophysics,
+            generator,
         )
         signal = render(self.psf, emitters, b * t, self.shape_px).view(b, t, *self.shape_px)
         # One level and pattern per window: background changes slowly compared with 3 frames.
         levels = sample_levels(b, cfg.background, generator, self.device)
-        fields = smooth_fields(b, self.shape_px, cfg.camera.pixel_size_nm, cfg.background,
-                               generator, self.device)
+        fields = smooth_fields(
+            b, self.shape_px, cfg.camera.pixel_size_nm, cfg.background, generator, self.device
+        )
         bg = (levels[:, None, None] * fields)[:, None].expand(b, t, *self.shape_px)
         adu = self.camera.forward(signal + bg, generator)
         return WindowBatch(adu=adu, background=bg.contiguous(), emitters=emitters, n_frames=t)
 
-    def sample_uniform(self, batch_size: int, density_range: tuple[float, float],
-                       generator: torch.Generator) -> WindowBatch:
+    def sample_uniform(
+        self, batch_size: int, density_range: tuple[float, float], generator: torch.Generator
+    ) -> WindowBatch:
         """A batch whose per-window densities are uniform on ``density_range``."""
         lo, hi = density_range
         d = lo + (hi - lo) * torch.rand(batch_size, generator=generator, device=self.device)

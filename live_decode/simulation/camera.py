@@ -16,8 +16,8 @@ from live_decode.config import CameraConfig
 def sample_gamma(shape: Tensor, generator: torch.Generator) -> Tensor:
     """Gamma(shape, 1) samples for shape >= 1 (0 where shape == 0), seeded by ``generator``.
 
-    Marsaglia & Tsang (2000), vectorised: each round accepts ~97% of the remaining draws. torch's own
-    Gamma sampler takes no generator, so it cannot be seeded per simulator.
+    Marsaglia & Tsang (2000), vectorised: each round accepts ~97% of the remaining draws. torch's
+    own Gamma sampler takes no generator, so it cannot be seeded per simulator.
     """
     flat_shape = shape.reshape(-1)
     flat_out = torch.zeros_like(flat_shape)
@@ -63,8 +63,9 @@ class Camera:
         """
         cfg = self.cfg
         e = self.electrons(photons, generator)
-        e = e + cfg.read_noise_e * torch.randn(e.shape, generator=generator, device=e.device,
-                                               dtype=e.dtype)
+        e = e + cfg.read_noise_e * torch.randn(
+            e.shape, generator=generator, device=e.device, dtype=e.dtype
+        )
         adu = torch.round(e / cfg.e_per_adu + cfg.baseline_adu)
         return adu.clamp(0.0, float(cfg.max_adu))
 

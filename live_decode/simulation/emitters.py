@@ -109,15 +109,19 @@ def filament_positions(
         path = path[inside]
         if path.shape[0] == 0:
             continue
-        n_labels = int(torch.poisson(torch.tensor(path.shape[0] * step_um * cfg.labels_per_um),
-                                     generator=generator))
+        n_labels = int(
+            torch.poisson(
+                torch.tensor(path.shape[0] * step_um * cfg.labels_per_um), generator=generator
+            )
+        )
         idx = torch.randint(0, path.shape[0], (n_labels,), generator=generator)
         jitter = torch.randn(n_labels, 2, generator=generator) * (12.5 / pixel_size_nm)
         xy = path[idx] + jitter
         z0, z1 = z_range_nm
         z_phase = float(torch.rand(1, generator=generator)) * 2 * math.pi
-        z = (z0 + z1) / 2 + (z1 - z0) / 2 * torch.sin(idx.float() / max(1, path.shape[0]) * math.pi
-                                                        + z_phase)
+        z = (z0 + z1) / 2 + (z1 - z0) / 2 * torch.sin(
+            idx.float() / max(1, path.shape[0]) * math.pi + z_phase
+        )
         points.append(torch.cat([xy, z[:, None]], 1))
     if not points:
         return torch.zeros(0, 3)

@@ -28,8 +28,9 @@ def _overlap(t_on: Tensor, t_off: Tensor, start: Tensor | float, stop: Tensor | 
     return (hi - lo).clamp(min=0.0)
 
 
-def sample_flux(n: int, cfg: PhotophysicsConfig, generator: torch.Generator,
-                device: torch.device | str = "cpu") -> Tensor:
+def sample_flux(
+    n: int, cfg: PhotophysicsConfig, generator: torch.Generator, device: torch.device | str = "cpu"
+) -> Tensor:
     """Photon flux per full frame of on-time, (n,), ~ N(mean, sigma) clamped to >= 1 photon."""
     z = torch.randn(n, generator=generator, device=device)
     return (cfg.photons_mean + cfg.photons_sigma * z).clamp(min=1.0)
@@ -94,8 +95,13 @@ class FluorophorePool:
 
     DARK, ON, BLEACHED = 0, 1, 2
 
-    def __init__(self, xyz: Tensor, cfg: PhotophysicsConfig, exposure_fraction: float,
-                 generator: torch.Generator) -> None:
+    def __init__(
+        self,
+        xyz: Tensor,
+        cfg: PhotophysicsConfig,
+        exposure_fraction: float,
+        generator: torch.Generator,
+    ) -> None:
         self.cfg = cfg
         self.xyz = xyz
         self.exposure_fraction = exposure_fraction

@@ -77,8 +77,9 @@ class AstigmaticPSF(GaussianPSF):
     c is the focal offset and d the depth of field (both nm); x is in focus at z = −c, y at +c.
     """
 
-    def __init__(self, sigma0_px: float, focal_offset_nm: float, depth_of_field_nm: float,
-                 roi_px: int) -> None:
+    def __init__(
+        self, sigma0_px: float, focal_offset_nm: float, depth_of_field_nm: float, roi_px: int
+    ) -> None:
         super().__init__(sigma0_px, roi_px)
         self.focal_offset_nm = focal_offset_nm
         self.depth_of_field_nm = depth_of_field_nm
@@ -95,8 +96,9 @@ def build_psf(cfg: PsfConfig, pixel_size_nm: float) -> PSF:
     if isinstance(cfg, GaussianPsfConfig):
         return GaussianPSF(cfg.sigma_nm / pixel_size_nm, cfg.roi_px)
     if isinstance(cfg, AstigmaticPsfConfig):
-        return AstigmaticPSF(cfg.sigma0_nm / pixel_size_nm, cfg.focal_offset_nm,
-                             cfg.depth_of_field_nm, cfg.roi_px)
+        return AstigmaticPSF(
+            cfg.sigma0_nm / pixel_size_nm, cfg.focal_offset_nm, cfg.depth_of_field_nm, cfg.roi_px
+        )
     from live_decode.simulation.spline_psf import SplinePSF
 
     return SplinePSF.from_config(cfg)

@@ -39,7 +39,8 @@ class _TiffMovie:
             series = self._tif.series[0]
             self.shape = tuple(int(s) for s in series.shape)
             self.dtype = np.dtype(series.dtype)
-            self.description = self._tif.pages[0].description if self._tif.pages else ""
+            first = self._tif.pages.first if self._tif.pages else None
+            self.description = str(getattr(first, "description", "") or "")
             self.ome = self._tif.ome_metadata
         except Exception as exc:  # tifffile raises many types on corrupt files
             raise MovieError(
@@ -73,7 +74,7 @@ class _TiffMovie:
         if self._map is not None:
             return np.asarray(self._map[i])
         try:
-            return np.asarray(self._tif.pages[i].asarray()).reshape(self.shape[1:])  # type: ignore[union-attr]
+            return np.asarray(self._tif.pages[i].asarray()).reshape(self.shape[1:])
         except Exception as exc:
             raise MovieError(f"{self.path}: frame {i} cannot be read ({exc}); truncated?") from None
 
@@ -89,8 +90,10 @@ def camera_from_tiff(description: str, ome: str | None) -> dict[str, float]:
     """
     texts = [description or ""]
     if ome:
-        texts += [html.unescape(m) for m in re.findall(r"<Description>(.*?)</Description>", ome,
-                                                        flags=re.S)]
+        texts += [
+            html.unescape(m)
+            for m in re.findall(r"<Description>(.*?)</Description>", ome, flags=re.S)
+        ]
     for text in texts:
         try:
             data = json.loads(text)
@@ -133,9 +136,20 @@ class ReplaySource:
         self.loop = loop
         stored = camera_from_tiff(self._movies[0].description, self._movies[0].ome)
         if stored and prefer_file_metadata:
-            fields = {k: stored[k] for k in ("pixel_size_nm", "baseline_adu", "e_per_adu",
-                                             "em_gain", "qe", "exposure_ms", "spurious_charge_e",
-                                             "read_noise_e") if k in stored}
+            fields: dict[str, float] = {
+                k: stored[k]
+                for k in (
+                    "pixel_size_nm",
+                    "baseline_adu",
+                    "e_per_adu",
+                    "em_gain",
+                    "qe",
+                    "exposure_ms",
+                    "spurious_charge_e",
+                    "read_noise_e",
+                )
+                if k in stored
+            }
             camera = CameraMeta(**{**_meta_dict(camera), **fields})
         self._camera = camera
         interval = 1000.0 / fps if fps else stored.get("frame_interval_ms", camera.exposure_ms)
@@ -184,8 +198,12 @@ class ReplaySource:
 
 def _meta_dict(camera: CameraMeta) -> dict[str, Any]:
     return {
-        "pixel_size_nm": camera.pixel_size_nm, "baseline_adu": camera.baseline_adu,
-        "e_per_adu": camera.e_per_adu, "em_gain": camera.em_gain, "qe": camera.qe,
-        "exposure_ms": camera.exposure_ms, "spurious_charge_e": camera.spurious_charge_e,
+        "pixel_size_nm": camera.pixel_size_nm,
+        "baseline_adu": camera.baseline_adu,
+        "e_per_adu": camera.e_per_adu,
+        "em_gain": camera.em_gain,
+        "qe": camera.qe,
+        "exposure_ms": camera.exposure_ms,
+        "spurious_charge_e": camera.spurious_charge_e,
         "read_noise_e": camera.read_noise_e,
     }

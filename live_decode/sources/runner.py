@@ -115,12 +115,14 @@ class SourceRunner:
                     break
                 self.summary.frames_read += 1
                 last_index = frame.index
-                sent = self.pusher.send_frame(frame.pixels, index=frame.index,
-                                              timestamp_ns=frame.timestamp_ns, camera=cam)
+                sent = self.pusher.send_frame(
+                    frame.pixels, index=frame.index, timestamp_ns=frame.timestamp_ns, camera=cam
+                )
                 self.summary.frames_sent += int(sent)
                 if self.preview is not None:
-                    self.preview.offer(frame.pixels, index=frame.index,
-                                       timestamp_ns=frame.timestamp_ns, camera=cam)
+                    self.preview.offer(
+                        frame.pixels, index=frame.index, timestamp_ns=frame.timestamp_ns, camera=cam
+                    )
                 if self.on_tick is not None:
                     self.on_tick(frame.index)
                 due = start + self.summary.frames_read * interval_s if self.realtime else 0.0

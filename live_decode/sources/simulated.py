@@ -16,9 +16,13 @@ def camera_meta_from_dict(meta: dict[str, float | str]) -> CameraMeta:
         return float(value) if isinstance(value, int | float) else default
 
     return CameraMeta(
-        pixel_size_nm=num("pixel_size_nm"), baseline_adu=num("baseline_adu"),
-        e_per_adu=num("e_per_adu", 1.0), em_gain=num("em_gain", 1.0), qe=num("qe", 1.0),
-        exposure_ms=num("exposure_ms"), spurious_charge_e=num("spurious_charge_e"),
+        pixel_size_nm=num("pixel_size_nm"),
+        baseline_adu=num("baseline_adu"),
+        e_per_adu=num("e_per_adu", 1.0),
+        em_gain=num("em_gain", 1.0),
+        qe=num("qe", 1.0),
+        exposure_ms=num("exposure_ms"),
+        spurious_charge_e=num("spurious_charge_e"),
         read_noise_e=num("read_noise_e"),
         extra={k: v for k, v in meta.items() if isinstance(v, str)},
     )

@@ -48,8 +48,14 @@ class StepTimes:
 class Trainer:
     """Trains one network for one config. ``run`` may be called again after ``load``."""
 
-    def __init__(self, cfg: Config, out_dir: Path, device: str = "auto", name: str = "model",
-                 temporal_context: bool | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        out_dir: Path,
+        device: str = "auto",
+        name: str = "model",
+        temporal_context: bool | None = None,
+    ) -> None:
         self.cfg = cfg
         self.out_dir = out_dir
         self.name = name
@@ -68,8 +74,9 @@ class Trainer:
         self.times = StepTimes()
         self.history: list[dict[str, float]] = []
         eval_gen = torch.Generator(device=self.device).manual_seed(t.seed + EVAL_SEED_OFFSET)
-        self.held_out = HeldOutSet.simulate(self.sim, t.eval_samples,
-                                            cfg.emitters.density_per_um2, eval_gen)
+        self.held_out = HeldOutSet.simulate(
+            self.sim, t.eval_samples, cfg.emitters.density_per_um2, eval_gen
+        )
 
     # ------------------------------------------------------------------ one step
     def _inputs(self, batch: WindowBatch) -> torch.Tensor:
@@ -79,8 +86,9 @@ class Trainer:
         t = self.cfg.training
         t0 = time.perf_counter()
         batch = self.sim.sample_uniform(t.batch_size, t.density_range_per_um2, self.gen)
-        targets = make_targets(batch.emitters, batch.background, 3, self.scaling,
-                               t.min_target_photons, t.max_targets)
+        targets = make_targets(
+            batch.emitters, batch.background, 3, self.scaling, t.min_target_photons, t.max_targets
+        )
         x = self._inputs(batch)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
@@ -144,9 +152,13 @@ class Trainer:
     def card(self) -> ModelCard:
         last = self.history[-1] if self.history else {}
         return make_card(
-            self.name, self.cfg, self.net,
-            training_steps=self.step, training_time_s=round(self.elapsed_s, 1),
-            device=str(self.device), metrics={k: round(v, 4) for k, v in last.items()},
+            self.name,
+            self.cfg,
+            self.net,
+            training_steps=self.step,
+            training_time_s=round(self.elapsed_s, 1),
+            device=str(self.device),
+            metrics={k: round(v, 4) for k, v in last.items()},
         )
 
     def save_model(self) -> Path:
@@ -155,9 +167,12 @@ class Trainer:
         return path
 
     # ------------------------------------------------------------------ loop
-    def run(self, max_steps: int, time_budget_s: float | None = None,
-            on_progress: Callable[[int, float, dict[str, float] | None], None] | None = None,
-            ) -> dict[str, float]:
+    def run(
+        self,
+        max_steps: int,
+        time_budget_s: float | None = None,
+        on_progress: Callable[[int, float, dict[str, float] | None], None] | None = None,
+    ) -> dict[str, float]:
         """Train until ``max_steps`` total steps or ``time_budget_s`` more seconds; evaluate."""
         t = self.cfg.training
         start = time.perf_counter()
@@ -174,8 +189,11 @@ class Trainer:
             last_eval = None
             if self.step % t.eval_every == 0:
                 last_eval = self.evaluate()
-                log.info("step %d: %s", self.step,
-                         ", ".join(f"{k}={v:.4g}" for k, v in last_eval.items()))
+                log.info(
+                    "step %d: %s",
+                    self.step,
+                    ", ".join(f"{k}={v:.4g}" for k, v in last_eval.items()),
+                )
             if self.step % t.checkpoint_every == 0:
                 self.save_checkpoint()
                 path = self.save_model()

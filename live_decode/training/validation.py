@@ -13,12 +13,18 @@ from live_decode.model.loss import gmm_loss
 from live_decode.model.network import DecodeNet
 from live_decode.model.postprocess import localize
 from live_decode.model.scaling import Scaling
-from live_decode.training.targets import make_targets
 from live_decode.simulation.batch import WindowBatch, WindowSimulator
+from live_decode.training.targets import make_targets
 
 GT_DTYPE = np.dtype(
-    [("frame", "<i8"), ("id", "<i8"), ("x_nm", "<f4"), ("y_nm", "<f4"), ("z_nm", "<f4"),
-     ("photons", "<f4")]
+    [
+        ("frame", "<i8"),
+        ("id", "<i8"),
+        ("x_nm", "<f4"),
+        ("y_nm", "<f4"),
+        ("z_nm", "<f4"),
+        ("photons", "<f4"),
+    ]
 )
 
 
@@ -29,8 +35,9 @@ class HeldOutSet:
     batch: WindowBatch
 
     @classmethod
-    def simulate(cls, sim: WindowSimulator, n: int, density_per_um2: float,
-                 generator: torch.Generator) -> HeldOutSet:
+    def simulate(
+        cls, sim: WindowSimulator, n: int, density_per_um2: float, generator: torch.Generator
+    ) -> HeldOutSet:
         d = torch.full((n,), density_per_um2, device=sim.device)
         return cls(sim.sample(d, generator))
 
@@ -58,15 +65,17 @@ def predict_windows(net: DecodeNet, x: torch.Tensor, batch_size: int = 64) -> to
     return torch.cat(outs)
 
 
-def evaluate_held_out(net: DecodeNet, held_out: HeldOutSet, cfg: Config, scaling: Scaling,
-                      sim: WindowSimulator) -> dict[str, float]:
+def evaluate_held_out(
+    net: DecodeNet, held_out: HeldOutSet, cfg: Config, scaling: Scaling, sim: WindowSimulator
+) -> dict[str, float]:
     """Held-out loss and localization metrics (Jaccard, RMSE, efficiency) at the nominal density."""
     b = held_out.batch
     x = scaling.scale_input(sim.camera.to_photons(b.adu))
     out = predict_windows(net, x)
     t = cfg.training
-    targets = make_targets(b.emitters, b.background, 3, scaling, t.min_target_photons,
-                           t.max_targets)
+    targets = make_targets(
+        b.emitters, b.background, 3, scaling, t.min_target_photons, t.max_targets
+    )
     loss = float(gmm_loss(out, targets, n_dims=4 if scaling.is_3d else 3).mean())
     px = cfg.camera.pixel_size_nm
     locs = localize(out, torch.arange(out.shape[0]), cfg.postprocess, scaling, px)

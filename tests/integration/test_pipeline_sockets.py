@@ -25,8 +25,9 @@ from live_decode.sources.runner import SourceRunner
 from live_decode.transport.frames import FramePuller, FramePusher
 from live_decode.transport.results import ResultPublisher, ResultSubscriber
 
-CAM = CameraMeta(pixel_size_nm=100, baseline_adu=100, e_per_adu=45, em_gain=300, qe=0.9,
-                 exposure_ms=20)
+CAM = CameraMeta(
+    pixel_size_nm=100, baseline_adu=100, e_per_adu=45, em_gain=300, qe=0.9, exposure_ms=20
+)
 
 
 @pytest.fixture
@@ -42,8 +43,12 @@ def localizer() -> Localizer:
     net = DecodeNet(8, predict_z=False)
     with torch.no_grad():
         net.head_p[-1].bias.fill_(0.0)
-    return Localizer(net, make_card("t", Config(), net), torch.device("cpu"),
-                     PostprocessConfig(raw_threshold=0.3))
+    return Localizer(
+        net,
+        make_card("t", Config(), net),
+        torch.device("cpu"),
+        PostprocessConfig(raw_threshold=0.3),
+    )
 
 
 def test_streamed_files_equal_offline_inference(
@@ -68,8 +73,9 @@ def test_streamed_files_equal_offline_inference(
     assert worker.summary.frames_processed == 20
 
     offline = np.sort(localize_movie(localizer, movie, CAM), order=["frame", "y_nm", "x_nm"])
-    csv = np.sort(read_thunderstorm_csv(tmp_path / "run" / CSV_NAME),
-                  order=["frame", "y_nm", "x_nm"])
+    csv = np.sort(
+        read_thunderstorm_csv(tmp_path / "run" / CSV_NAME), order=["frame", "y_nm", "x_nm"]
+    )
     assert len(csv) == len(offline) > 0
     np.testing.assert_array_equal(csv["frame"], offline["frame"])
     np.testing.assert_allclose(csv["x_nm"], offline["x_nm"], atol=0.01)

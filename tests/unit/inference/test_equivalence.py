@@ -1,4 +1,4 @@
-"""Streaming (ring buffer, batches of any size, gaps) equals offline inference on the same frames."""
+"""Streaming (ring buffer, any batch sizes, gaps) equals offline inference on the same frames."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from live_decode.messages import CameraMeta, EosMsg, FrameMsg, GapMsg, Localizat
 from live_decode.model.checkpoint import make_card
 from live_decode.model.network import DecodeNet
 
-CAM = CameraMeta(pixel_size_nm=100, baseline_adu=100, e_per_adu=45, em_gain=300, qe=0.9,
-                 exposure_ms=20)
+CAM = CameraMeta(
+    pixel_size_nm=100, baseline_adu=100, e_per_adu=45, em_gain=300, qe=0.9, exposure_ms=20
+)
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,7 @@ def _f(i: int) -> torch.Tensor:
 
 
 def _ids(ws: list[Window]) -> list[tuple[int, int, int, int]]:
-    return [(w.index, int(w.prev[0, 0, 0]), int(w.cur[0, 0, 0]), int(w.next[0, 0, 0]))
-            for w in ws]
+    return [(w.index, int(w.prev[0, 0, 0]), int(w.cur[0, 0, 0]), int(w.next[0, 0, 0])) for w in ws]
 
 
 def test_emits_t_when_t_plus_1_arrives_and_replicates_edges() -> None:

@@ -85,6 +85,7 @@ def test_batched_equals_per_sample() -> None:
     bg = torch.rand(3, 6, 6)
     batched = gmm_loss(outs, Targets(params, mask, bg))
     for i in range(3):
-        single = gmm_loss(outs[i : i + 1], Targets(params[i : i + 1], mask[i : i + 1],
-                                                   bg[i : i + 1]))
+        single = gmm_loss(
+            outs[i : i + 1], Targets(params[i : i + 1], mask[i : i + 1], bg[i : i + 1])
+        )
         torch.testing.assert_close(batched[i : i + 1], single)

@@ -10,8 +10,8 @@ from live_decode.errors import ModelCardError
 from live_decode.model.checkpoint import load_model, make_card, save_model
 from live_decode.model.network import DecodeNet
 from live_decode.model.scaling import Scaling
-from live_decode.training.targets import make_targets, rank_within_group
 from live_decode.simulation.emitters import Emitters
+from live_decode.training.targets import make_targets, rank_within_group
 
 
 def test_rank_within_group() -> None:
@@ -22,8 +22,9 @@ def test_rank_within_group() -> None:
 def test_targets_are_bright_centre_frame_emitters_only() -> None:
     # Two windows of 3 frames: image index = window * 3 + t.
     em = Emitters(
-        xyz=torch.tensor([[1.0, 2.0, 0.0], [3.0, 4.0, 0.0], [5.0, 6.0, 0.0], [7.0, 8.0, 0.0],
-                          [9.0, 1.0, 0.0]]),
+        xyz=torch.tensor(
+            [[1.0, 2.0, 0.0], [3.0, 4.0, 0.0], [5.0, 6.0, 0.0], [7.0, 8.0, 0.0], [9.0, 1.0, 0.0]]
+        ),
         photons=torch.tensor([500.0, 500.0, 50.0, 800.0, 900.0]),
         frame=torch.tensor([1, 0, 1, 4, 4]),
         id=torch.arange(5),

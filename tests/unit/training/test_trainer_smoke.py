@@ -10,9 +10,16 @@ from live_decode.training.trainer import Trainer
 def _tiny_config() -> Config:
     return Config(
         model=ModelConfig(size="custom", filters=8),
-        training=TrainingConfig(crop_px=16, batch_size=8, lr=3e-3, lr_step_every=1000,
-                                eval_samples=16, eval_every=1000, checkpoint_every=1000,
-                                density_range_per_um2=(1.0, 3.0)),
+        training=TrainingConfig(
+            crop_px=16,
+            batch_size=8,
+            lr=3e-3,
+            lr_step_every=1000,
+            eval_samples=16,
+            eval_every=1000,
+            checkpoint_every=1000,
+            density_range_per_um2=(1.0, 3.0),
+        ),
     )
 
 
@@ -21,7 +28,7 @@ def test_a_few_steps_on_tiny_crops_reduce_the_held_out_loss(tmp_path: Path) -> N
     before = trainer.evaluate()["loss"]
     after = trainer.run(max_steps=40)["loss"]
     assert after < 0.5 * before
-    net, card = load_model(tmp_path / "tiny.pt")
+    _net, card = load_model(tmp_path / "tiny.pt")
     assert card.training_steps == 40 and card.metrics["loss"] == round(after, 4)
 
 
