@@ -296,17 +296,31 @@ class InferenceConfig(Frozen):
 
 
 class ControlConfig(Frozen):
-    """Closed-loop 405 nm activation control on the network's density."""
+    """Closed-loop 405 nm activation control on the network's density (``live_decode.control``).
+
+    Time is counted in camera frames: gains, rates and windows are per frame, so the loop behaves
+    the same at any frame rate. Powers are those of the actuator (mW for a laser's power).
+    """
 
     mode: Literal["off", "auto"] = Field("off", description="off = manual laser power")
     target_density_per_um2: NonNegative = Field(1.0, description="density to hold")
     kp: NonNegative = Field(2.0, description="proportional gain, mW per (emitter/µm²)")
     ki: NonNegative = Field(0.5, description="integral gain, mW per (emitter/µm²·frame)")
+    smoothing: Literal["median", "ema"] = Field(
+        "median", description="running median (robust to outlier frames) or exponential average"
+    )
     smoothing_frames: Annotated[int, Field(ge=1)] = Field(10, description="EMA/median window")
     max_rate_mw_per_frame: Positive = Field(1.0, description="largest change per frame")
-    min_power_mw: NonNegative = 0.0
+    min_power_mw: NonNegative = Field(0.0, description="lowest power the loop commands in auto")
     safe_power_mw: NonNegative = Field(0.0, description="power on a watchdog or error event")
     watchdog_s: Positive = Field(1.0, description="no stats for this long -> safe power")
+    autotune_step_mw: Positive = Field(4.0, description="power step of the tuning step test")
+    autotune_baseline_frames: Annotated[int, Field(ge=5)] = Field(
+        60, description="frames held at the starting power before the step"
+    )
+    autotune_response_frames: Annotated[int, Field(ge=20)] = Field(
+        150, description="frames recorded after the step"
+    )
 
 
 class Config(Frozen):
