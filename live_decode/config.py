@@ -257,15 +257,30 @@ class ReplaySourceConfig(Frozen):
 
 
 class MMSourceConfig(Frozen):
-    """A Micro-Manager core (pymmcore-plus) with a lab's own hardware configuration."""
+    """A Micro-Manager core (pymmcore-plus) with a lab's own hardware configuration.
+
+    Photon conversion: the camera's ``Offset`` (baseline) and ``EMGain`` properties are used where
+    the camera has them, the ``camera`` section fills in the rest, and a value set here overrides
+    both (for a camera that reports none, or reports a setting rather than a calibration).
+    """
 
     kind: Literal["mm"] = "mm"
-    system_config: Path | None = Field(None, description="Micro-Manager .cfg file")
-    adapter_path: Path | None = Field(None, description="folder with the device adapters")
+    system_config: Path = Field(
+        description="Micro-Manager .cfg file, relative to this YAML; '#py' lines = Python devices"
+    )
+    adapter_path: Path | None = Field(
+        None, description="folder with the C++ device adapters; default: pymmcore-plus's search"
+    )
     camera: str | None = Field(None, description="camera device label (core default if None)")
-    buffer_mb: Annotated[int, Field(ge=8)] = Field(256, description="circular buffer size")
+    exposure_ms: Positive | None = Field(None, description="set at start; None keeps the .cfg's")
+    buffer_mb: Annotated[int, Field(ge=1)] = Field(256, description="circular buffer size, MiB")
+    frame_timeout_s: Positive = Field(10.0, description="longest wait for a frame, then error")
     laser_device: str | None = Field(None, description="activation laser device label")
     laser_property: str = Field("Power", description="property that sets the activation")
+    baseline_adu: NonNegative | None = Field(None, description="override the camera's offset")
+    e_per_adu: Positive | None = Field(None, description="override: electrons per ADU")
+    em_gain: Annotated[float, Field(ge=1)] | None = Field(None, description="override EM gain")
+    qe: Fraction | None = Field(None, description="override quantum efficiency")
 
 
 SourceConfig = Annotated[
@@ -320,6 +335,11 @@ class ControlConfig(Frozen):
     )
     autotune_response_frames: Annotated[int, Field(ge=20)] = Field(
         150, description="frames recorded after the step"
+    )
+    autotune_tau_c_dead_times: Positive = Field(
+        1.5,
+        description="closed-loop time constant set by autotune, in measured dead times "
+        "(SIMC: 1 = tight; larger = gentler, more margin for a latency that grows)",
     )
 
 

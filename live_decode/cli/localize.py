@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import zmq
@@ -17,6 +18,7 @@ from rich.progress import Progress
 from live_decode.cli._pipeline import build_localizer, camera_from_config, load_config_or_demo
 from live_decode.cli.plots import plot_run
 from live_decode.cli.run import RunState, write_summary
+from live_decode.errors import ModelCardError
 from live_decode.inference.worker import InferenceWorker
 from live_decode.messages import StatsMsg
 from live_decode.sources.replay import ReplaySource
@@ -39,10 +41,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ignore-model-mismatch", action="store_true")
 
 
+def _catching(target: Callable[[], object], errors: list[BaseException]) -> Callable[[], None]:
+    """``target`` for a thread: an exception is kept for the main thread instead of printed."""
+
+    def run() -> None:
+        try:
+            target()
+        except BaseException as exc:
+            errors.append(exc)
+
+    return run
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = load_config_or_demo(args.config)
     localizer = build_localizer(cfg, args.model, args.device)
     source = ReplaySource(args.movie, camera_from_config(cfg))
+    args.out.mkdir(parents=True, exist_ok=True)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     pusher = FramePusher(ctx, "tcp://127.0.0.1:*", lossless=True, sndhwm=8)
     puller = FramePuller(ctx, pusher.endpoint, rcvhwm=8)
@@ -57,10 +72,12 @@ def run(args: argparse.Namespace) -> int:
         override_mismatch=args.ignore_model_mismatch,
     )
     state = RunState()
-    thread = threading.Thread(target=worker.run, name="worker")
+    worker_errors: list[BaseException] = []
+    source_errors: list[BaseException] = []
+    thread = threading.Thread(target=_catching(worker.run, worker_errors), name="worker")
     thread.start()
     runner = SourceRunner(source, pusher)
-    src_thread = threading.Thread(target=runner.run, name="source")
+    src_thread = threading.Thread(target=_catching(runner.run, source_errors), name="source")
     src_thread.start()
     try:
         with Progress() as progress:
@@ -72,8 +89,11 @@ def run(args: argparse.Namespace) -> int:
                 progress.update(task, completed=worker.summary.frames_processed)
     finally:
         runner.stop()
-        src_thread.join()
         thread.join()
+        # A worker that stopped early no longer reads: drain so a lossless send cannot block.
+        while src_thread.is_alive():
+            puller.recv(timeout_ms=50)
+        src_thread.join()
         for s in (pusher, puller, publisher, sub):
             s.close()
         source.close()
@@ -81,5 +101,11 @@ def run(args: argparse.Namespace) -> int:
     (args.out / "source_summary.json").write_text(json.dumps(runner.summary.to_dict(), indent=2))
     summary = write_summary(args.out, state)
     plot_run(args.out, state.stats, cfg)
+    if worker_errors or source_errors:
+        # What was localized before the failure stays in the run directory.
+        exc = (worker_errors or source_errors)[0]
+        if isinstance(exc, ModelCardError):
+            raise ModelCardError(f"{args.movie[0]}: {exc}") from None
+        raise exc
     print(json.dumps(summary, indent=2))
     return 0

@@ -30,6 +30,7 @@ from live_decode.transport.results import ResultSubscriber
 
 log = logging.getLogger("live_decode.cli.run")
 MAX_RESTARTS = 3
+ORPHAN_GRACE_S = 15.0  # a restarted worker idle this long after the source ended is stopped
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,10 +66,13 @@ class RunState:
     errors: list[str] = field(default_factory=list)
     restarts: int = 0
     eos: bool = False
+    gave_up: bool = False
     started: float = field(default_factory=time.perf_counter)
+    last_stats: float = field(default_factory=time.perf_counter)
 
     def absorb(self, msg: object) -> None:
         if isinstance(msg, StatsMsg):
+            self.last_stats = time.perf_counter()
             self.stats.extend(msg.frame_stats)
             self.localizations += sum(s.count for s in msg.frame_stats)
             self.worker = msg.worker
@@ -125,6 +129,9 @@ class Supervisor:
         self.source: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
         self.viewer: subprocess.Popen[bytes] | None = None
+        self._worker_started = time.perf_counter()
+        self._source_ended: float | None = None
+        self._orphan_stopped = False
 
     def _worker_args(self, resume: bool) -> list[str]:
         a = [
@@ -173,6 +180,10 @@ class Supervisor:
                     self.ep.preview,
                     "--control-endpoint",
                     self.ep.control,
+                    "--model",
+                    str(self.model),
+                    "--target",
+                    str(self.cfg.control.target_density_per_um2),
                 ],
                 logs / "viewer.log",
             )
@@ -182,15 +193,43 @@ class Supervisor:
         code = self.worker.poll()
         if code is None or self.state.eos:
             return
-        if code == 0:
+        if code == 0 or self.state.gave_up:
+            return
+        if self.source is not None and self.source.poll() is not None:
+            # The source has finished: a new worker could never receive a frame (and would wait
+            # forever); what the dead one still had queued is lost.
+            self.state.gave_up = True
+            self.state.errors.append(
+                f"worker exited with {code} after the source had finished; not restarted, "
+                "the frames it still had queued are lost"
+            )
             return
         if self.state.restarts >= MAX_RESTARTS:
+            self.state.gave_up = True
             self.state.errors.append(f"worker died ({code}) {MAX_RESTARTS + 1} times; giving up")
             return
         self.state.restarts += 1
         log.warning("worker exited with %s: restarting (%d)", code, self.state.restarts)
         self.state.errors.append(f"worker exited with {code}; restarted")
         self.worker = _spawn(self._worker_args(True), self.out / "logs" / "worker.log")
+        self._worker_started = time.perf_counter()
+
+    def _stop_orphaned_worker(self) -> None:
+        """A restarted worker that connected after the source ended never gets end-of-stream:
+        once the source is gone and the worker quiet for ``ORPHAN_GRACE_S``, stop it."""
+        assert self.worker is not None and self.source is not None
+        if self.state.restarts == 0 or self._orphan_stopped or self.worker.poll() is not None:
+            return
+        if self.source.poll() is None:
+            return
+        now = time.perf_counter()
+        if self._source_ended is None:
+            self._source_ended = now
+        busy = max(self._source_ended, self.state.last_stats, self._worker_started)
+        if now - busy > ORPHAN_GRACE_S:
+            self._orphan_stopped = True
+            self.state.errors.append("the restarted worker missed the end of stream; stopped it")
+            self.worker.terminate()
 
     def supervise(self) -> int:
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
@@ -211,6 +250,7 @@ class Supervisor:
                         msg = sub.recv(timeout_ms=0)
                     live.update(self.state.table())
                     self._check_worker()
+                    self._stop_orphaned_worker()
                     assert self.worker is not None and self.source is not None
                     if self.worker.poll() == 0 or (
                         self.state.eos and self.worker.poll() is not None
@@ -262,6 +302,7 @@ def write_summary(out: Path, state: RunState) -> dict[str, object]:
         "frames_sent": source.get("frames_sent"),
         "frames_processed": worker.get("frames_processed"),
         "frames_dropped": source.get("frames_dropped"),
+        "frames_lost_on_restart": worker.get("frames_lost_on_restart", 0),
         "localizations": worker.get("localizations"),
         "mean_density_per_um2": float(np.mean(densities)) if densities else None,
         "throughput_fps": worker.get("fps"),

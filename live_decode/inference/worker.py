@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from live_decode.errors import LocalizationFileError
@@ -30,7 +32,9 @@ from live_decode.messages import (
     FrameMsg,
     GapMsg,
     HeartbeatMsg,
+    LocsMsg,
     Message,
+    StatsMsg,
     WorkerStats,
 )
 from live_decode.transport.frames import FramePuller
@@ -39,6 +43,7 @@ from live_decode.transport.results import ResultPublisher
 log = logging.getLogger("live_decode.inference.worker")
 
 CSV_NAME, HDF5_NAME, WORKER_SUMMARY_NAME = "locs.csv", "locs.hdf5", "worker_summary.json"
+PERCENTILES_EVERY_S = 1.0  # while busy, latency percentiles on disk are refreshed this often
 
 
 @dataclass
@@ -51,6 +56,8 @@ class WorkerSummary:
     dropped_upstream: int = 0
     gaps: int = 0
     rejected_messages: int = 0
+    frames_lost_on_restart: int = 0
+    resumed: int = 0
     batches: int = 0
     first_frame: int | None = None
     last_frame: int | None = None
@@ -58,14 +65,31 @@ class WorkerSummary:
     latencies_ms: list[float] = field(default_factory=list)
     elapsed_s: float = 0.0
 
-    def to_dict(self) -> dict[str, object]:
-        d = asdict(self)
+    def latency_percentiles_ms(self) -> tuple[float, float]:
+        """(p50, p99) of the frame latencies, ms (NaN before the first frame)."""
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.array([np.nan])
-        d.pop("latencies_ms")
-        d["latency_ms_p50"] = float(np.nanpercentile(lat, 50))
-        d["latency_ms_p99"] = float(np.nanpercentile(lat, 99))
+        return float(np.nanpercentile(lat, 50)), float(np.nanpercentile(lat, 99))
+
+    def to_dict(self, percentiles_ms: tuple[float, float] | None = None) -> dict[str, object]:
+        """JSON-able totals; ``percentiles_ms`` saves recomputing them over a long run."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "latencies_ms"}
+        p50, p99 = percentiles_ms or self.latency_percentiles_ms()
+        d["latency_ms_p50"], d["latency_ms_p99"] = p50, p99
         d["fps"] = self.frames_processed / self.elapsed_s if self.elapsed_s > 0 else 0.0
         return d
+
+    @classmethod
+    def load(cls, path: Path) -> WorkerSummary | None:
+        """The totals a previous worker of this run left in ``path`` (None if unreadable)."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        names = {f.name for f in fields(cls)} - {"latencies_ms"}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in names})
+        except TypeError:
+            return None
 
 
 class InferenceWorker:
@@ -96,8 +120,39 @@ class InferenceWorker:
         self._recent: deque[tuple[float, int]] = deque(maxlen=64)  # (time, frames) for fps
         self._checked = False
         self.resume = resume
+        self.skip_through: int | None = None
+        self._rejected_before = self._rejected_here = self._rejections_reported = 0
+        self._elapsed_before = 0.0
+        self._run_started = self._percentiles_at = time.perf_counter()
+        self._percentiles_ms: tuple[float, float] | None = None
+        self._last_index: int | None = None
+        self._shape: tuple[int, ...] | None = None
+        if resume:
+            self._resume_totals()
+        self._resume_pending = self.skip_through is not None
+
+    def _resume_totals(self) -> None:
+        """Continue the totals of the worker this one replaces; skip what it already wrote.
+
+        Its ``worker_summary.json``, rewritten after every batch once both files have it, is
+        the commit record: rows beyond its ``localizations`` belong to a batch that was being
+        written when that worker died and are cut from both files (their frames count as lost).
+        """
+        prev = WorkerSummary.load(self.run_dir / WORKER_SUMMARY_NAME)
+        if prev is not None:
+            _trim_files(self.run_dir, prev.localizations)
         # After a restart, frames already in the files are skipped so nothing is duplicated.
-        self.skip_through = last_written_frame(run_dir / CSV_NAME) if resume else None
+        self.skip_through = (
+            prev.last_frame if prev is not None else last_written_frame(self.run_dir / CSV_NAME)
+        )
+        if prev is not None:
+            prev.resumed += 1
+            prev.latencies_ms = []
+            self._rejected_before = prev.rejected_messages
+            self._elapsed_before = prev.elapsed_s
+            self.summary = prev
+        else:
+            self.summary.resumed = 1
 
     def stop(self) -> None:
         self._stop.set()
@@ -117,6 +172,8 @@ class InferenceWorker:
             extra_info={"model": card.summary(), "camera": _camera_info(first)},
             resume=self.resume,
         )
+        if hdf5.n_written < csv.n_written:  # an HDF5 file a crash left unusable: rebuild it
+            hdf5.append(read_thunderstorm_csv(self.run_dir / CSV_NAME)[hdf5.n_written :])
         return [csv, hdf5]
 
     def _first_frame(self, frame: FrameMsg) -> None:
@@ -127,8 +184,53 @@ class InferenceWorker:
             log.warning("model mismatch overridden: %s", p)
         self.summary.mismatches = problems
         self.processor.sinks = self._open_sinks(frame)
-        self.summary.first_frame = frame.index
+        if self.summary.first_frame is None:
+            self.summary.first_frame = frame.index
+        self._shape = frame.pixels.shape
         self._checked = True
+
+    def _frame_problem(self, frame: FrameMsg) -> str | None:
+        """Why a well-formed frame cannot join this stream (None if it can)."""
+        if self._last_index is not None and frame.index <= self._last_index:
+            return (
+                f"frame {frame.index} does not follow frame {self._last_index} "
+                "(duplicate or out of order)"
+            )
+        if self._shape is not None and frame.pixels.shape != self._shape:
+            got, want = ("×".join(map(str, x)) for x in (frame.pixels.shape, self._shape))
+            return f"frame {frame.index} is {got} px, the stream is {want} px"
+        return None
+
+    def _reject(self, reason: str) -> None:
+        self._rejected_here += 1
+        log.warning("rejected frame-stream message: %s", reason)
+        self._report("rejected_message", reason)
+
+    def _report_puller_rejections(self) -> None:
+        """Publish what the puller rejected (malformed messages) since the last report."""
+        new = self.puller.rejected - self._rejections_reported
+        if new > 0:
+            self._rejections_reported = self.puller.rejected
+            self._report("rejected_message", f"{new} × {self.puller.last_rejection}")
+
+    def _report(self, code: str, message: str) -> None:
+        if self.publisher is not None:
+            self.publisher.publish(ErrorMsg(code=code, message=message))
+
+    def _check_resume_point(self, index: int) -> None:
+        """After a restart: the frames between the last one written and ``index`` are lost."""
+        if not self._resume_pending or self.skip_through is None:
+            return
+        self._resume_pending = False
+        lost = index - self.skip_through - 1
+        if lost > 0:
+            self.summary.frames_lost_on_restart += lost
+            msg = (
+                f"worker restarted: frames {self.skip_through + 1}..{index - 1} ({lost}) were "
+                "queued in the previous worker and are lost"
+            )
+            log.warning(msg)
+            self._report("frames_lost", msg)
 
     # ------------------------------------------------------------------ loop
     def _drain(self, first: Message) -> list[Message]:
@@ -143,11 +245,12 @@ class InferenceWorker:
         return msgs
 
     def run(self) -> WorkerSummary:
-        start = time.perf_counter()
+        self._run_started = time.perf_counter()
         last_msg = time.perf_counter()
         try:
             while not self._stop.is_set():
                 msg = self.puller.recv(timeout_ms=100)
+                self._report_puller_rejections()
                 if msg is None:
                     if (
                         self.idle_timeout_s is not None
@@ -161,10 +264,13 @@ class InferenceWorker:
                 if self._handle(msgs):
                     break
         finally:
-            self.summary.elapsed_s = time.perf_counter() - start
-            self.summary.rejected_messages = self.puller.rejected
             self.close()
         return self.summary
+
+    def _update_totals(self, start: float) -> None:
+        s = self.summary
+        s.elapsed_s = self._elapsed_before + time.perf_counter() - start
+        s.rejected_messages = self._rejected_before + self.puller.rejected + self._rejected_here
 
     def _handle(self, msgs: list[Message]) -> bool:
         """Process one drained batch; True at end of stream."""
@@ -173,11 +279,19 @@ class InferenceWorker:
             if isinstance(m, FrameMsg):
                 if self.skip_through is not None and m.index <= self.skip_through:
                     continue
+                # A well-formed frame that would break the stream (and the process) is rejected.
+                problem = self._frame_problem(m)
+                if problem is not None:
+                    self._reject(problem)
+                    continue
                 if not self._checked:
                     self._first_frame(m)
+                self._check_resume_point(m.index)
+                self._last_index = m.index
                 self.summary.frames_received += 1
                 stream.append(m)
             elif isinstance(m, GapMsg):
+                self._check_resume_point(m.first)
                 self.summary.dropped_upstream += m.count
                 self.summary.gaps += 1
                 stream.append(m)
@@ -189,6 +303,8 @@ class InferenceWorker:
                     self.publisher.publish(m)
             elif isinstance(m, HeartbeatMsg):
                 continue
+            elif isinstance(m, LocsMsg | StatsMsg):
+                self._reject(f"a {m.kind} message does not belong on the frame stream")
         result = self.processor.process(stream)
         self._publish(result, queue_depth=len(msgs) - 1)
         if result.finished and self.publisher is not None:
@@ -217,19 +333,60 @@ class InferenceWorker:
             queue_depth=queue_depth,
             dropped_upstream=s.dropped_upstream,
         )
+        self._write_summary()
         if self.publisher is not None:
             self.publisher.publish_batch(result.locs, result.stats, worker)
 
-    def close(self) -> None:
-        self.processor.close()
+    def _write_summary(self, final: bool = False) -> None:
+        """Totals on disk after every batch, atomically: a killed worker leaves them behind."""
+        self._update_totals(self._run_started)
+        now = time.perf_counter()
+        if (
+            final
+            or self._percentiles_ms is None
+            or now - self._percentiles_at > PERCENTILES_EVERY_S
+        ):
+            self._percentiles_ms = self.summary.latency_percentiles_ms()
+            self._percentiles_at = now
         if self.run_dir.is_dir():
             path = self.run_dir / WORKER_SUMMARY_NAME
-            path.write_text(json.dumps(self.summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+            tmp = path.with_suffix(".json.tmp")
+            text = json.dumps(self.summary.to_dict(self._percentiles_ms), indent=2)
+            tmp.write_text(text + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+
+    def close(self) -> None:
+        self.processor.close()
+        self._write_summary(final=True)
 
 
 def _camera_info(frame: FrameMsg) -> dict[str, object]:
     info = {k: v for k, v in asdict(frame.camera).items() if k != "extra"}
     return {**info, **{k: v for k, v in frame.camera.extra.items() if isinstance(v, str)}}
+
+
+def _trim_files(run_dir: Path, n_rows: int) -> None:
+    """Cut the run's CSV and HDF5 back to their first ``n_rows`` localizations."""
+    csv = run_dir / CSV_NAME
+    if csv.is_file():
+        with open(csv, "rb+") as f:
+            ends = np.flatnonzero(np.frombuffer(f.read(), dtype=np.uint8) == ord("\n"))
+            if len(ends) > n_rows + 1:  # header line + rows
+                log.warning(
+                    "%s: dropping %d rows of an unfinished batch", csv, len(ends) - 1 - n_rows
+                )
+                f.truncate(int(ends[n_rows]) + 1)
+    h5 = run_dir / HDF5_NAME
+    if not h5.is_file():
+        return
+    try:
+        with h5py.File(h5, "a") as f:
+            locs = f["locs"]
+            if locs.shape[0] > n_rows:
+                locs.resize((n_rows,))
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        log.warning("%s cannot be reopened (%s); rebuilding it from %s", h5, exc, CSV_NAME)
+        h5.unlink()
 
 
 def last_written_frame(csv_path: Path) -> int | None:

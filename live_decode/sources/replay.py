@@ -33,9 +33,22 @@ class _TiffMovie:
     def __init__(self, path: Path) -> None:
         self.path = path
         if not path.is_file():
-            raise MovieError(f"{path}: movie file not found")
+            raise MovieError(f"{path}: movie file not found; check the path")
         try:
             self._tif = tifffile.TiffFile(path)
+        except Exception as exc:  # tifffile raises many types on corrupt files
+            raise MovieError(
+                f"{path}: cannot read this TIFF ({exc}); is the file complete and a TIFF?"
+            ) from None
+        try:
+            self._inspect()
+        except MovieError:
+            self._tif.close()  # no open file left behind by a rejected movie
+            raise
+
+    def _inspect(self) -> None:
+        path = self.path
+        try:
             series = self._tif.series[0]
             self.shape = tuple(int(s) for s in series.shape)
             self.dtype = np.dtype(series.dtype)
@@ -65,7 +78,10 @@ class _TiffMovie:
             self._map = None
         n_pages = len(self._tif.pages)
         if self._map is None and n_pages < self.shape[0]:
-            raise MovieError(f"{path}: truncated: {n_pages} of {self.shape[0]} frames present")
+            raise MovieError(
+                f"{path}: truncated: {n_pages} of {self.shape[0]} frames present; "
+                "copy or export the movie again"
+            )
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -76,7 +92,10 @@ class _TiffMovie:
         try:
             return np.asarray(self._tif.pages[i].asarray()).reshape(self.shape[1:])
         except Exception as exc:
-            raise MovieError(f"{self.path}: frame {i} cannot be read ({exc}); truncated?") from None
+            raise MovieError(
+                f"{self.path}: frame {i} cannot be read ({exc}); the file is truncated or "
+                "corrupt: copy or export the movie again"
+            ) from None
 
     def close(self) -> None:
         self._map = None
@@ -124,14 +143,26 @@ class ReplaySource:
     ) -> None:
         if not paths:
             raise MovieError("no movie file given")
-        self._movies = [_TiffMovie(Path(p)) for p in paths]
+        self._movies: list[_TiffMovie] = []
+        try:
+            for p in paths:
+                self._movies.append(_TiffMovie(Path(p)))
+        except MovieError:
+            self.close()  # the files opened before the bad one
+            raise
         shapes = {m.shape[1:] for m in self._movies}
         if len(shapes) != 1:
-            raise MovieError(f"the files of a series must share the frame size, got {shapes}")
+            sizes = ", ".join(f"{m.path}: {m.shape[1]}×{m.shape[2]}" for m in self._movies)
+            self.close()
+            raise MovieError(
+                f"the files of a series must share the frame size, got {sizes}; "
+                "replay them separately"
+            )
         self._offsets = np.cumsum([0] + [len(m) for m in self._movies])
         total = int(self._offsets[-1])
         self.start, self.stop = start, total if stop is None else min(stop, total)
         if not 0 <= self.start < self.stop:
+            self.close()
             raise MovieError(f"frame range [{start}, {stop}) is empty for a {total}-frame movie")
         self.loop = loop
         stored = camera_from_tiff(self._movies[0].description, self._movies[0].ome)

@@ -21,6 +21,9 @@ from live_decode.transport.preview import PreviewPublisher
 
 log = logging.getLogger("live_decode.sources.runner")
 
+EOS_WAIT_S = 60.0
+"""Longest wait at the end for a busy worker to drain its queue and take the last gap + eos."""
+
 
 @dataclass
 class SourceSummary:
@@ -99,6 +102,16 @@ class SourceRunner:
             if time.perf_counter() >= until or self._stop.is_set():
                 return
 
+    def _send_eos(self, last_index: int | None) -> bool:
+        """Announce the last dropped frames and the end; a live queue may still be full."""
+        deadline = time.perf_counter() + EOS_WAIT_S
+        sent = self.pusher.send_eos(last_index)
+        while not sent and not self._stop.is_set() and time.perf_counter() < deadline:
+            sent = self.pusher.send_eos(last_index, timeout_ms=500)
+        if not sent:
+            log.warning("the end of stream was not delivered: is the worker running?")
+        return sent
+
     def run(self) -> SourceSummary:
         interval_s = self.source.frame_interval_ms / 1000.0
         start = time.perf_counter()
@@ -127,9 +140,13 @@ class SourceRunner:
                     self.on_tick(frame.index)
                 due = start + self.summary.frames_read * interval_s if self.realtime else 0.0
                 self._serve_control(due)
+        except Exception as exc:
+            # Tell the worker why the stream ends early (it logs and publishes it), then re-raise.
+            self.pusher.send_error("source_failed", f"{type(exc).__name__}: {exc}")
+            raise
         finally:
             self.summary.frames_dropped = self.pusher.frames_dropped
-            self.summary.eos_sent = self.pusher.send_eos(last_index)
+            self.summary.eos_sent = self._send_eos(last_index)
             self.summary.gaps_sent = self.pusher.gaps_sent
             self.summary.elapsed_s = time.perf_counter() - start
         return self.summary

@@ -1,1 +1,56 @@
-"""viewer."""
+"""The live viewer (issue 6): the only package that imports Qt, and only in its widget modules.
+
+The models (:mod:`.accumulator`, :mod:`.density`) and the background threads (:mod:`.receiver`,
+:mod:`.control_link`) are Qt-free and importable without a display. The window
+(:class:`ViewerWindow`, :func:`open_viewer`, :class:`ViewerOptions`) is imported on first use, so
+``import live_decode.viewer`` never loads Qt.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from live_decode.viewer.accumulator import ImageView, RenderSettings, SuperResAccumulator
+from live_decode.viewer.control_link import ControlLink, Reply
+from live_decode.viewer.density import DensityTrace, Health, LaserTrace, RateMeter
+from live_decode.viewer.export import export_png, export_tiff
+from live_decode.viewer.receiver import Receiver
+from live_decode.viewer.render import percentile_levels
+from live_decode.viewer.snapshots import Endpoints, PreviewFrame, RenderSnapshot, Traces
+
+if TYPE_CHECKING:
+    from live_decode.viewer.window import ViewerOptions, ViewerWindow, open_viewer
+
+_QT_NAMES = ("ViewerOptions", "ViewerWindow", "open_viewer")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _QT_NAMES:
+        from live_decode.viewer import window
+
+        return getattr(window, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "ControlLink",
+    "DensityTrace",
+    "Endpoints",
+    "Health",
+    "ImageView",
+    "LaserTrace",
+    "PreviewFrame",
+    "RateMeter",
+    "Receiver",
+    "RenderSettings",
+    "RenderSnapshot",
+    "Reply",
+    "SuperResAccumulator",
+    "Traces",
+    "ViewerOptions",
+    "ViewerWindow",
+    "export_png",
+    "export_tiff",
+    "open_viewer",
+    "percentile_levels",
+]

@@ -1,0 +1,180 @@
+"""``live-decode view ADDRESS``: watch a run live, on this host or another one.
+
+Connects to the worker's results and the source's preview and control ports on ADDRESS; a run
+already going is joined where it is. A run on another host needs CURVE keys (``--keys DIR`` with
+``client.key_secret`` and ``server.key`` from ``live-decode keys``). Qt is imported only when the
+window opens, so this module (and ``live-decode --help``) works without a display.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from live_decode.errors import LiveDecodeError, ModelCardError
+from live_decode.transport.sockets import (
+    DEFAULT_CONTROL_ENDPOINT,
+    DEFAULT_PREVIEW_ENDPOINT,
+    DEFAULT_RESULTS_ENDPOINT,
+    parse_endpoint,
+)
+
+HELP = "Watch a run live: raw frames, super-resolution image, density, laser, health, controls."
+
+# The transport's defaults (DESIGN.md §1): where a run started without options listens.
+DEFAULT_RESULTS_PORT = int(parse_endpoint(DEFAULT_RESULTS_ENDPOINT).port)
+DEFAULT_PREVIEW_PORT = int(parse_endpoint(DEFAULT_PREVIEW_ENDPOINT).port)
+DEFAULT_CONTROL_PORT = int(parse_endpoint(DEFAULT_CONTROL_ENDPOINT).port)
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1-65535 (0 = do not connect), got {value}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("address", help="host of the run: 127.0.0.1, a host name or [IPv6]")
+    p.add_argument(
+        "--results-port", type=_port, default=DEFAULT_RESULTS_PORT, help="worker results (PUB)"
+    )
+    p.add_argument(
+        "--preview-port",
+        type=_port,
+        default=DEFAULT_PREVIEW_PORT,
+        help="source preview (PUB); 0 = no raw frame panel",
+    )
+    p.add_argument(
+        "--control-port",
+        type=_port,
+        default=DEFAULT_CONTROL_PORT,
+        help="source control (REP); 0 = controls disabled",
+    )
+    for name in ("results", "preview", "control"):
+        p.add_argument(
+            f"--{name}-endpoint",
+            default=None,
+            help=f"full {name} endpoint (tcp://HOST:PORT, ipc://PATH): overrides ADDRESS and port",
+        )
+    p.add_argument(
+        "--keys",
+        type=Path,
+        default=None,
+        help="CURVE key folder with client.key_secret and server.key (remote runs)",
+    )
+    p.add_argument("--pixel-size-nm", type=_positive, default=10.0, help="render pixel size")
+    p.add_argument("--gaussian", action="store_true", help="render each localization with its σ")
+    p.add_argument("--min-prob", type=float, default=0.0, help="draw only prob >= this")
+    p.add_argument(
+        "--target",
+        type=float,
+        default=1.0,
+        help="density target (µm⁻²) shaded on the trace until the controller reports one",
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model file (.pt) or its .card.json, shown as the model line",
+    )
+    p.add_argument("--seconds", type=_positive, default=None, help="close after this long")
+    p.add_argument(
+        "--screenshot",
+        type=Path,
+        default=None,
+        help="save the window as this PNG before closing (needs --seconds)",
+    )
+
+
+def display_available(
+    environ: Mapping[str, str] | None = None, platform: str | None = None
+) -> bool:
+    """True if a Qt window can be opened: a display on Linux, or QT_QPA_PLATFORM set.
+
+    ``live-decode run`` uses this to decide whether to start the viewer.
+    """
+    env = os.environ if environ is None else environ
+    plat = sys.platform if platform is None else platform
+    if env.get("QT_QPA_PLATFORM"):
+        return True
+    if plat.startswith("linux") or "bsd" in plat:
+        return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+    return True  # macOS and Windows always have a window system
+
+
+def check_display(environ: Mapping[str, str] | None = None, platform: str | None = None) -> None:
+    """Raise a :class:`LiveDecodeError` that says what to do when there is no display."""
+    if not display_available(environ, platform):
+        raise LiveDecodeError(
+            "no display: DISPLAY and WAYLAND_DISPLAY are unset and QT_QPA_PLATFORM is not set. "
+            "Run the viewer on a machine with a screen (or `ssh -X`), pointing it at this host "
+            "with --keys for a remote run; for a picture without a screen use "
+            "QT_QPA_PLATFORM=offscreen live-decode view ADDRESS --seconds 10 --screenshot view.png"
+        )
+
+
+def model_line(path: Path) -> str:
+    """The model card's one-line summary, from a model file or its ``.card.json``."""
+    if not path.is_file():
+        raise ModelCardError(f"{path}: model file not found")
+    from live_decode.model.checkpoint import ModelCard, load_model  # torch: only when asked
+
+    if path.name.endswith(".json"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return ModelCard(**data).summary()
+        except (ValueError, TypeError) as exc:
+            raise ModelCardError(f"{path}: not a model card ({exc})") from None
+    return load_model(path)[1].summary()
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.screenshot is not None and args.seconds is None:
+        raise LiveDecodeError(
+            "--screenshot needs --seconds S: how long to watch before the picture"
+        )
+    check_display()
+    from live_decode.transport.curve import client_keys
+    from live_decode.viewer.accumulator import RenderSettings
+    from live_decode.viewer.snapshots import Endpoints
+
+    on_host = Endpoints.on_host(
+        args.address,
+        results_port=args.results_port,
+        preview_port=args.preview_port or None,
+        control_port=args.control_port or None,
+    )
+    endpoints = Endpoints(
+        results=args.results_endpoint or on_host.results,
+        preview=args.preview_endpoint or on_host.preview,
+        control=args.control_endpoint or on_host.control,
+    )
+    curve = client_keys(args.keys) if args.keys is not None else None
+    line = model_line(args.model) if args.model is not None else ""
+    settings = RenderSettings(
+        pixel_size_nm=args.pixel_size_nm, gaussian=args.gaussian, min_prob=args.min_prob
+    )
+    from live_decode.viewer.app import run_app  # Qt from here on
+    from live_decode.viewer.window import ViewerOptions
+
+    return run_app(
+        endpoints,
+        curve=curve,
+        settings=settings,
+        model_line=line,
+        options=ViewerOptions(target_per_um2=args.target),
+        seconds=args.seconds,
+        screenshot=args.screenshot,
+    )

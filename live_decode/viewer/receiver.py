@@ -1,0 +1,475 @@
+"""Receiving results and preview frames off the GUI thread (no Qt).
+
+A :class:`Receiver` owns one thread with a ZeroMQ poller over the results SUB socket (topics
+``locs`` and ``event``; the ``stats`` topic repeats what ``locs`` carries) and the preview SUB
+socket. The thread decodes, accumulates the super-resolution image and the traces, and keeps the
+latest preview frame; the GUI reads thread-safe snapshots on its timers and never touches a
+socket. Subscribing is all it takes to join a run already going, on this host or another one
+(with CURVE client keys); what was published before the subscription is not seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import zmq
+
+from live_decode.errors import LiveDecodeError, error_if_none
+from live_decode.messages import (
+    EosMsg,
+    ErrorMsg,
+    FrameMsg,
+    FrameStats,
+    GapMsg,
+    Localizations,
+    LocsMsg,
+    WorkerStats,
+    empty_locs,
+)
+from live_decode.transport.curve import ClientKeys
+from live_decode.transport.preview import PreviewSubscriber
+from live_decode.transport.results import ResultSubscriber
+from live_decode.transport.sockets import Context
+from live_decode.viewer.accumulator import RenderSettings, SuperResAccumulator
+from live_decode.viewer.density import DensityTrace, Health, LaserTrace, RateMeter
+from live_decode.viewer.snapshots import (
+    Detections,
+    Endpoints,
+    PreviewFrame,
+    RenderSnapshot,
+    Traces,
+)
+
+log = logging.getLogger("live_decode.viewer.receiver")
+
+STALL_S: Final = 2.0
+"""No message for this long: the stream shows as stalled."""
+
+
+@dataclass
+class _Counters:
+    messages: int = 0
+    locs: int = 0
+    previews: int = 0
+    errors: int = 0
+    last_error: str = ""
+    gaps: int = 0
+    receiver_errors: int = 0
+    eos: bool = False
+    last_message_s: float | None = None
+    worker: WorkerStats | None = None
+    locs_rate: RateMeter = field(default_factory=RateMeter)
+    frame_rate: RateMeter = field(default_factory=RateMeter)
+
+
+class Receiver:
+    """Background receiver; see the module docstring.
+
+    Parameters
+    ----------
+    endpoints
+        Results (required) and preview endpoints; ``control`` is not used here.
+    curve
+        CURVE client keys, for a run on another host that binds with server keys.
+    settings
+        Initial super-resolution rendering.
+    context
+        ZeroMQ context to use; by default the receiver makes its own and terminates it on stop.
+    rcvhwm
+        Results messages queued before the publisher drops for this viewer (counted as missed).
+    poll_ms
+        Poll timeout: how quickly a stop request or a settings change is noticed.
+    overlay_frames
+        Newest frames whose localizations are kept for the raw-frame overlay.
+    draw_budget_s
+        Drawing time between two looks at the sockets. Receiving never waits for drawing: when
+        drawing is slower than the stream (Gaussian rendering on a busy machine), localizations
+        are kept and drawn later (``Health.draw_backlog``), none is dropped.
+    """
+
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        *,
+        curve: ClientKeys | None = None,
+        settings: RenderSettings | None = None,
+        context: Context | None = None,
+        rcvhwm: int = 10_000,
+        poll_ms: int = 20,
+        overlay_frames: int = 64,
+        draw_budget_s: float = 0.03,
+    ) -> None:
+        endpoints.check()
+        self.endpoints = endpoints
+        self._curve = curve
+        self._own_context = context is None
+        self._context = context  # made on start() when not given
+        self._rcvhwm = rcvhwm
+        self._poll_ms = poll_ms
+        self._draw_budget_s = draw_budget_s
+        self._overlay_frames = overlay_frames
+        # Two locks, so the GUI reading a frame or a trace never waits for a batch being drawn:
+        # _acc_lock guards the accumulator, _lock everything else. Never hold both.
+        self._lock = threading.Lock()
+        self._acc_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._startup_error: LiveDecodeError | None = None
+        self._thread: threading.Thread | None = None
+        # Written by the receiver thread under those locks; requests are taken under _lock.
+        self._acc = SuperResAccumulator(settings, deferred=True)
+        self._density = DensityTrace()
+        self._laser = LaserTrace()
+        self._overlay: OrderedDict[int, Detections] = OrderedDict()
+        self._frame: PreviewFrame | None = None
+        self._counts = _Counters()
+        self._missed = 0
+        self._rejected_results = 0
+        self._rejected_preview = 0
+        self._pending_settings: RenderSettings | None = None
+        self._pending_reset = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, timeout_s: float = 5.0) -> None:
+        """Open the sockets on the receiver thread and start receiving.
+
+        Raises
+        ------
+        LiveDecodeError
+            If a socket cannot be opened (bad address, bad keys); the message says which.
+        """
+        if self._thread is not None:
+            raise RuntimeError("this Receiver was already started; make a new one")
+        if self._context is None:
+            self._context = zmq.Context()
+        self._thread = threading.Thread(target=self._run, name="viewer-receiver", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            raise LiveDecodeError(f"the receiver did not start within {timeout_s} s")
+        if self._startup_error is not None:
+            self._thread.join()
+            self._close_context()
+            raise self._startup_error
+
+    def stop(self, timeout_s: float = 5.0) -> bool:
+        """Stop the thread (sockets close on it) and terminate an own context; idempotent.
+
+        Returns False if the thread did not end within ``timeout_s`` (then the context is left
+        for the interpreter to clean up, rather than hanging on ``term``).
+        """
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            thread.join(timeout_s)
+            if thread.is_alive():
+                log.error("receiver thread still running after %.1f s", timeout_s)
+                return False
+        self._close_context()
+        return True
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def context(self) -> Context | None:
+        """The ZeroMQ context (None before :meth:`start` when the receiver makes its own)."""
+        return self._context
+
+    def _close_context(self) -> None:
+        if self._own_context and self._context is not None and not self._context.closed:
+            self._context.term()
+
+    # ------------------------------------------------------------------ GUI side: requests
+    def update_settings(self, settings: RenderSettings) -> None:
+        """Re-render with new settings (pixel size, Gaussian, filters) on the receiver thread."""
+        with self._lock:
+            self._pending_settings = settings
+
+    def reset(self) -> None:
+        """Clear the super-resolution image and the kept localizations."""
+        with self._lock:
+            self._pending_reset = True
+
+    def record_laser(self, power_mw: float) -> None:
+        """Add a laser reading (from the control link) at the newest frame seen."""
+        with self._lock:
+            self._laser.add(float(self._density.latest_frame or 0), power_mw)
+
+    # ------------------------------------------------------------------ GUI side: snapshots
+    def latest_frame(self) -> PreviewFrame | None:
+        with self._lock:
+            return self._frame
+
+    def detections(self, frame: int) -> Detections | None:
+        """The localizations of ``frame``, if it is among the last ``overlay_frames`` received."""
+        with self._lock:
+            return self._overlay.get(frame)
+
+    @property
+    def settings(self) -> RenderSettings:
+        with self._lock:
+            pending = self._pending_settings
+        return pending or self._acc.settings
+
+    def render(
+        self,
+        rows: tuple[float, float] | None = None,
+        cols: tuple[float, float] | None = None,
+        max_side: int = 2048,
+        *,
+        wait: bool = True,
+    ) -> RenderSnapshot | None:
+        """A region of the super-resolution image (render pixels), binned to ≤ ``max_side``.
+
+        With ``wait=False`` it returns None instead of waiting while a batch is being drawn
+        (the GUI then keeps its image and asks again on its next tick).
+        """
+        if not self._acc_lock.acquire(blocking=wait):
+            return None
+        try:
+            acc = self._acc
+            return RenderSnapshot(
+                view=acc.view(rows, cols, max_side),
+                settings=acc.settings,
+                canvas_shape=acc.shape,
+                version=acc.version,
+                drawn=acc.drawn,
+                kept=acc.kept,
+                not_kept=acc.not_kept,
+            )
+        finally:
+            self._acc_lock.release()
+
+    def full_image(self) -> tuple[npt.NDArray[np.float32], RenderSettings]:
+        """A copy of the whole render at full resolution (for export)."""
+        with self._acc_lock:
+            return np.array(self._acc.image, np.float32), self._acc.settings
+
+    def render_version(self) -> int:
+        return self._acc.version  # one attribute read: no lock needed
+
+    def traces(self) -> Traces:
+        with self._lock:
+            return Traces(
+                frames=self._density.frames.copy(),
+                density_per_um2=self._density.density_per_um2.copy(),
+                smoothed=self._density.smoothed(),
+                laser_frames=self._laser.frames.copy(),
+                laser_mw=self._laser.power_mw.copy(),
+            )
+
+    def health(self) -> Health:
+        with self._lock:
+            c, w = self._counts, self._counts.worker
+            return Health(
+                worker_fps=w.fps if w else float("nan"),
+                latency_ms=w.latency_ms if w else float("nan"),
+                queue_depth=w.queue_depth if w else 0,
+                dropped_source=w.dropped_upstream if w else 0,
+                missed_transport=self._missed,
+                rejected=self._rejected_results + self._rejected_preview,
+                errors=c.errors,
+                last_error=c.last_error,
+                messages=c.messages,
+                locs_received=c.locs,
+                locs_per_s=c.locs_rate.rate(),
+                frames_per_s=c.frame_rate.rate(),
+                stream=self._stream_state(),
+                receiver_errors=c.receiver_errors,
+                draw_backlog=self._acc.pending,
+            )
+
+    def latest_result_frame(self) -> int | None:
+        """The newest frame index whose stats arrived."""
+        with self._lock:
+            return self._density.latest_frame
+
+    def _stream_state(self) -> str:
+        last = self._counts.last_message_s
+        if last is None:
+            return "waiting"
+        if self._counts.eos:
+            return "ended"
+        return "stalled" if time.monotonic() - last > STALL_S else "live"
+
+    # ------------------------------------------------------------------ receiver thread
+    def _run(self) -> None:
+        context = error_if_none(self._context, "start() makes the context before the thread")
+        try:
+            results = ResultSubscriber(
+                context,
+                self.endpoints.results,
+                topics=("locs", "event"),
+                rcvhwm=self._rcvhwm,
+                curve=self._curve,
+            )
+        except LiveDecodeError as exc:
+            self._startup_error = exc
+            self._ready.set()
+            return
+        preview: PreviewSubscriber | None = None
+        try:
+            if self.endpoints.preview is not None:
+                preview = PreviewSubscriber(context, self.endpoints.preview, curve=self._curve)
+        except LiveDecodeError as exc:
+            results.close()
+            self._startup_error = exc
+            self._ready.set()
+            return
+        poller = zmq.Poller()
+        poller.register(results.socket, zmq.POLLIN)
+        if preview is not None:
+            poller.register(preview.socket, zmq.POLLIN)
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._apply_requests()
+                    idle = self._acc.pending == 0  # with drawing left, only peek at sockets
+                    events = dict(poller.poll(self._poll_ms if idle else 0))
+                    if preview is not None and preview.socket in events:
+                        self._take_preview(preview)
+                    if results.socket in events:
+                        self._take_results(results)
+                    self._draw_pending(self._draw_budget_s)
+                except Exception as exc:  # counted and shown; one bad batch never ends the view
+                    with self._lock:
+                        self._counts.receiver_errors += 1
+                        self._counts.last_error = f"viewer: {exc!r}"
+                    log.exception("receiver: failed to handle a message")
+        finally:
+            results.close()
+            if preview is not None:
+                preview.close()
+
+    def _apply_requests(self) -> None:
+        with self._lock:
+            settings, self._pending_settings = self._pending_settings, None
+            reset, self._pending_reset = self._pending_reset, False
+            if reset:
+                self._overlay.clear()
+        if reset:
+            with self._acc_lock:
+                self._acc.reset()
+        if settings is not None and settings != self._acc.settings:
+            try:
+                with self._acc_lock:
+                    self._acc.update(settings)  # clears; _draw_pending re-renders in slices
+            except ValueError as exc:
+                with self._lock:
+                    self._counts.last_error = f"viewer: {exc}"
+                log.warning("render settings refused: %s", exc)
+
+    def _draw_pending(self, budget_s: float) -> None:
+        """Draw kept localizations not drawn yet, in slices, for at most ``budget_s``.
+
+        Slices are small enough (a few ms) that the GUI never waits long for the lock, and the
+        budget bounds how long the sockets go unread.
+        """
+        deadline = time.monotonic() + budget_s
+        while time.monotonic() < deadline:
+            with self._acc_lock:
+                if self._acc.pending == 0:
+                    return
+                chunk = 4096 if self._acc.settings.gaussian else 65536
+                self._acc.catch_up(max_rows=chunk)
+
+    def _take_preview(self, preview: PreviewSubscriber) -> None:
+        latest: FrameMsg | None = None
+        while (msg := preview.latest(timeout_ms=0)) is not None:
+            latest = msg
+        if latest is None:
+            return
+        pixels = np.array(latest.pixels)  # own the memory: the ZeroMQ buffer is reused
+        px = latest.camera.pixel_size_nm
+        with self._lock:
+            self._counts.previews += 1
+            self._frame = PreviewFrame(latest.index, pixels, px, self._counts.previews)
+            self._rejected_preview = preview.rejected
+        h, w = pixels.shape
+        with self._acc_lock:
+            self._acc.set_field_of_view(h * px, w * px)
+
+    def _take_results(self, results: ResultSubscriber, budget_s: float = 0.05) -> None:
+        """Drain the results socket (at most ``budget_s``), then update the models once."""
+        batches: list[Localizations] = []
+        stats: list[FrameStats] = []
+        worker: WorkerStats | None = None
+        events: list[ErrorMsg | EosMsg | GapMsg] = []
+        n = 0
+        deadline = time.monotonic() + budget_s
+        while time.monotonic() < deadline and (msg := results.recv(timeout_ms=0)) is not None:
+            n += 1
+            if isinstance(msg, LocsMsg):
+                if len(msg.locs):
+                    batches.append(msg.locs)
+                stats.extend(msg.frame_stats)
+                worker = msg.worker
+            elif isinstance(msg, ErrorMsg | EosMsg | GapMsg):
+                events.append(msg)
+        locs = _concat(batches)
+        overlay = self._overlay_rows(locs)
+        now = time.monotonic()
+        with self._acc_lock:
+            self._acc.add(locs)
+        with self._lock:
+            c = self._counts
+            c.messages += n
+            c.locs += len(locs)
+            c.last_message_s = now if n else c.last_message_s
+            c.locs_rate.add(len(locs), now)
+            c.frame_rate.add(len(stats), now)
+            if worker is not None:
+                c.worker = worker
+            if n and not any(isinstance(e, EosMsg) for e in events):
+                c.eos = False
+            for event in events:
+                if isinstance(event, ErrorMsg):
+                    c.errors += 1
+                    c.last_error = f"{event.code}: {event.message}"
+                elif isinstance(event, EosMsg):
+                    c.eos = True
+                else:
+                    c.gaps += event.count
+            self._density.add(stats)
+            for frame, det in overlay.items():
+                self._overlay[frame] = det
+            while len(self._overlay) > self._overlay_frames:
+                self._overlay.popitem(last=False)
+            self._missed = results.missed
+            self._rejected_results = results.rejected
+
+    def _overlay_rows(self, locs: Localizations) -> dict[int, Detections]:
+        """The rows of the newest ``overlay_frames`` frames of a batch, split by frame."""
+        if len(locs) == 0:
+            return {}
+        frames = locs["frame"]
+        newest = int(frames.max())
+        recent = locs[frames > newest - self._overlay_frames]
+        order = np.argsort(recent["frame"], kind="stable")
+        recent = recent[order]
+        keys, starts = np.unique(recent["frame"], return_index=True)
+        out: dict[int, Detections] = {}
+        for key, rows in zip(keys, np.split(recent, starts[1:]), strict=True):
+            out[int(key)] = Detections(
+                frame=int(key),
+                x_nm=rows["x_nm"].astype(np.float32),
+                y_nm=rows["y_nm"].astype(np.float32),
+                prob=rows["prob"].astype(np.float32),
+                sigma_nm=np.maximum(rows["sigma_x_nm"], rows["sigma_y_nm"]).astype(np.float32),
+            )
+        return out
+
+
+def _concat(batches: list[Localizations]) -> Localizations:
+    if not batches:
+        return empty_locs()
+    return batches[0] if len(batches) == 1 else np.concatenate(batches)

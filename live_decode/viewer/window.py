@@ -1,0 +1,311 @@
+"""The live viewer window: panels, controls and the timers that refresh them.
+
+Data arrive on the :class:`~live_decode.viewer.receiver.Receiver`'s thread; this window only reads
+its snapshots, on two timers: the raw frame at ~25 Hz and everything else (super-resolution
+image, density plot, health) at ~7 Hz. Control commands go through a
+:class:`~live_decode.viewer.control_link.ControlLink`, so no click waits on the network.
+Closing the window stops both threads and closes their sockets; the pipeline runs on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtGui import QCloseEvent
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from live_decode.transport.curve import ClientKeys
+from live_decode.viewer.accumulator import RenderSettings
+from live_decode.viewer.control_link import ControlLink, StatusCallback, laser_power_of
+from live_decode.viewer.density import RateMeter
+from live_decode.viewer.export import export_png, export_tiff
+from live_decode.viewer.panels import DensityPlot, RawFramePanel, SuperResPanel
+from live_decode.viewer.qt_check import check_qt_binding
+from live_decode.viewer.receiver import Receiver
+from live_decode.viewer.render import percentile_levels
+from live_decode.viewer.side_panel import ControlsPanel, HealthPanel, RenderControls
+from live_decode.viewer.snapshots import Endpoints
+
+log = logging.getLogger("live_decode.viewer.window")
+
+
+@dataclass(frozen=True)
+class ViewerOptions:
+    """Refresh rates and display defaults.
+
+    Parameters
+    ----------
+    frame_interval_ms
+        Raw-frame refresh period (40 ms = 25 Hz).
+    render_interval_ms
+        Super-resolution refresh period (150 ms ≈ 7 Hz).
+    plot_interval_ms
+        Density plot, health and controls refresh period (500 ms).
+    target_per_um2
+        Initial density target (emitters µm⁻² frame⁻¹), shaded ± ``band_fraction``.
+    laser_mw, max_laser_mw
+        Initial and largest value of the manual laser power box.
+    """
+
+    frame_interval_ms: int = 40
+    render_interval_ms: int = 150
+    plot_interval_ms: int = 500
+    target_per_um2: float = 1.0
+    band_fraction: float = 0.2
+    laser_mw: float = 0.0
+    max_laser_mw: float = 100.0
+
+
+class ViewerWindow(QMainWindow):
+    """The live viewer; it owns (and on close stops) ``receiver`` and ``link``."""
+
+    def __init__(
+        self,
+        receiver: Receiver,
+        link: ControlLink | None = None,
+        *,
+        model_line: str = "",
+        options: ViewerOptions | None = None,
+    ) -> None:
+        super().__init__()
+        self.receiver = receiver
+        self.link = link
+        self.options = options or ViewerOptions()
+        self.setWindowTitle(f"live-decode view — {receiver.endpoints.results}")
+        self.raw = RawFramePanel()
+        self.sr = SuperResPanel()
+        self.render_controls = RenderControls(receiver.settings)
+        self.density = DensityPlot()
+        self.controls = ControlsPanel(
+            link,
+            target_per_um2=self.options.target_per_um2,
+            laser_mw=self.options.laser_mw,
+            max_laser_mw=self.options.max_laser_mw,
+        )
+        self.health = HealthPanel()
+        self.model_line = QLabel(model_line or "model: unknown (pass --model to show its card)")
+        self.model_line.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self._build_layout()
+        self.render_controls.settings_changed.connect(self._settings_changed)
+        self.render_controls.reset.clicked.connect(self.receiver.reset)
+        self.render_controls.fit.clicked.connect(self.sr.fit)
+        self.render_controls.export_png.clicked.connect(self._ask_export_png)
+        self.render_controls.export_tiff.clicked.connect(self._ask_export_tiff)
+        self.controls.screenshot.clicked.connect(self._ask_screenshot)
+        self.render_controls.percentile.valueChanged.connect(self._force_render)
+        self.frame_rate = RateMeter(window_s=2.0)  # raw-frame timer ticks: the GUI frame rate
+        self.render_rate = RateMeter(window_s=2.0)
+        self.frames_drawn = 0  # new preview frames drawn
+        self.frame_ticks = 0
+        self.render_ticks = 0
+        self._shown_preview = -1
+        self._render_key: tuple[object, ...] | None = None
+        self._closed = False
+        self.frame_timer = QTimer(self)
+        self.frame_timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.frame_timer.timeout.connect(self.refresh_frame)
+        self.render_timer = QTimer(self)
+        self.render_timer.timeout.connect(self.refresh_render)
+        self.plot_timer = QTimer(self)
+        self.plot_timer.timeout.connect(self.refresh_plots)
+        self.frame_timer.start(self.options.frame_interval_ms)
+        self.render_timer.start(self.options.render_interval_ms)
+        self.plot_timer.start(self.options.plot_interval_ms)
+
+    def _build_layout(self) -> None:
+        side = QWidget()
+        side_layout = QVBoxLayout(side)
+        side_layout.addWidget(self.render_controls)
+        side_layout.addWidget(self.controls)
+        side_layout.addWidget(self.health)
+        side_layout.addStretch(1)
+        top = QSplitter(Qt.Orientation.Horizontal)
+        for widget, stretch in ((self.raw, 2), (self.sr, 3), (side, 0)):
+            top.addWidget(widget)
+            top.setStretchFactor(top.indexOf(widget), stretch)
+        top.setSizes([420, 760, 330])
+        main = QSplitter(Qt.Orientation.Vertical)
+        main.addWidget(top)
+        main.addWidget(self.density)
+        main.setSizes([600, 260])
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.addWidget(self.model_line)
+        layout.addWidget(main, 1)
+        self.setCentralWidget(central)
+        self.resize(1500, 900)
+
+    # ------------------------------------------------------------------ timers
+    def refresh_frame(self) -> None:
+        """Raw-frame tick: draw a new preview frame, and its detections once they arrive."""
+        self.frame_rate.add(1)
+        self.frame_ticks += 1
+        frame = self.receiver.latest_frame()
+        if frame is not None and frame.received != self._shown_preview:
+            self.raw.show_frame(frame)
+            self._shown_preview = frame.received
+            self.frames_drawn += 1
+            self._show_detections()
+        elif self.raw.frame is not None and self.raw.marker_frame != self.raw.frame.index:
+            self._show_detections()  # the frame's localizations arrive after the frame
+
+    def _show_detections(self) -> None:
+        if self.raw.frame is None:
+            return
+        s = self.receiver.settings
+        self.raw.show_detections(
+            self.receiver.detections(self.raw.frame.index),
+            min_prob=s.min_prob,
+            max_sigma_nm=s.max_sigma_nm,
+        )
+
+    def refresh_render(self) -> None:
+        """Render tick: the super-resolution image, if it or the view changed."""
+        self.render_rate.add(1)
+        self.render_ticks += 1
+        settings = self.receiver.settings
+        region = self.sr.visible_region_px(settings.pixel_size_nm)
+        side = self.sr.screen_side()
+        key = (
+            self.receiver.render_version(),
+            region,
+            side,
+            self.render_controls.percentile.value(),
+        )
+        if key != self._render_key:
+            rows, cols = region or (None, None)
+            snap = self.receiver.render(rows, cols, max_side=side, wait=False)
+            if snap is None:  # a batch is being drawn: keep the image, try on the next tick
+                return
+            um = snap.settings.pixel_size_nm / 1000.0
+            extent = (snap.canvas_shape[0] * um, snap.canvas_shape[1] * um)
+            self.sr.show_render(snap, self.render_controls.percentile.value(), extent)
+            self._render_key = key
+
+    def refresh_plots(self) -> None:
+        """Plot tick: density and laser traces, health figures, control replies."""
+        traces = self.receiver.traces()
+        self.density.show_traces(traces)
+        self.density.show_target(self.controls.current_target(), self.options.band_fraction)
+        health = self.receiver.health()
+        latest = float(traces.smoothed[-1]) if traces.smoothed.size else None
+        self.density.show_rate(health.locs_per_s, latest)
+        self.health.show_health(health, self.frame_rate.rate())
+        self.controls.refresh()
+        status_model = self.link.status.get("model") if self.link else None
+        if isinstance(status_model, str) and self.model_line.text().startswith("model: unknown"):
+            self.model_line.setText(status_model)
+
+    def _force_render(self) -> None:
+        self._render_key = None
+
+    def _settings_changed(self) -> None:
+        self.receiver.update_settings(self.render_controls.render_settings(self.receiver.settings))
+        self._show_detections()
+
+    # ------------------------------------------------------------------ files
+    def export_png(self, path: str | Path) -> Path:
+        """The whole render at full resolution, coloured, at the current percentile contrast."""
+        image, _ = self.receiver.full_image()
+        levels = percentile_levels(image, self.render_controls.percentile.value())
+        return export_png(image, path, levels)
+
+    def export_tiff(self, path: str | Path) -> Path:
+        """The whole render as a 16-bit TIFF (see :func:`~.accumulator.export_tiff`)."""
+        image, settings = self.receiver.full_image()
+        return export_tiff(image, path, settings)
+
+    def save_screenshot(self, path: str | Path) -> Path:
+        """The window as a PNG."""
+        path = Path(path)
+        if not self.grab().save(str(path), "PNG"):
+            raise OSError(f"could not write the screenshot {path}: is the folder writable?")
+        return path
+
+    def _ask_path(self, title: str, default: str, pattern: str) -> str | None:
+        path, _ = QFileDialog.getSaveFileName(self, title, default, pattern)
+        return path or None
+
+    def _ask_export_png(self) -> None:
+        if path := self._ask_path("Export render as PNG", "render.png", "PNG (*.png)"):
+            self.export_png(path)
+
+    def _ask_export_tiff(self) -> None:
+        if path := self._ask_path("Export render as 16-bit TIFF", "render.tif", "TIFF (*.tif)"):
+            self.export_tiff(path)
+
+    def _ask_screenshot(self) -> None:
+        if path := self._ask_path("Save screenshot", "viewer.png", "PNG (*.png)"):
+            self.save_screenshot(path)
+
+    # ------------------------------------------------------------------ shutdown
+    def shutdown(self) -> None:
+        """Stop the timers and the background threads (closing their sockets); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for timer in (self.frame_timer, self.render_timer, self.plot_timer):
+            timer.stop()
+        self.receiver.stop()
+        if self.link is not None:
+            self.link.stop()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.shutdown()
+        super().closeEvent(event)
+
+
+def _laser_recorder(receiver: Receiver) -> StatusCallback:
+    """Put the laser power of each status reply on the receiver's laser trace."""
+
+    def record(status: Mapping[str, object]) -> None:
+        power = laser_power_of(status)
+        if power is not None:
+            receiver.record_laser(power)
+
+    return record
+
+
+def open_viewer(
+    endpoints: Endpoints,
+    *,
+    curve: ClientKeys | None = None,
+    settings: RenderSettings | None = None,
+    model_line: str = "",
+    options: ViewerOptions | None = None,
+) -> ViewerWindow:
+    """Start a receiver (and a control link if ``endpoints.control``) and make the window.
+
+    A QApplication must exist; a Qt binding known to crash is refused (:mod:`.qt_check`). Show
+    the window with ``.show()``; closing it stops everything.
+
+    Raises
+    ------
+    LiveDecodeError
+        If a socket cannot be opened (the message says which and why).
+    """
+    check_qt_binding()
+    receiver = Receiver(endpoints, curve=curve, settings=settings)
+    receiver.start()
+    link: ControlLink | None = None
+    try:
+        if endpoints.control is not None:
+            link = ControlLink(endpoints.control, curve=curve, on_status=_laser_recorder(receiver))
+            link.start()
+        return ViewerWindow(receiver, link, model_line=model_line, options=options)
+    except BaseException:
+        receiver.stop()
+        if link is not None:
+            link.stop()
+        raise

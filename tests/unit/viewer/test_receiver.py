@@ -1,0 +1,186 @@
+"""The receiver thread on loopback sockets: pixels, traces, overlay, health, CURVE, shutdown."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from live_decode.errors import ConfigError, LiveDecodeError
+from live_decode.messages import EosMsg, ErrorMsg
+from live_decode.transport.curve import client_keys, generate_key_set, server_keys
+from live_decode.viewer.accumulator import RenderSettings
+from live_decode.viewer.receiver import Receiver
+from live_decode.viewer.snapshots import Endpoints
+
+from .synthetic import CAMERA_PX_NM, FOV_PX, WORKER, Ctx, SyntheticRun, make_locs, wait_until
+
+
+def _receiver(run: SyntheticRun, **kwargs: object) -> Receiver:
+    receiver = Receiver(run.endpoints(), settings=RenderSettings(pixel_size_nm=20.0), **kwargs)  # type: ignore[arg-type]
+    receiver.start()
+    run.sync(receiver)
+    return receiver
+
+
+def test_histogram_has_the_right_counts_in_the_right_pixels(synthetic_run: SyntheticRun) -> None:
+    receiver = _receiver(synthetic_run)
+    try:
+        synthetic_run.publish(make_locs(1, [(1010.0, 210.0)] + [(4790.0, 30.0)] * 3), [1], [0.5])
+        synthetic_run.publish(make_locs(2, [(1010.0, 210.0), (2000.0, 2000.0)]), [2], [0.4])
+        wait_until(lambda: receiver.health().locs_received == 6, what="6 localizations")
+        wait_until(lambda: receiver.health().draw_backlog == 0, what="drawing")
+        image, settings = receiver.full_image()
+        h, w = FOV_PX
+        assert image.shape == (h * CAMERA_PX_NM / 20, w * CAMERA_PX_NM / 20)  # (160, 240)
+        assert image[10, 50] == 2  # x = 1010 nm -> column 50, y = 210 nm -> row 10
+        assert image[1, 239] == 3
+        assert image[100, 100] == 1
+        assert image[50, 10] == 0
+        assert image.sum() == 6 and settings.pixel_size_nm == 20.0
+    finally:
+        assert receiver.stop()
+
+
+def test_filter_change_rerenders_off_the_caller_thread(synthetic_run: SyntheticRun) -> None:
+    receiver = _receiver(synthetic_run)
+    try:
+        synthetic_run.publish(make_locs(1, [(1010.0, 210.0)], prob=0.2), [1], [0.1])
+        synthetic_run.publish(make_locs(2, [(2010.0, 210.0)], prob=0.9), [2], [0.1])
+        wait_until(lambda: receiver.health().locs_received == 2)
+        wait_until(lambda: receiver.health().draw_backlog == 0)
+        version = receiver.render_version()
+        receiver.update_settings(RenderSettings(pixel_size_nm=20.0, min_prob=0.5))
+        assert receiver.settings.min_prob == 0.5  # the pending settings already show
+        wait_until(lambda: receiver.render_version() > version, what="re-render")
+        wait_until(lambda: receiver.health().draw_backlog == 0, what="drawing")
+        image, _ = receiver.full_image()
+        assert image[10, 50] == 0 and image[10, 100] == 1
+        receiver.reset()
+        wait_until(lambda: receiver.full_image()[0].sum() == 0, what="reset")
+    finally:
+        receiver.stop()
+
+
+def test_density_trace_overlay_and_health(synthetic_run: SyntheticRun) -> None:
+    receiver = _receiver(synthetic_run)
+    try:
+        densities = [0.25, 0.5, 0.75, 1.0]
+        locs = np.concatenate([make_locs(f, [(100.0 * f, 50.0)] * (f + 1)) for f in range(4)])
+        synthetic_run.publish(locs, [0, 1, 2, 3], densities)
+        synthetic_run.results.publish(ErrorMsg("worker_oom", "out of memory"))
+        synthetic_run.publish_preview(np.full(FOV_PX, 7, np.uint16), index=3)
+        wait_until(lambda: len(receiver.traces().frames) == 4, what="4 frames of stats")
+        wait_until(lambda: receiver.health().errors == 1, what="the error")
+        traces = receiver.traces()
+        np.testing.assert_array_equal(traces.frames, [0, 1, 2, 3])
+        np.testing.assert_allclose(traces.density_per_um2, densities)
+        det = receiver.detections(2)
+        assert det is not None and det.frame == 2 and len(det.x_nm) == 3
+        np.testing.assert_allclose(det.x_nm, 200.0)
+        assert receiver.detections(99) is None
+        wait_until(lambda: (f := receiver.latest_frame()) is not None and f.index == 3)
+        frame = receiver.latest_frame()
+        assert frame is not None and frame.pixels.shape == FOV_PX and frame.pixels[0, 0] == 7
+        h = receiver.health()
+        assert h.worker_fps == WORKER.fps and h.latency_ms == WORKER.latency_ms
+        assert h.queue_depth == 2 and h.dropped_source == 7
+        assert h.last_error == "worker_oom: out of memory" and h.stream == "live"
+        synthetic_run.results.publish(EosMsg(last_index=3))
+        wait_until(lambda: receiver.health().stream == "ended", what="eos")
+        receiver.record_laser(4.5)
+        assert receiver.traces().laser_mw.tolist() == [4.5]
+        assert receiver.traces().laser_frames.tolist() == [3.0]
+    finally:
+        receiver.stop()
+
+
+def test_malformed_messages_are_counted(ctx: Ctx, synthetic_run: SyntheticRun) -> None:
+    receiver = _receiver(synthetic_run)
+    try:
+        # A second publisher on the same results endpoint is not possible (bound); send garbage on
+        # a raw PUB that the receiver does not know about instead: connect the receiver to it.
+        raw = ctx.socket(zmq.PUB)
+        raw.setsockopt(zmq.LINGER, 0)
+        port = raw.bind_to_random_port("tcp://127.0.0.1")
+        bad = Receiver(Endpoints(f"tcp://127.0.0.1:{port}"))
+        bad.start()
+        try:
+            deadline = time.monotonic() + 5
+            while bad.health().rejected == 0:
+                assert time.monotonic() < deadline
+                raw.send_multipart([b"locs", b"not json"])
+                time.sleep(0.01)
+            assert bad.health().receiver_errors == 0 and bad.running
+        finally:
+            bad.stop()
+            raw.close()
+    finally:
+        receiver.stop()
+
+
+def test_remote_run_with_curve_keys(tmp_path: Path, ctx: Ctx) -> None:
+    keys = generate_key_set(tmp_path / "keys")
+    run = SyntheticRun(ctx, curve=server_keys(keys))
+    try:
+        receiver = Receiver(run.endpoints(), curve=client_keys(keys))
+        receiver.start()
+        try:
+            run.sync(receiver)
+            run.publish(make_locs(5, [(10.0, 10.0)]), [5], [0.1])
+            wait_until(lambda: receiver.health().locs_received == 1, what="encrypted locs")
+        finally:
+            receiver.stop()
+    finally:
+        run.close()
+
+
+def test_joins_a_run_already_going(synthetic_run: SyntheticRun) -> None:
+    for f in range(100):  # published before anyone listens: lost, as PUB/SUB does
+        synthetic_run.publish(make_locs(f, [(10.0, 10.0)]), [f], [0.1])
+    receiver = _receiver(synthetic_run)
+    try:
+        synthetic_run.publish(make_locs(100, [(10.0, 10.0)]), [100], [0.1])
+        wait_until(lambda: receiver.latest_result_frame() == 100)
+        assert receiver.traces().frames.tolist() == [100.0]
+        assert receiver.health().missed_transport == 0
+    finally:
+        receiver.stop()
+
+
+def test_stop_joins_the_thread_and_terminates_the_context(synthetic_run: SyntheticRun) -> None:
+    receiver = _receiver(synthetic_run)
+    synthetic_run.publish(make_locs(1, [(10.0, 10.0)]), [1], [0.1])
+    started = time.monotonic()
+    assert receiver.stop()
+    assert time.monotonic() - started < 1.0
+    assert not receiver.running and receiver.context is not None and receiver.context.closed
+    assert receiver.stop()  # idempotent
+    synthetic_run.publish(make_locs(2, [(10.0, 10.0)]), [2], [0.1])  # the publisher goes on
+
+
+def test_bad_endpoint_fails_fast() -> None:
+    with pytest.raises(ConfigError, match="invalid endpoint"):
+        Receiver(Endpoints("tcp://127.0.0.1"))
+    receiver = Receiver(Endpoints("tcp://127.0.0.1:5557"), curve=None)
+    receiver.stop()  # never started: stopping is harmless
+
+
+def test_startup_error_is_raised_by_start(tmp_path: Path) -> None:
+    keys = generate_key_set(tmp_path / "keys")
+    # Connecting with server keys is a role mix-up the socket layer refuses.
+    receiver = Receiver(Endpoints("tcp://127.0.0.1:5557"), curve=server_keys(keys))  # type: ignore[arg-type]
+    with pytest.raises(LiveDecodeError, match="client keys"):
+        receiver.start()
+    assert not receiver.running and receiver.context is not None and receiver.context.closed
+
+
+def test_on_host_endpoints() -> None:
+    e = Endpoints.on_host("tcp://10.0.0.2", results_port=6000, preview_port=None)
+    assert e == Endpoints("tcp://10.0.0.2:6000", None, "tcp://10.0.0.2:5558")
+    assert Endpoints.on_host("[::1]").results == "tcp://[::1]:5557"
+    assert math.isnan(Receiver(e).health().worker_fps)

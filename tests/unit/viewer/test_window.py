@@ -1,0 +1,232 @@
+"""The viewer window offscreen, driven by a synthetic run on real sockets (pytest-qt)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from live_decode.transport.control import Command
+from live_decode.viewer.accumulator import RenderSettings
+from live_decode.viewer.receiver import Receiver
+
+from .synthetic import (
+    CAMERA_PX_NM,
+    FOV_PX,
+    ControlFixture,
+    SyntheticRun,
+    make_locs,
+    wait_until,
+)
+
+pytestmark = pytest.mark.qt
+qtpy = pytest.importorskip("qtpy")
+
+from pytestqt.qtbot import QtBot  # noqa: E402
+from qtpy.QtCore import Qt  # noqa: E402
+
+from live_decode.viewer.window import ViewerOptions, ViewerWindow, open_viewer  # noqa: E402
+
+SCREENSHOT = Path("/tmp/viewer_screenshot.png")
+FAST = ViewerOptions(
+    frame_interval_ms=20, render_interval_ms=50, plot_interval_ms=100, target_per_um2=0.5
+)
+
+
+@pytest.fixture
+def window(
+    qtbot: QtBot, synthetic_run: SyntheticRun, control_server: ControlFixture
+) -> Iterator[ViewerWindow]:
+    win = open_viewer(
+        synthetic_run.endpoints(control_server.endpoint),
+        settings=RenderSettings(pixel_size_nm=20.0),
+        model_line="demo_lite: temporal, 32 filters, PSF gaussian, 100 nm px, emccd, 0 steps",
+        options=FAST,
+    )
+    qtbot.addWidget(win)
+    win.resize(1400, 850)
+    win.show()
+    synthetic_run.sync(win.receiver)
+    yield win
+    win.close()
+    assert not win.receiver.running
+
+
+def test_histogram_panel_shows_counts_in_the_right_pixels(
+    qtbot: QtBot, window: ViewerWindow, synthetic_run: SyntheticRun
+) -> None:
+    synthetic_run.publish(make_locs(1, [(1010.0, 210.0)] + [(4790.0, 30.0)] * 3), [1], [0.5])
+    wait_until(lambda: window.receiver.health().locs_received == 4)
+    wait_until(lambda: window.receiver.health().draw_backlog == 0)
+    window.refresh_render()
+    shown = window.sr.image.image
+    assert window.sr.image.image is not None and shown.shape == (160, 240)  # bin factor 1
+    assert shown[10, 50] == 1 and shown[1, 239] == 3 and shown.sum() == 4
+    rect = window.sr.image.mapRectToParent(window.sr.image.boundingRect())
+    assert (rect.left(), rect.top()) == (0.0, 0.0)
+    assert rect.width() == pytest.approx(FOV_PX[1] * CAMERA_PX_NM / 1000)  # 4.8 µm wide: x
+    assert rect.height() == pytest.approx(FOV_PX[0] * CAMERA_PX_NM / 1000)
+    # A filter set in the GUI applies to what is drawn.
+    window.render_controls.min_prob.setValue(0.95)
+    qtbot.waitUntil(lambda: window.receiver.render_version() and _drawn_sum(window) == 0)
+
+
+def _drawn_sum(window: ViewerWindow) -> float:
+    window.refresh_render()
+    return float(window.sr.image.image.sum())
+
+
+def test_density_trace_shows_the_published_values(
+    window: ViewerWindow, synthetic_run: SyntheticRun
+) -> None:
+    densities = [0.2, 0.4, 0.6, 0.8, 1.0, 1.2]
+    locs = np.concatenate([make_locs(f, [(500.0, 500.0)]) for f in range(10, 16)])
+    synthetic_run.publish(locs, list(range(10, 16)), densities)
+    wait_until(lambda: len(window.receiver.traces().frames) == 6)
+    window.refresh_plots()
+    x, y = window.density.raw.getData()
+    np.testing.assert_array_equal(x, np.arange(10, 16))
+    np.testing.assert_allclose(y, densities)
+    low, high = window.density.band.getRegion()
+    # The source reports its controller's target (1.0), which wins over the start value (0.5).
+    assert (low, high) == pytest.approx((0.8, 1.2))  # target ± 20 %
+    assert "worker" in window.health.text() and "987" in window.health.text()["worker"]
+    assert window.model_line.text().startswith("demo_lite")
+
+
+def test_controls_send_the_right_messages(
+    qtbot: QtBot, window: ViewerWindow, control_server: ControlFixture
+) -> None:
+    window.controls.laser.setValue(12.5)
+    qtbot.mouseClick(window.controls.set_laser, Qt.MouseButton.LeftButton)
+    window.controls.target.setValue(0.8)
+    qtbot.mouseClick(window.controls.set_target, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(window.controls.feedback, Qt.MouseButton.LeftButton)
+    expected = [
+        Command("set_laser", {"power_mw": 12.5}),
+        Command("set_target", {"density_per_um2": 0.8}),
+        Command("set_mode", {"mode": "auto"}),
+    ]
+    qtbot.waitUntil(lambda: control_server.source.commands == expected, timeout=5000)
+    # The source's status comes back: laser trace, band at the reported target, reply line.
+    qtbot.waitUntil(lambda: 12.5 in window.receiver.traces().laser_mw, timeout=5000)
+    window.refresh_plots()
+    assert window.density.band.getRegion() == pytest.approx((0.64, 0.96))
+    assert "set_mode auto: ok" in window.controls.reply.text()
+
+
+def test_screenshot_of_a_streaming_run(
+    qtbot: QtBot, window: ViewerWindow, synthetic_run: SyntheticRun, tmp_path: Path
+) -> None:
+    _stream_structure(synthetic_run, frames=600)
+    wait_until(lambda: window.receiver.latest_result_frame() == 599, what="the last frame")
+    window.render_controls.gaussian.setChecked(True)
+    qtbot.waitUntil(lambda: window.receiver.settings.gaussian)
+    wait_until(lambda: window.receiver.render(wait=True).settings.gaussian)  # type: ignore[union-attr]
+    wait_until(lambda: window.receiver.health().draw_backlog == 0, what="the re-render")
+    qtbot.wait(200)  # timers redraw
+    window.refresh_plots()
+    path = window.save_screenshot(tmp_path / "viewer.png")
+    shutil.copy(path, SCREENSHOT)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    window.refresh_render()
+    assert window.sr.image.image.sum() > 1000
+    assert window.raw.markers_shown > 0  # the last frame's detections are circled
+    assert window.frames_drawn > 1
+    png = window.export_png(tmp_path / "render.png")
+    tif = window.export_tiff(tmp_path / "render.tif")
+    assert png.stat().st_size > 0 and tif.stat().st_size > 0
+
+
+def test_window_closes_cleanly_mid_stream(
+    qtbot: QtBot, window: ViewerWindow, synthetic_run: SyntheticRun
+) -> None:
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    endpoints = synthetic_run.endpoints()
+
+    def stream() -> None:
+        f = 0
+        try:
+            while not stop.is_set():
+                synthetic_run.publish(make_locs(f, [(100.0, 100.0)] * 20), [f], [0.3])
+                if f % 20 == 0:
+                    synthetic_run.publish_preview(np.zeros(FOV_PX, np.uint16), f)
+                f += 1
+                time.sleep(0.001)
+        except BaseException as exc:  # surfaces in the test below
+            errors.append(exc)
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    try:
+        qtbot.waitUntil(lambda: window.receiver.health().locs_received > 1000, timeout=5000)
+        receiver, link = window.receiver, window.link
+        started = time.monotonic()
+        window.close()
+        assert time.monotonic() - started < 2.0
+        assert not receiver.running and receiver.context is not None and receiver.context.closed
+        assert link is not None and not link.running
+        names = {t.name for t in threading.enumerate()}
+        assert "viewer-receiver" not in names and "viewer-control" not in names
+        # The pipeline goes on, and a restarted viewer joins it.
+        again = Receiver(endpoints)
+        again.start()
+        try:
+            wait_until(lambda: again.health().locs_received > 0, what="the restarted viewer")
+        finally:
+            again.stop()
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not errors
+
+
+def _stream_structure(run: SyntheticRun, frames: int) -> None:
+    """A ring and two crossing filaments, ~12 emitters per frame, with preview frames."""
+    rng = np.random.default_rng(1)
+    h_nm, w_nm = FOV_PX[0] * CAMERA_PX_NM, FOV_PX[1] * CAMERA_PX_NM
+    yy, xx = np.indices(FOV_PX)
+    for f in range(frames):
+        n = int(rng.poisson(12))
+        kind = rng.integers(0, 3, n)
+        t = rng.uniform(0, 1, n)
+        angle = 2 * np.pi * t
+        x = np.where(
+            kind == 0,
+            1400 + 900 * np.cos(angle),
+            np.where(kind == 1, 300 + t * 4200, 2600 + t * 1800),
+        )
+        y = np.where(
+            kind == 0,
+            1600 + 900 * np.sin(angle),
+            np.where(kind == 1, 400 + t * 2400, 2900 - t * 2700),
+        )
+        x = np.clip(x + rng.normal(0, 12, n), 0, w_nm - 1)
+        y = np.clip(y + rng.normal(0, 12, n), 0, h_nm - 1)
+        locs = make_locs(f, list(zip(x.tolist(), y.tolist(), strict=True)), sigma_nm=14.0)
+        locs["prob"] = rng.uniform(0.6, 1.0, n)
+        locs["sigma_x_nm"] = rng.uniform(8, 22, n)
+        locs["sigma_y_nm"] = rng.uniform(8, 22, n)
+        density = n / (h_nm * w_nm / 1e6)
+        run.publish(locs, [f], [density])
+        if f % 10 == 0 or f == frames - 1:
+            pixels = rng.poisson(20, FOV_PX).astype(np.float64) + 100
+            for xi, yi in zip(x / CAMERA_PX_NM, y / CAMERA_PX_NM, strict=True):
+                pixels += 300 * np.exp(
+                    -((xx + 0.5 - xi) ** 2 + (yy + 0.5 - yi) ** 2) / (2 * 1.3**2)
+                )
+            run.publish_preview(pixels.astype(np.uint16), f)
+        if f % 50 == 0:
+            time.sleep(0.002)
+
+
+def test_the_installed_qt_binding_keeps_none_alive() -> None:
+    from live_decode.viewer.qt_check import check_qt_binding
+
+    check_qt_binding()  # PySide6 6.12.0 on Python 3.11 fails here: see qt_check's docstring
