@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import sys
@@ -20,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "localize": "Localize recorded movies offline through the worker; writes a run directory.",
     "source": "The source process: simulated microscope, replay or Micro-Manager.",
     "worker": "The inference worker process.",
-    "view": "Watch a run live: raw frames, super-resolution image, density, laser, health, controls.",
+    "view": "Watch a run live: raw frames, super-resolution image, density, laser, controls.",
     "keys": "Generate ZeroMQ CURVE keys (needed to bind a non-loopback address).",
 }
 
@@ -47,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._module.run(args))
     except LiveDecodeError as exc:
+        # A Micro-Manager core caught in a reference cycle must be freed before exit.
+        gc.collect()
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -142,9 +142,12 @@ class InferenceWorker:
         if prev is not None:
             _trim_files(self.run_dir, prev.localizations)
         # After a restart, frames already in the files are skipped so nothing is duplicated.
-        self.skip_through = (
-            prev.last_frame if prev is not None else last_written_frame(self.run_dir / CSV_NAME)
-        )
+        if prev is None:
+            self.skip_through = last_written_frame(self.run_dir / CSV_NAME)
+        elif prev.last_frame is not None:
+            self.skip_through = prev.last_frame
+        elif prev.first_frame is not None:  # it died before finishing its first frame
+            self.skip_through = prev.first_frame - 1
         if prev is not None:
             prev.resumed += 1
             prev.latencies_ms = []
@@ -188,6 +191,7 @@ class InferenceWorker:
             self.summary.first_frame = frame.index
         self._shape = frame.pixels.shape
         self._checked = True
+        self._write_summary()  # the commit record exists as soon as the files do
 
     def _frame_problem(self, frame: FrameMsg) -> str | None:
         """Why a well-formed frame cannot join this stream (None if it can)."""

@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
 from live_decode.config import Config, MMSourceConfig
-from live_decode.errors import ConfigError, error_if_none
+from live_decode.errors import ConfigError, LiveDecodeError, error_if_none
 from live_decode.messages import CameraMeta
 from live_decode.sources.base import SourceFrame
 from live_decode.sources.mm_core import (
@@ -256,10 +256,14 @@ class MMSource:
             )
         except BaseException as exc:
             error = exc
-        # Out of the except block, so that no traceback keeps the core alive: free it now.
+        # Free the core now (pymmcore can abort an interpreter that finalizes one): out of the
+        # except block, and, for errors whose message says it all, without the traceback,
+        # whose frames hold the core.
         discard_core(core)
         del core
-        gc.collect()
+        if isinstance(error, LiveDecodeError | ValueError):
+            error.__traceback__ = None
+            gc.collect()
         raise error
 
     # ------------------------------------------------------------------ FrameSource
@@ -274,6 +278,11 @@ class MMSource:
     def shape_px(self) -> tuple[int, int]:
         """(height, width) of the frames, px."""
         return self._shape
+
+    @property
+    def paced_by_camera(self) -> bool:
+        """``read`` waits for the camera: the runner must not pace it again."""
+        return True
 
     @property
     def live(self) -> bool:

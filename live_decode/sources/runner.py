@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from live_decode.sources.base import FrameSource
 from live_decode.transport.control import Command, ControlServer
@@ -32,6 +33,7 @@ class SourceSummary:
     frames_read: int = 0
     frames_sent: int = 0
     frames_dropped: int = 0
+    frames_lost_upstream: int = 0
     gaps_sent: int = 0
     control_requests: int = 0
     elapsed_s: float = 0.0
@@ -80,7 +82,9 @@ class SourceRunner:
         self.pusher = pusher
         self.preview = preview
         self.control = control
-        self.realtime = source.live if realtime is None else realtime
+        # A source whose read() waits for the camera is paced already; pacing again falls behind.
+        paced = bool(getattr(source, "paced_by_camera", False))
+        self.realtime = (source.live and not paced) if realtime is None else realtime
         self.max_frames = max_frames
         self.max_seconds = max_seconds
         self.on_tick = on_tick
@@ -116,7 +120,6 @@ class SourceRunner:
         interval_s = self.source.frame_interval_ms / 1000.0
         start = time.perf_counter()
         last_index: int | None = None
-        cam = self.source.camera
         try:
             while not self._stop.is_set():
                 if self.max_frames is not None and self.summary.frames_read >= self.max_frames:
@@ -128,6 +131,9 @@ class SourceRunner:
                     break
                 self.summary.frames_read += 1
                 last_index = frame.index
+                for gap in _take_gaps(self.source):
+                    self.pusher.report_gap(gap.first, gap.count)
+                cam = self.source.camera  # cheap; follows exposure/binning changes
                 sent = self.pusher.send_frame(
                     frame.pixels, index=frame.index, timestamp_ns=frame.timestamp_ns, camera=cam
                 )
@@ -146,7 +152,14 @@ class SourceRunner:
             raise
         finally:
             self.summary.frames_dropped = self.pusher.frames_dropped
+            self.summary.frames_lost_upstream = self.pusher.frames_lost_upstream
             self.summary.eos_sent = self._send_eos(last_index)
             self.summary.gaps_sent = self.pusher.gaps_sent
             self.summary.elapsed_s = time.perf_counter() - start
         return self.summary
+
+
+def _take_gaps(source: FrameSource) -> list[Any]:
+    """Frames a source lost before reading them (``take_gaps()`` of camera sources)."""
+    take = getattr(source, "take_gaps", None)
+    return list(take()) if callable(take) else []

@@ -89,6 +89,7 @@ class FramePusher:
         self.frames_sent = 0
         self.frames_dropped = 0
         self.gaps_sent = 0
+        self.frames_lost_upstream = 0
         self._seq = 0
         self._gap: GapMsg | None = None  # dropped frames not yet announced
 
@@ -161,6 +162,21 @@ class FramePusher:
         self._gap = None
         self.gaps_sent += 1
         return True
+
+    def report_gap(self, first: int, count: int) -> None:
+        """Announce ``count`` frames lost before they reached us (e.g. a camera buffer overflow).
+
+        The gap goes out before the next frame, merged with any drops of our own, and is counted
+        in ``frames_lost_upstream``.
+        """
+        if count <= 0:
+            return
+        self.frames_lost_upstream += count
+        if self._gap is None:
+            self._gap = GapMsg(first=first, count=count)
+        else:
+            start = min(first, self._gap.first)
+            self._gap = GapMsg(first=start, count=self._gap.count + count)
 
     def close(self) -> None:
         """Close the socket, waiting up to ``linger_ms`` for queued frames. Idempotent."""
