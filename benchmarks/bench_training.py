@@ -4,8 +4,8 @@ Run: ``pytest benchmarks/bench_training.py --benchmark-only``. One step = simula
 3-frame windows (configs/demo.yaml: 32 × 3 × 40×40 px) → network → loss → AdamW. ``extra_info``
 holds s/step, steps/hour, ``simulate_share`` and the achieved GFLOP/s of the network part
 (forward + backward ≈ 3 × the forward's analytic FLOP, uncached: training runs ``net.forward``)
-as a fraction of the matmul peak measured in the same run. CUDA cases run with and without bf16
-autocast (``training.amp``).
+as fractions of the matmul and convolution ceilings measured in the same run. CUDA cases run with
+and without bf16 autocast (``training.amp``).
 """
 
 from __future__ import annotations
@@ -56,7 +56,6 @@ def test_train_step(
     flop = 3 * decode_flops(trainer.net).uncached * t.crop_px**2 * t.batch_size
     net_s = step_s * (1 - trainer.times.simulate_share)
     peak_name = "bfloat16" if amp else ("tf32" if dev.type == "cuda" else "float32")
-    peak = peaks.get(dev, peak_name)
     describe(
         benchmark,
         dev,
@@ -67,9 +66,6 @@ def test_train_step(
         s_per_step=round(step_s, 4),
         steps_per_hour=round(3600 / step_s),
         simulate_share=round(trainer.times.simulate_share, 4),
-        network_gflop_per_s=round(flop / net_s / 1e9, 2),
-        peak=peak_name,
-        peak_gflop_per_s=round(peak, 1),
-        fraction_of_peak=round(flop / net_s / 1e9 / peak, 4),
+        **peaks.report(dev, peak_name, flop / net_s / 1e9),
     )
     benchmark.group = f"{dev.type} training step"

@@ -48,7 +48,7 @@ def unet_flop_per_px(unet: UNet) -> float:
     for j, (reduce, up) in enumerate(zip(unet.reduce, unet.up, strict=True)):
         level = depth - 1 - j  # after the 2× upsampling
         total += (_sequence_flop(reduce) + _sequence_flop(up)) / 4**level
-    return total + _sequence_flop(unet.out)
+    return float(total + _sequence_flop(unet.out))
 
 
 @dataclass(frozen=True)

@@ -308,6 +308,14 @@ class InferenceConfig(Frozen):
     max_batch: Annotated[int, Field(ge=1)] = Field(32, description="frames per network call")
     amp: bool = Field(True, description="bf16 autocast on CUDA")
     ignore_model_mismatch: bool = Field(False, description="run although the card differs")
+    speed: Literal["reference", "fast"] = Field(
+        "fast",
+        description="fast: channels_last, bf16 autocast where the CPU/GPU supports it "
+        "(localizations within ~2 nm of fp32; see benchmarks/RESULTS.md); reference: fp32",
+    )
+    pinned_copy: bool = Field(
+        False, description="CUDA: stage frames in pinned buffers, copy on a side stream"
+    )
 
 
 class ControlConfig(Frozen):

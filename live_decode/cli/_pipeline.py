@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import torch
 
 from live_decode.config import (
     Config,
@@ -14,7 +16,7 @@ from live_decode.config import (
     load_config,
 )
 from live_decode.errors import ConfigError, ModelCardError
-from live_decode.inference.engine import Localizer
+from live_decode.inference.engine import Localizer, SpeedOptions
 from live_decode.messages import CameraMeta
 from live_decode.model.checkpoint import bundled_model_path, load_model
 from live_decode.model.device import resolve_device
@@ -91,7 +93,17 @@ def build_localizer(
     """Load the model (config, override, or bundled) onto the configured device."""
     dev = resolve_device(device or cfg.inference.device)
     net, card = load_model(model_path(cfg, override), dev)
-    return Localizer(net, card, dev, amp=cfg.inference.amp)
+    return Localizer(net, card, dev, amp=cfg.inference.amp, speed=speed_options(cfg, dev))
+
+
+def speed_options(cfg: Config, device: torch.device) -> SpeedOptions:
+    """The engine options the config asks for, limited to what this device does well."""
+    if cfg.inference.speed == "reference":
+        return SpeedOptions()
+    opts = SpeedOptions.fast(device)
+    if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        opts = replace(opts, autocast_cpu=False)  # emulated bf16 is slower than fp32
+    return replace(opts, pinned_copy=opts.pinned_copy and cfg.inference.pinned_copy)
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,12 @@ def _catching(target: Callable[[], object], errors: list[BaseException]) -> Call
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config_or_demo(args.config)
-    localizer = build_localizer(cfg, args.model, args.device)
-    source = ReplaySource(args.movie, camera_from_config(cfg))
+    source = ReplaySource(args.movie, camera_from_config(cfg))  # bad movies fail before loading
+    try:
+        localizer = build_localizer(cfg, args.model, args.device)
+    except BaseException:
+        source.close()
+        raise
     args.out.mkdir(parents=True, exist_ok=True)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     pusher = FramePusher(ctx, "tcp://127.0.0.1:*", lossless=True, sndhwm=8)

@@ -56,8 +56,8 @@ def _actuator(source: FrameSource) -> Actuator | None:
     """What the density controller drives: the source's activation laser, if it has one."""
     if isinstance(source, SimulatedSource):
         return SimulatedLaserActuator(source)
-    make = getattr(source, "laser_actuator", None)
-    return make() if callable(make) else None
+    laser = getattr(source, "laser", None)  # a Micro-Manager source's laser property actuator
+    return laser if isinstance(laser, Actuator) else None
 
 
 def _control_loop(

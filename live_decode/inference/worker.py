@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -67,8 +68,10 @@ class WorkerSummary:
 
     def latency_percentiles_ms(self) -> tuple[float, float]:
         """(p50, p99) of the frame latencies, ms (NaN before the first frame)."""
-        lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.array([np.nan])
-        return float(np.nanpercentile(lat, 50)), float(np.nanpercentile(lat, 99))
+        if not self.latencies_ms:
+            return math.nan, math.nan
+        lat = np.asarray(self.latencies_ms)
+        return float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
 
     def to_dict(self, percentiles_ms: tuple[float, float] | None = None) -> dict[str, object]:
         """JSON-able totals; ``percentiles_ms`` saves recomputing them over a long run."""

@@ -205,8 +205,10 @@ def test_padding_batches_for_compiled_stages_changes_nothing(
     """The power-of-two batch padding used with torch.compile (stages left eager here)."""
     torch.manual_seed(0)
     net = DecodeNet(8, predict_z=False)
+    last = net.head_p[-1]
+    assert isinstance(last, torch.nn.Conv2d) and last.bias is not None
     with torch.no_grad():
-        net.head_p[-1].bias.fill_(0.0)  # an untrained net that still detects plenty
+        last.bias.fill_(0.0)  # an untrained net that still detects plenty
     card = make_card("t", Config(), net)
     post = PostprocessConfig(raw_threshold=0.3)
     adu = movie[0][:, :22, :26]  # not a multiple of 4
