@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -312,7 +313,8 @@ def write_summary(out: Path, state: RunState) -> dict[str, object]:
         "errors": state.errors,
         "wall_s": round(time.perf_counter() - state.started, 2),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary = {k: _json_safe(v) for k, v in summary.items()}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     return summary
 
 
@@ -327,3 +329,10 @@ def run(args: argparse.Namespace) -> int:
     Console().print(f"run directory: {sup.out}")
     Console().print_json(json.dumps(summary))
     return code
+
+
+def _json_safe(value: object) -> object:
+    """NaN/inf → None, so strict JSON readers accept summary.json."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

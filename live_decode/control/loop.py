@@ -64,6 +64,8 @@ class ActuatorSafetyError(LiveDecodeError):
 
 SAFETY_KINDS = frozenset({"watchdog", "worker_error", "worker_eos", "exception"})
 EVENT_CODE_PREFIX = "control."
+# Worker reports that do not make its stats untrustworthy (a stray bad message, frames lost).
+BENIGN_WORKER_CODES = frozenset({"rejected_message", "frames_lost"})
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,10 @@ class ControlLoop:
                     self._inbox.append(s.density_per_um2)
                     self.frames_measured += 1
         elif isinstance(msg, ErrorMsg):
-            if not msg.code.startswith(EVENT_CODE_PREFIX):
+            if msg.code in BENIGN_WORKER_CODES:
+                # Reported and counted by the worker; the density stats stay valid.
+                self._emit(self.frame, "worker_report", f"{msg.code}: {msg.message}")
+            elif not msg.code.startswith(EVENT_CODE_PREFIX):
                 self._fault = ("worker_error", f"worker error {msg.code}: {msg.message}")
         elif isinstance(msg, EosMsg):
             if self._fault is None:

@@ -64,7 +64,8 @@ def test_simulate_writes_movie_truth_and_preview(small_config: Path, tmp_path: P
     assert pixels is not None
     assert float(pixels.attrib["PhysicalSizeX"]) == pytest.approx(0.1)
     assert pixels.attrib["PhysicalSizeXUnit"] == "µm"
-    assert float(pixels.attrib["TimeIncrement"]) == pytest.approx(20.0)
+    interval = load_config(DEMO).microscope.frame_interval_ms
+    assert float(pixels.attrib["TimeIncrement"]) == pytest.approx(interval)
     annotations = {
         a.attrib.get("Namespace"): {m.attrib["K"]: m.text for m in a.iter(f"{OME}M")}
         for a in ome.iter(f"{OME}MapAnnotation")
