@@ -313,6 +313,9 @@ class InferenceConfig(Frozen):
         description="fast: channels_last, bf16 autocast where the CPU/GPU supports it "
         "(localizations within ~2 nm of fp32; see benchmarks/RESULTS.md); reference: fp32",
     )
+    cpu_threads: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="torch CPU threads; default: cores − 1 (the source needs one)"
+    )
     pinned_copy: bool = Field(
         False, description="CUDA: stage frames in pinned buffers, copy on a side stream"
     )

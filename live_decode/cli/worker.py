@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,10 @@ def _stop_on_signals(stop: Callable[[], None]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config_or_demo(args.config)
+    import torch
+
+    # Oversubscribed cores make small convolutions many times slower: leave one to the source.
+    torch.set_num_threads(cfg.inference.cpu_threads or max(1, (os.cpu_count() or 2) - 1))
     localizer = build_localizer(cfg, args.model, args.device)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     puller = FramePuller(ctx, args.frames_endpoint, rcvhwm=cfg.transport.frame_queue)

@@ -24,7 +24,7 @@ def test_bundled_demo_config_is_configs_demo_yaml() -> None:
 
 def test_bundled_model_loads_with_a_card_that_matches_the_demo_camera() -> None:
     cfg = load_config(DEMO_CONFIG)
-    net, card = load_model(bundled_model_path())
+    _net, card = load_model(bundled_model_path())
     assert card.training_steps > 0 and "jaccard" in card.metrics
     assert card.parsed_config.camera == cfg.camera
     assert card.parsed_config.psf == cfg.psf
