@@ -312,7 +312,12 @@ class MMSource:
         deadline: float | None = None
         while True:
             if core.getRemainingImageCount() > 0:
-                pixels, md = core.popNextImageAndMD(fix=False)
+                try:
+                    pixels, md = core.popNextImageAndMD(fix=False)
+                except IndexError:
+                    # MMCore clears its whole buffer on overflow, possibly between the count
+                    # and the pop; the image numbers of the next frame show what was lost.
+                    continue
                 return self._frame(pixels, md)
             if not self._running:
                 return None

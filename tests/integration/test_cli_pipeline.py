@@ -26,7 +26,7 @@ RUN_FILES = ("locs.csv", "locs.hdf5", "locs.yaml", "summary.json")
 PLOTS = ("reconstruction.png", "density.png")
 
 
-def live_decode(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+def live_decode(*args: str, timeout_s: float = 240) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "live_decode", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=REPO, timeout=timeout_s)
 
