@@ -31,6 +31,7 @@ from live_decode.messages import CameraMeta
 from live_decode.model.checkpoint import ModelCard, bundled_model_path, load_model, make_card
 from live_decode.model.network import DecodeNet
 from live_decode.simulation.microscope import SimulatedMicroscope
+from live_decode.sources.base import camera_from_config
 
 DEMO = Path(__file__).parents[1] / "configs" / "demo.yaml"
 THREADS_ENV, SLOW_ENV = "LIVE_DECODE_BENCH_THREADS", "LIVE_DECODE_BENCH_SLOW"
@@ -247,16 +248,7 @@ def demo_config() -> Config:
 
 
 def camera_meta(cfg: Config) -> CameraMeta:
-    c = cfg.camera
-    return CameraMeta(
-        pixel_size_nm=c.pixel_size_nm,
-        baseline_adu=c.baseline_adu,
-        e_per_adu=c.e_per_adu,
-        em_gain=c.em_gain if c.kind == "emccd" else 1.0,
-        qe=c.qe,
-        exposure_ms=cfg.microscope.exposure_ms,
-        spurious_charge_e=c.spurious_charge_e,
-    )
+    return camera_from_config(cfg)
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,9 @@ from live_decode.config import (
 )
 from live_decode.errors import ConfigError, ModelCardError
 from live_decode.inference.engine import Localizer, SpeedOptions
-from live_decode.messages import CameraMeta
 from live_decode.model.checkpoint import bundled_model_path, load_model
 from live_decode.model.device import resolve_device
-from live_decode.sources.base import FrameSource
+from live_decode.sources.base import FrameSource, camera_from_config
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "bundled" / "demo.yaml"
 
@@ -28,21 +27,6 @@ DEMO_CONFIG = Path(__file__).resolve().parent.parent / "bundled" / "demo.yaml"
 def load_config_or_demo(path: Path | None) -> Config:
     """The config at ``path``, or the embedded demo config."""
     return load_config(path if path is not None else DEMO_CONFIG)
-
-
-def camera_from_config(cfg: Config) -> CameraMeta:
-    """Camera metadata as the config describes it (for sources that do not report it)."""
-    c = cfg.camera
-    return CameraMeta(
-        pixel_size_nm=c.pixel_size_nm,
-        baseline_adu=c.baseline_adu,
-        e_per_adu=c.e_per_adu,
-        em_gain=c.em_gain if c.kind == "emccd" else 1.0,
-        qe=c.qe,
-        exposure_ms=cfg.microscope.exposure_ms,
-        spurious_charge_e=c.spurious_charge_e,
-        read_noise_e=c.read_noise_e,
-    )
 
 
 def build_source(cfg: Config, replay: list[Path] | None = None) -> FrameSource:

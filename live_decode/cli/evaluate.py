@@ -22,6 +22,7 @@ from live_decode.io.thunderstorm import read_ground_truth_csv
 from live_decode.messages import CameraMeta, Localizations
 from live_decode.model.checkpoint import ModelCard, load_model
 from live_decode.model.device import resolve_device
+from live_decode.sources.base import camera_from_config
 from live_decode.sources.replay import ReplaySource
 
 
@@ -38,17 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def camera_from_card(card: ModelCard) -> CameraMeta:
-    c = card.parsed_config
-    return CameraMeta(
-        pixel_size_nm=c.camera.pixel_size_nm,
-        baseline_adu=c.camera.baseline_adu,
-        e_per_adu=c.camera.e_per_adu,
-        em_gain=c.camera.em_gain if c.camera.kind == "emccd" else 1,
-        qe=c.camera.qe,
-        exposure_ms=c.microscope.exposure_ms,
-        spurious_charge_e=c.camera.spurious_charge_e,
-        read_noise_e=c.camera.read_noise_e,
-    )
+    """The camera the model was trained for (for movies without camera metadata)."""
+    return camera_from_config(card.parsed_config)
 
 
 def localize_file(localizer: Localizer, movie: Path) -> tuple[Localizations, CameraMeta]:

@@ -15,12 +15,13 @@ from pathlib import Path
 import zmq
 from rich.progress import Progress
 
-from live_decode.cli._pipeline import build_localizer, camera_from_config, load_config_or_demo
+from live_decode.cli._pipeline import build_localizer, load_config_or_demo
 from live_decode.cli.plots import plot_run
 from live_decode.cli.run import RunState, write_summary
 from live_decode.errors import ModelCardError
 from live_decode.inference.worker import InferenceWorker
 from live_decode.messages import StatsMsg
+from live_decode.sources.base import camera_from_config
 from live_decode.sources.replay import ReplaySource
 from live_decode.sources.runner import SourceRunner
 from live_decode.transport.frames import FramePuller, FramePusher

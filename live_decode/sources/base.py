@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from live_decode.config import Config
 from live_decode.messages import CameraMeta
 
 
@@ -45,3 +46,18 @@ class FrameSource(Protocol):
     def read(self) -> SourceFrame | None: ...
 
     def close(self) -> None: ...
+
+
+def camera_from_config(cfg: Config) -> CameraMeta:
+    """Camera metadata as the config describes it (for sources that do not report it)."""
+    c = cfg.camera
+    return CameraMeta(
+        pixel_size_nm=c.pixel_size_nm,
+        baseline_adu=c.baseline_adu,
+        e_per_adu=c.e_per_adu,
+        em_gain=c.em_gain if c.kind == "emccd" else 1.0,
+        qe=c.qe,
+        exposure_ms=cfg.microscope.exposure_ms,
+        spurious_charge_e=c.spurious_charge_e,
+        read_noise_e=c.read_noise_e,
+    )

@@ -18,7 +18,7 @@ import pytest
 import tifffile
 import torch
 
-from live_decode.cli._pipeline import DEMO_CONFIG, camera_from_config
+from live_decode.cli._pipeline import DEMO_CONFIG
 from live_decode.config import load_config
 from live_decode.errors import LiveDecodeError, ModelCardError, MovieError
 from live_decode.inference.compat import check_card
@@ -28,6 +28,7 @@ from live_decode.io.thunderstorm import read_thunderstorm_csv
 from live_decode.messages import CameraMeta
 from live_decode.model.checkpoint import ModelCard, make_card, save_model
 from live_decode.model.network import DecodeNet
+from live_decode.sources.base import camera_from_config
 from live_decode.sources.replay import ReplaySource
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from live_decode.cli._pipeline import DEMO_CONFIG, camera_from_config
+from live_decode.cli._pipeline import DEMO_CONFIG
 from live_decode.config import load_config
 from live_decode.inference.compat import card_mismatches
 from live_decode.inference.engine import Localizer
 from live_decode.inference.offline import localize_movie
 from live_decode.model.checkpoint import bundled_model_path, load_model
 from live_decode.simulation.microscope import SimulatedMicroscope
+from live_decode.sources.base import camera_from_config
 
 REPO = Path(__file__).resolve().parents[2]
 
