@@ -137,7 +137,9 @@ def test_screenshot_of_a_streaming_run(
     window.refresh_render()
     assert window.sr.image.image.sum() > 1000
     assert window.raw.markers_shown > 0  # the last frame's detections are circled
-    assert window.frames_drawn > 1
+    # At least one preview frame reached the raw panel (how many depends on how the 25 Hz timer
+    # and the burst of 600 published frames interleave on a busy machine).
+    assert window.frames_drawn >= 1
     png = window.export_png(tmp_path / "render.png")
     tif = window.export_tiff(tmp_path / "render.tif")
     assert png.stat().st_size > 0 and tif.stat().st_size > 0
