@@ -14,7 +14,6 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Final
 
 import zmq
@@ -23,6 +22,7 @@ from live_decode.errors import LiveDecodeError, ProtocolError
 from live_decode.transport.curve import ClientKeys, ServerKeys
 from live_decode.transport.sockets import (
     DEFAULT_CONTROL_ENDPOINT,
+    Closeable,
     Context,
     SocketHandle,
     open_socket,
@@ -93,7 +93,7 @@ def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not valid JSON")
 
 
-class ControlServer:
+class ControlServer(Closeable):
     """Answers control requests (REP, binds by default) by calling ``handler``.
 
     Drive it from one thread with :meth:`serve_once` in a loop, or :meth:`serve` until an event.
@@ -160,19 +160,8 @@ class ControlServer:
         """Close the socket. Idempotent."""
         self._handle.close(0)
 
-    def __enter__(self) -> ControlServer:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class ControlClient:
+class ControlClient(Closeable):
     """Sends control commands (REQ, connects by default); never hangs.
 
     Parameters
@@ -245,17 +234,6 @@ class ControlClient:
     def close(self) -> None:
         """Close the socket. Idempotent."""
         self._handle.close(0)
-
-    def __enter__(self) -> ControlClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _parse_reply(raw: bytes) -> dict[str, object]:

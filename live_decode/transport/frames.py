@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from types import TracebackType
 from typing import Any
 
 import numpy.typing as npt
@@ -34,6 +33,7 @@ from live_decode.messages import (
 from live_decode.transport.curve import ClientKeys, ServerKeys
 from live_decode.transport.sockets import (
     DEFAULT_FRAMES_ENDPOINT,
+    Closeable,
     Context,
     Socket,
     deadline_after,
@@ -45,7 +45,7 @@ from live_decode.transport.sockets import (
 log = logging.getLogger("live_decode.transport")
 
 
-class FramePusher:
+class FramePusher(Closeable):
     """Sends frames (PUSH). Not thread-safe: use it from one thread.
 
     Parameters
@@ -182,17 +182,6 @@ class FramePusher:
         """Close the socket, waiting up to ``linger_ms`` for queued frames. Idempotent."""
         self._handle.close(self.linger_ms)
 
-    def __enter__(self) -> FramePusher:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def _drop(self, index: int) -> None:
         if self.frames_dropped == 0:
             log.warning("the worker is not keeping up: dropping frames (counted, sent as gaps)")
@@ -212,7 +201,7 @@ class FramePusher:
         return False
 
 
-class FramePuller:
+class FramePuller(Closeable):
     """Receives and validates frame-stream messages (PULL). Not thread-safe.
 
     A malformed message is logged, counted in ``rejected`` and skipped; :meth:`recv` never raises
@@ -267,14 +256,3 @@ class FramePuller:
     def close(self) -> None:
         """Close the socket; pending messages are discarded. Idempotent."""
         self._handle.close(0)
-
-    def __enter__(self) -> FramePuller:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

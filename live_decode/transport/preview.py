@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from types import TracebackType
 from typing import Any, Final
 
 import numpy.typing as npt
@@ -23,6 +22,7 @@ from live_decode.messages import DEFAULT_LIMITS, CameraMeta, FrameMsg, Limits, d
 from live_decode.transport.curve import ClientKeys, ServerKeys
 from live_decode.transport.sockets import (
     DEFAULT_PREVIEW_ENDPOINT,
+    Closeable,
     Context,
     Socket,
     deadline_after,
@@ -61,7 +61,7 @@ def unpack(buffer: memoryview, limits: Limits = DEFAULT_LIMITS) -> FrameMsg:
     return msg
 
 
-class PreviewPublisher:
+class PreviewPublisher(Closeable):
     """Offers frames for display (PUB + CONFLATE, binds by default). Not thread-safe.
 
     Parameters
@@ -114,19 +114,8 @@ class PreviewPublisher:
         """Close the socket. Idempotent."""
         self._handle.close(0)
 
-    def __enter__(self) -> PreviewPublisher:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class PreviewSubscriber:
+class PreviewSubscriber(Closeable):
     """Receives the latest preview frame (SUB + CONFLATE, connects by default). Not thread-safe."""
 
     def __init__(
@@ -173,14 +162,3 @@ class PreviewSubscriber:
     def close(self) -> None:
         """Close the socket. Idempotent."""
         self._handle.close(0)
-
-    def __enter__(self) -> PreviewSubscriber:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from types import TracebackType
 from typing import Final
 
 import zmq
@@ -39,6 +38,7 @@ from live_decode.messages import (
 from live_decode.transport.curve import ClientKeys, ServerKeys
 from live_decode.transport.sockets import (
     DEFAULT_RESULTS_ENDPOINT,
+    Closeable,
     Context,
     Socket,
     deadline_after,
@@ -66,7 +66,7 @@ def topic_for(msg: Message) -> str:
     return "event"
 
 
-class ResultPublisher:
+class ResultPublisher(Closeable):
     """Publishes results (PUB, binds by default). Not thread-safe.
 
     Parameters
@@ -115,19 +115,8 @@ class ResultPublisher:
         """Close the socket. Idempotent."""
         self._handle.close(linger_ms)
 
-    def __enter__(self) -> ResultPublisher:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class ResultSubscriber:
+class ResultSubscriber(Closeable):
     """Receives and validates results (SUB, connects by default). Not thread-safe.
 
     Counts ``received``, ``rejected`` (malformed, logged and skipped) and ``missed`` (seq jumps:
@@ -203,14 +192,3 @@ class ResultSubscriber:
     def close(self) -> None:
         """Close the socket. Idempotent."""
         self._handle.close(0)
-
-    def __enter__(self) -> ResultSubscriber:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
