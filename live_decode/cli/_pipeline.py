@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +23,17 @@ from live_decode.model.device import resolve_device
 from live_decode.sources.base import FrameSource, camera_from_config
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "bundled" / "demo.yaml"
+
+
+def add_config_argument(p: argparse.ArgumentParser) -> None:
+    """The optional CONFIG positional of the pipeline commands."""
+    p.add_argument(
+        "config",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="YAML config (default: the embedded demo)",
+    )
 
 
 def load_config_or_demo(path: Path | None) -> Config:

@@ -25,7 +25,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from live_decode.cli._pipeline import Endpoints, endpoints_for, load_config_or_demo, model_path
+from live_decode.cli._pipeline import (
+    Endpoints,
+    add_config_argument,
+    endpoints_for,
+    load_config_or_demo,
+    model_path,
+)
 from live_decode.messages import EosMsg, ErrorMsg, FrameStats, StatsMsg, WorkerStats
 from live_decode.transport.results import ResultSubscriber
 
@@ -35,13 +41,7 @@ ORPHAN_GRACE_S = 15.0  # a restarted worker idle this long after the source ende
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "config",
-        type=Path,
-        nargs="?",
-        default=None,
-        help="YAML config (default: the embedded demo)",
-    )
+    add_config_argument(p)
     add_run_arguments(p)
 
 

@@ -11,7 +11,7 @@ from types import FrameType
 
 import zmq
 
-from live_decode.cli._pipeline import build_source, load_config_or_demo
+from live_decode.cli._pipeline import add_config_argument, build_source, load_config_or_demo
 from live_decode.config import Config
 from live_decode.control import Actuator, ControlLoop, SimulatedLaserActuator
 from live_decode.sources.base import FrameSource
@@ -26,13 +26,7 @@ log = logging.getLogger("live_decode.cli.source")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "config",
-        type=Path,
-        nargs="?",
-        default=None,
-        help="YAML config (default: the embedded demo)",
-    )
+    add_config_argument(p)
     p.add_argument("--frames-endpoint", required=True, help="where to bind the frame PUSH")
     p.add_argument("--preview-endpoint", default=None, help="where to bind the preview PUB")
     p.add_argument("--control-endpoint", default=None, help="where to bind the control REP")

@@ -12,7 +12,7 @@ from types import FrameType
 
 import zmq
 
-from live_decode.cli._pipeline import build_localizer, load_config_or_demo
+from live_decode.cli._pipeline import add_config_argument, build_localizer, load_config_or_demo
 from live_decode.inference.worker import InferenceWorker
 from live_decode.transport.frames import FramePuller
 from live_decode.transport.results import ResultPublisher
@@ -21,13 +21,7 @@ log = logging.getLogger("live_decode.cli.worker")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "config",
-        type=Path,
-        nargs="?",
-        default=None,
-        help="YAML config (default: the embedded demo)",
-    )
+    add_config_argument(p)
     p.add_argument("--frames-endpoint", required=True, help="the source's frame PUSH socket")
     p.add_argument("--results-endpoint", required=True, help="where to bind the results PUB")
     p.add_argument("--out", type=Path, required=True, help="run directory for the files")

@@ -19,7 +19,6 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import h5py
@@ -28,6 +27,7 @@ import numpy.typing as npt
 import yaml
 
 from live_decode import __version__
+from live_decode.closeable import Closeable
 from live_decode.errors import LocalizationFileError
 from live_decode.io._files import PathLike, as_loc_table, corrupt, existing_file
 from live_decode.messages import Localizations, empty_locs
@@ -44,7 +44,7 @@ def sidecar_path(path: PathLike) -> Path:
     return Path(path).with_suffix(".yaml")
 
 
-class PicassoWriter:
+class PicassoWriter(Closeable):
     """Write localizations to a Picasso HDF5 file + YAML sidecar, flushing every batch.
 
     The ``locs`` dataset is resizable; each :meth:`append` grows it, writes the rows, flushes
@@ -159,17 +159,6 @@ class PicassoWriter:
         if self._file is not None:
             self._file.close()
             self._file = None
-
-    def __enter__(self) -> PicassoWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _to_picasso(self, locs: Localizations) -> npt.NDArray[np.void]:
         px = self.pixel_size_nm

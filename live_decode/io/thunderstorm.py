@@ -19,12 +19,12 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import TextIO
 
 import numpy as np
 import numpy.typing as npt
 
+from live_decode.closeable import Closeable
 from live_decode.errors import LocalizationFileError
 from live_decode.io._files import PathLike, as_loc_table, corrupt, existing_file
 from live_decode.messages import Localizations, empty_locs
@@ -67,7 +67,7 @@ GROUND_TRUTH_DTYPE = np.dtype(
 _FLOAT_FORMAT = "%.10g"
 
 
-class ThunderstormWriter:
+class ThunderstormWriter(Closeable):
     """Write localizations to a ThunderSTORM CSV as they arrive, flushing every batch.
 
     A crash loses nothing already appended: every :meth:`append` writes whole lines and flushes
@@ -134,17 +134,6 @@ class ThunderstormWriter:
         if self._file is not None:
             self._file.close()
             self._file = None
-
-    def __enter__(self) -> ThunderstormWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _write(self, text: str) -> None:
         if self._file is None:

@@ -18,11 +18,11 @@ from typing import Final
 
 import zmq
 
+from live_decode.closeable import Closeable
 from live_decode.errors import LiveDecodeError, ProtocolError
 from live_decode.transport.curve import ClientKeys, ServerKeys
 from live_decode.transport.sockets import (
     DEFAULT_CONTROL_ENDPOINT,
-    Closeable,
     Context,
     SocketHandle,
     open_socket,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy.typing as npt
 import zmq
 
+from live_decode.closeable import Closeable
 from live_decode.errors import ProtocolError
 from live_decode.messages import (
     DEFAULT_LIMITS,
@@ -33,7 +34,6 @@ from live_decode.messages import (
 from live_decode.transport.curve import ClientKeys, ServerKeys
 from live_decode.transport.sockets import (
     DEFAULT_FRAMES_ENDPOINT,
-    Closeable,
     Context,
     Socket,
     deadline_after,

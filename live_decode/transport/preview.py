@@ -17,12 +17,12 @@ from typing import Any, Final
 import numpy.typing as npt
 import zmq
 
+from live_decode.closeable import Closeable
 from live_decode.errors import ProtocolError
 from live_decode.messages import DEFAULT_LIMITS, CameraMeta, FrameMsg, Limits, decode, encode
 from live_decode.transport.curve import ClientKeys, ServerKeys
 from live_decode.transport.sockets import (
     DEFAULT_PREVIEW_ENDPOINT,
-    Closeable,
     Context,
     Socket,
     deadline_after,

@@ -21,6 +21,7 @@ from typing import Final
 
 import zmq
 
+from live_decode.closeable import Closeable
 from live_decode.errors import ProtocolError
 from live_decode.messages import (
     DEFAULT_LIMITS,
@@ -38,7 +39,6 @@ from live_decode.messages import (
 from live_decode.transport.curve import ClientKeys, ServerKeys
 from live_decode.transport.sockets import (
     DEFAULT_RESULTS_ENDPOINT,
-    Closeable,
     Context,
     Socket,
     deadline_after,

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, Self
+from typing import Final
 
 import zmq
 
@@ -222,16 +222,3 @@ def send_parts(socket: Socket, parts: list[WirePart], timeout_ms: int | None, co
 def deadline_after(timeout_ms: int | None) -> float | None:
     """``time.monotonic()`` deadline ``timeout_ms`` from now (None = never)."""
     return None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
-
-
-class Closeable:
-    """Context-manager support for the socket wrappers: ``with X(...) as x:`` closes on exit."""
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
