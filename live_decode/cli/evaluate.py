@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from live_decode.config import Config
 from live_decode.evaluation.crlb import crlb
-from live_decode.evaluation.matching import match_localizations, matched_errors_nm
-from live_decode.evaluation.metrics import compute_metrics, rmse_vs_crlb, sigma_calibration
+from live_decode.evaluation.matching import isolated, match_localizations, matched_errors_nm
+from live_decode.evaluation.metrics import (
+    calibration_curve,
+    compute_metrics,
+    rmse_vs_crlb,
+    sigma_calibration,
+)
 from live_decode.inference.engine import Localizer
 from live_decode.inference.offline import localize_movie
 from live_decode.io.thunderstorm import read_ground_truth_csv
@@ -43,14 +50,17 @@ def camera_from_card(card: ModelCard) -> CameraMeta:
     return camera_from_config(card.parsed_config)
 
 
-def localize_file(localizer: Localizer, movie: Path) -> tuple[Localizations, CameraMeta]:
-    """Offline localization of every frame of a TIFF movie."""
+def localize_file(
+    localizer: Localizer, movie: Path
+) -> tuple[Localizations, CameraMeta, tuple[int, int]]:
+    """Offline localization of every frame of a TIFF movie; also its camera and frame shape."""
     source = ReplaySource([movie], camera_from_card(localizer.card))
     try:
         frames = np.stack([f.pixels for f in iter(source.read, None)])
     finally:
         source.close()
-    return localize_movie(localizer, frames, source.camera), source.camera
+    shape = (int(frames.shape[1]), int(frames.shape[2]))
+    return localize_movie(localizer, frames, source.camera), source.camera, shape
 
 
 def evaluate(
@@ -59,6 +69,7 @@ def evaluate(
     gt: np.ndarray,
     max_lateral_nm: float,
     max_axial_nm: float,
+    frame_shape_px: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """All metrics as a JSON-able dict (headline keys first, then the σ and CRLB tables)."""
     match = match_localizations(locs, gt, max_lateral_nm=max_lateral_nm, max_axial_nm=max_axial_nm)
@@ -76,12 +87,16 @@ def evaluate(
         "n_fn": metrics.n_fn,
     }
     result["sigma_calibration"] = sigma_calibration(locs, gt, match).to_dict()
-    result["rmse_vs_crlb"] = _crlb_table(localizer, locs, gt, match)
+    result["rmse_vs_crlb"] = _crlb_table(localizer, locs, gt, match, frame_shape_px)
     return result
 
 
 def _crlb_table(
-    localizer: Localizer, locs: Localizations, gt: np.ndarray, match: Any
+    localizer: Localizer,
+    locs: Localizations,
+    gt: np.ndarray,
+    match: Any,
+    frame_shape_px: tuple[int, int] | None,
 ) -> list[dict[str, float]]:
     import torch
 
@@ -95,14 +110,33 @@ def _crlb_table(
     )
     bg_mean = float(np.mean(cfg.background.uniform_photons))
     photons = torch.tensor(gt["photons"], dtype=torch.float32).clamp(min=1.0)
-    bound = crlb(psf, xyz, photons, torch.full_like(photons, bg_mean), cfg.camera)
+    bg = torch.full_like(photons, bg_mean)
+    bound = crlb(psf, xyz, photons, bg, cfg.camera, frame_shape_px=frame_shape_px)
     sq = np.stack([bound.x_nm.numpy(), bound.y_nm.numpy(), bound.z_nm.numpy()], 1)
-    edges = np.quantile(gt["photons"], np.linspace(0, 1, 6)) if len(gt) else np.array([0, 1.0])
+    # The bound is for an emitter alone in its fit window: compare only with those.
+    alone = isolated(gt, crlb_isolation_nm(cfg))
+    edges = np.quantile(gt["photons"][alone], np.linspace(0, 1, 6)) if alone.any() else []
     edges = np.unique(edges)
     if edges.size < 2:
         return []
-    table = rmse_vs_crlb(locs, gt, match, sq, edges)
+    table = rmse_vs_crlb(locs, gt, match, sq, edges, include=alone)
     return [{k: float(row[k]) for k in table.dtype.names or ()} for row in table]
+
+
+def crlb_isolation_nm(cfg: Config) -> float:
+    """Emitters closer than the CRLB's fit-window half-width overlap: not single emitters."""
+    return float(cfg.psf.roi_px // 2) * cfg.camera.pixel_size_nm
+
+
+def _finite_or_null(value: Any) -> Any:
+    """NaN / inf → None, so ``--json`` prints strict JSON (jq, JavaScript) and not ``NaN``."""
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_null(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _plots(result: dict[str, Any], locs: Localizations, gt: np.ndarray, out: Path) -> None:
@@ -127,10 +161,18 @@ def _plots(result: dict[str, Any], locs: Localizations, gt: np.ndarray, out: Pat
     match = match_localizations(locs, gt)
     err = matched_errors_nm(locs, gt, match)
     if len(err):
-        fig, ax = plt.subplots(figsize=(5, 4))
-        sig = locs["sigma_x_nm"][match.pred_index]
+        fig, (ax, curve) = plt.subplots(1, 2, figsize=(9, 4))
+        sig = np.asarray(locs["sigma_x_nm"][match.pred_index], dtype=np.float64)
         ax.scatter(sig, np.abs(err[:, 0]), s=3, alpha=0.4)
-        ax.set(xlabel="predicted σx (nm)", ylabel="|error x| (nm)", title="σ calibration")
+        ax.set(xlabel="predicted σx (nm)", ylabel="|error x| (nm)", title="each emitter")
+        for axis, (name, marker) in enumerate((("x", "o-"), ("y", "s-"))):
+            s_axis = np.asarray(locs[f"sigma_{name}_nm"][match.pred_index], dtype=np.float64)
+            mean_sigma, rmse = calibration_curve(s_axis, err[:, axis])
+            curve.plot(mean_sigma, rmse, marker, label=name)
+        top = float(np.nanmax(curve.get_xlim() + curve.get_ylim()))
+        curve.plot([0, top], [0, top], "k--", lw=1, label="calibrated")
+        curve.set(xlabel="mean predicted σ (nm)", ylabel="RMSE (nm)", title="deciles of σ")
+        curve.legend()
         fig.tight_layout()
         fig.savefig(out / "sigma_calibration.png", dpi=120)
         plt.close(fig)
@@ -144,14 +186,13 @@ def run(args: argparse.Namespace) -> int:
     if args.threshold is not None:
         post = PostprocessConfig(raw_threshold=args.threshold, split_threshold=post.split_threshold)
     localizer = Localizer(net, card, next(net.parameters()).device, post)
-    locs, _ = localize_file(localizer, args.movie)
+    locs, _, shape = localize_file(localizer, args.movie)
     gt = read_ground_truth_csv(args.ground_truth)
-    result = evaluate(localizer, locs, gt, args.max_lateral_nm, args.max_axial_nm)
+    result = evaluate(localizer, locs, gt, args.max_lateral_nm, args.max_axial_nm, shape)
     if args.out is not None:
         _plots(result, locs, gt, args.out)
     if args.json:
-        headline = {k: v for k, v in result.items() if not isinstance(v, list | dict)}
-        print(json.dumps({**headline, "sigma_calibration": result["sigma_calibration"]}))
+        print(json.dumps(_finite_or_null(result), allow_nan=False))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -165,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     for k, v in result["sigma_calibration"].items():
         table.add_row(f"σ {k}", f"{v:.3g}" if isinstance(v, float) else str(v))
     Console().print(table)
-    crlb_table = Table(title="RMSE vs √CRLB by photons")
+    crlb_table = Table(title="RMSE vs √CRLB by photons (isolated emitters)")
     for col in ("photons", "n", "rmse_x_nm", "sqrt_crlb_x_nm", "rmse_y_nm", "sqrt_crlb_y_nm"):
         crlb_table.add_column(col, justify="right")
     for r in result["rmse_vs_crlb"]:

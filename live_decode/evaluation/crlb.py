@@ -10,7 +10,9 @@ Poisson with mean q·μ_k + s + σ_eff², so for θ = (x, y, z, photons, bg)
 
 F = 2 with EM gain (σ_eff = σ / gain, read noise referred to the register input) and F = 1 without
 (σ_eff = σ). The PSF derivatives come from torch forward-mode autodiff of ``psf.roi``, one pass per
-coordinate for all emitters at once (each window depends on its own emitter only).
+coordinate for all emitters at once (each window depends on its own emitter only). Given the frame
+shape, window pixels outside the camera carry no information: an emitter at the edge of the field of
+view has a larger bound than the same emitter in the middle.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def crlb(
     bg_photons: Tensor,
     camera: CameraConfig,
     roi_px: int | None = None,
+    frame_shape_px: tuple[int, int] | None = None,
 ) -> Crlb:
     """CRLB of x, y, z, photons and background for each emitter, fitted alone in its window.
 
@@ -78,13 +81,15 @@ def crlb(
         Pixel size (for nm), QE, spurious charge, EM gain and read noise.
     roi_px : int, optional
         Fit window side; the PSF's own ``roi_px`` if None.
+    frame_shape_px : (H, W), optional
+        The camera frame: window pixels outside it are not observed. None: an unbounded camera.
 
     Returns
     -------
     Crlb
         Standard deviations; see :class:`Crlb` for units.
     """
-    fi = fisher_information(psf, xyz, photons, bg_photons, camera, roi_px)
+    fi = fisher_information(psf, xyz, photons, bg_photons, camera, roi_px, frame_shape_px)
     var = _inverse_diagonal(fi)
     sd = torch.sqrt(var)
     px_nm = camera.pixel_size_nm
@@ -98,6 +103,7 @@ def fisher_information(
     bg_photons: Tensor,
     camera: CameraConfig,
     roi_px: int | None = None,
+    frame_shape_px: tuple[int, int] | None = None,
 ) -> Tensor:
     """(N, 5, 5) float64 Fisher information of θ = (x px, y px, z nm, photons, bg photons/px).
 
@@ -118,6 +124,8 @@ def fisher_information(
     qe, offset_e, excess = _noise_model(camera)
     rate_e = (qe * mu + offset_e).clamp(min=_MIN_RATE_E)
     weight = qe**2 / (excess * rate_e)  # (N, P)
+    if frame_shape_px is not None:
+        weight = weight * _inside_frame(psf, xyz64, frame_shape_px)
     return torch.einsum("np,npi,npj->nij", weight, d_mu, d_mu)
 
 
@@ -140,6 +148,18 @@ def psf_jacobian(psf: PSF, xyz: Tensor) -> tuple[Tensor, Tensor]:
         tangent[:, axis] = 1.0
         derivatives.append(torch.func.jvp(window, (xyz,), (tangent,))[1])
     return values.detach(), torch.stack(derivatives, dim=2).detach()
+
+
+def _inside_frame(psf: PSF, xyz: Tensor, frame_shape_px: tuple[int, int]) -> Tensor:
+    """(N, K*K) 1.0 where the window pixel lies on the camera, else 0.0."""
+    values, row0, col0 = psf.roi(xyz.detach())
+    k = values.shape[-1]
+    offsets = torch.arange(k, device=xyz.device)
+    rows = row0[:, None] + offsets  # (N, K)
+    cols = col0[:, None] + offsets
+    row_ok = (rows >= 0) & (rows < frame_shape_px[0])
+    col_ok = (cols >= 0) & (cols < frame_shape_px[1])
+    return (row_ok[:, :, None] & col_ok[:, None, :]).flatten(1).to(values.dtype)
 
 
 def _noise_model(camera: CameraConfig) -> tuple[float, float, float]:

@@ -106,6 +106,22 @@ def positions_nm(table: npt.NDArray[np.void], name: str = "table") -> tuple[Inde
     return frame, xyz.reshape(-1, 3)
 
 
+def isolated(table: npt.NDArray[np.void], radius_nm: float) -> npt.NDArray[np.bool_]:
+    """(N,) True for the rows with no other row of the same frame within ``radius_nm`` laterally.
+
+    Single-emitter bounds (CRLB) apply to these; closer emitters overlap and are not "alone".
+    """
+    frame, xyz = positions_nm(table)
+    keep = np.ones(len(frame), dtype=bool)
+    if len(frame) < 2:
+        return keep
+    # Rows of different frames are > 4 radii apart along the third key: never pairs.
+    keys = np.column_stack([xyz[:, 0], xyz[:, 1], frame.astype(np.float64) * (4 * radius_nm + 1)])
+    pairs = KDTree(keys).query_pairs(radius_nm, output_type="ndarray")
+    keep[pairs.ravel()] = False
+    return keep
+
+
 def match_localizations(
     pred: npt.NDArray[np.void],
     gt: npt.NDArray[np.void],

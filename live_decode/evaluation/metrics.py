@@ -84,6 +84,14 @@ class SigmaCalibration:
     pearson_x, pearson_y
         Pearson correlation between predicted σ (``sigma_x_nm`` / ``sigma_y_nm``) and |error|
         along that axis. NaN with fewer than 2 pairs or a constant σ or error.
+    pearson_ideal_x, pearson_ideal_y
+        The Pearson r the same predicted σ would reach if perfectly calibrated, i.e. if each error
+        were drawn from N(0, σ²): √(2/π)·sd(σ) / √(E[σ²] − (2/π)·E[σ]²). |error| of a single
+        emitter is a noisy read-out of its σ, so this ceiling is < 0.8 and grows with the spread
+        of σ; compare ``pearson_*`` with it rather than with 1.
+    binned_pearson_x, binned_pearson_y
+        Pearson r between the mean predicted σ and the RMSE of the emitters in each decile of σ
+        (the calibration curve, as in DECODE's figures); near 1 when σ ranks the errors well.
     rmse_to_mean_sigma_x, rmse_to_mean_sigma_y
         RMSE along the axis / mean predicted σ. About 1 for a calibrated σ; > 1: overconfident.
     n
@@ -92,6 +100,10 @@ class SigmaCalibration:
 
     pearson_x: float
     pearson_y: float
+    pearson_ideal_x: float
+    pearson_ideal_y: float
+    binned_pearson_x: float
+    binned_pearson_y: float
     rmse_to_mean_sigma_x: float
     rmse_to_mean_sigma_y: float
     n: int
@@ -215,6 +227,7 @@ def rmse_vs_crlb(
     match: MatchResult,
     sqrt_crlb_nm: npt.ArrayLike,
     photon_bin_edges: npt.ArrayLike,
+    include: npt.ArrayLike | None = None,
 ) -> npt.NDArray[np.void]:
     """RMSE of matched emitters next to the √CRLB, binned by ground-truth photons.
 
@@ -229,6 +242,10 @@ def rmse_vs_crlb(
     photon_bin_edges
         (B + 1,) increasing bin edges, photons; bin b is [edge_b, edge_b+1) and the last bin
         includes its upper edge. Pairs outside the edges are left out.
+    include
+        (M,) bool over the ground-truth rows; pairs whose ground truth is False are left out (e.g.
+        keep only :func:`~live_decode.evaluation.matching.isolated` emitters, which the
+        single-emitter bound describes). None: all pairs.
 
     Returns
     -------
@@ -252,6 +269,11 @@ def rmse_vs_crlb(
     crlb = crlb[match.gt_index]
     bins = np.searchsorted(edges, photons, side="right") - 1
     bins[photons == edges[-1]] = edges.size - 2
+    if include is not None:
+        mask = np.asarray(include, dtype=bool)
+        if mask.shape != (len(gt),):
+            raise ValueError(f"include must be ({len(gt)},) bool, got shape {mask.shape}.")
+        bins[~mask[match.gt_index]] = -1
     table = np.zeros(edges.size - 1, dtype=CRLB_TABLE_DTYPE)
     table["photons_lo"], table["photons_hi"] = edges[:-1], edges[1:]
     for b in range(edges.size - 1):  # a handful of bins
@@ -290,13 +312,45 @@ def sigma_calibration(
     ratios = [
         _rms(errors[:, a]) / float(sigma[:, a].mean()) if ok.any() else math.nan for a in (0, 1)
     ]
+    binned = [calibration_curve(sigma[:, a], errors[:, a]) for a in (0, 1)]
     return SigmaCalibration(
         pearson_x=_pearson(sigma[:, 0], np.abs(errors[:, 0])),
         pearson_y=_pearson(sigma[:, 1], np.abs(errors[:, 1])),
+        pearson_ideal_x=_pearson_ceiling(sigma[:, 0]),
+        pearson_ideal_y=_pearson_ceiling(sigma[:, 1]),
+        binned_pearson_x=_pearson(*binned[0]),
+        binned_pearson_y=_pearson(*binned[1]),
         rmse_to_mean_sigma_x=ratios[0],
         rmse_to_mean_sigma_y=ratios[1],
         n=int(ok.sum()),
     )
+
+
+def calibration_curve(
+    sigma: FloatArray, errors: FloatArray, n_bins: int = 10
+) -> tuple[FloatArray, FloatArray]:
+    """Mean predicted σ and RMSE of the signed errors per quantile bin of σ (empty bins dropped).
+
+    A calibrated σ puts the points on the diagonal.
+    """
+    if sigma.size == 0:
+        return np.zeros(0), np.zeros(0)
+    edges = np.quantile(sigma, np.linspace(0, 1, n_bins + 1))
+    index = np.clip(np.searchsorted(edges, sigma, side="right") - 1, 0, n_bins - 1)
+    keep = [b for b in range(n_bins) if np.any(index == b)]
+    mean_sigma = np.array([sigma[index == b].mean() for b in keep])
+    rmse = np.array([_rms(errors[index == b]) for b in keep])
+    return mean_sigma, rmse
+
+
+def _pearson_ceiling(sigma: FloatArray) -> float:
+    """corr(σ, |σ·z|) for z ~ N(0, 1) independent of σ: the best a calibrated σ can do."""
+    if sigma.size < 2:
+        return math.nan
+    mean_abs_z = math.sqrt(2 / math.pi)
+    var = float(sigma.var())
+    denominator = float(np.mean(sigma**2)) - mean_abs_z**2 * float(sigma.mean()) ** 2
+    return mean_abs_z * math.sqrt(var / denominator) if var > 0 and denominator > 0 else math.nan
 
 
 def _rms(values: FloatArray) -> float:

@@ -161,3 +161,22 @@ def test_result_is_frozen() -> None:
     assert isinstance(bound, Crlb)
     with pytest.raises(AttributeError):
         bound.x_nm = torch.zeros(1)  # type: ignore[misc]
+
+
+def test_frame_edge_removes_information() -> None:
+    """Pixels beyond the camera are not observed: an emitter on the edge has a larger bound."""
+    psf = GaussianPSF(1.3, 15)
+    xyz = torch.tensor(
+        [[32.3, 32.6, 0.0], [0.05, 32.6, 0.0], [63.95, 32.6, 0.0], [0.05, 0.05, 0.0]],
+        dtype=torch.float64,
+    )
+    args = (xyz, torch.full((4,), 2000.0), torch.full((4,), 60.0), IDEAL)
+    lateral = [0, 1, 3, 4]  # z is NaN for a 2-D PSF
+    free = crlb(psf, *args).as_tensor()[:, lateral]
+    framed = crlb(psf, *args, frame_shape_px=(64, 64)).as_tensor()[:, lateral]
+    torch.testing.assert_close(framed[0], free[0])  # far from the edges: unchanged
+    torch.testing.assert_close(free[1], free[0], rtol=0.02, atol=0.0)  # unbounded camera
+    assert framed[1, 0] > 1.5 * free[1, 0]  # half the spot is off the chip: x suffers most
+    assert free[1, 1] < framed[1, 1] < framed[1, 0]
+    torch.testing.assert_close(framed[2], framed[1], rtol=1e-6, atol=0.0)  # mirror image
+    assert framed[3, 1] > 1.5 * free[3, 1]  # the corner: both axes

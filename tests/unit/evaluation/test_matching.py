@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from live_decode.evaluation.matching import match_localizations, matched_errors_nm
+from live_decode.evaluation.matching import isolated, match_localizations, matched_errors_nm
 from live_decode.messages import LOC_DTYPE
 
 
@@ -139,3 +139,22 @@ def test_equals_brute_force_on_dense_random_frames() -> None:
     got = sorted(zip(m.pred_index.tolist(), m.gt_index.tolist(), strict=True))
     assert got == brute_force(pred, gt)
     assert m.n_tp + m.n_fp == len(pred) and m.n_tp + m.n_fn == len(gt)
+
+
+def test_isolated_looks_within_the_frame_only() -> None:
+    xyz = [[0, 0, 0], [300, 0, 0], [2000, 0, 0], [2000, 0, 0], [5000, 5000, 0]]
+    t = table(xyz, frame=[0, 0, 0, 1, 0])
+    # 0 and 1 are 300 nm apart; 2 and 3 share x, y but not the frame.
+    assert isolated(t, 500.0).tolist() == [False, False, True, True, True]
+    assert isolated(t, 299.0).all()
+    assert isolated(t[:1], 500.0).tolist() == [True]
+    assert isolated(t[:0], 500.0).size == 0
+
+
+def test_isolated_equals_brute_force() -> None:
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 5, 300)
+    t = table(np.column_stack([rng.uniform(0, 5000, (300, 2)), np.zeros(300)]), frames)
+    d = np.hypot(t["x_nm"][:, None] - t["x_nm"], t["y_nm"][:, None] - t["y_nm"])
+    close = (d <= 400.0) & (frames[:, None] == frames) & ~np.eye(300, dtype=bool)
+    assert isolated(t, 400.0).tolist() == (~close.any(axis=1)).tolist()

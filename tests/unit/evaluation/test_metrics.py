@@ -12,6 +12,7 @@ from live_decode.evaluation.matching import match_localizations
 from live_decode.evaluation.metrics import (
     CRLB_TABLE_DTYPE,
     Metrics,
+    calibration_curve,
     compute_metrics,
     efficiency,
     jaccard_index,
@@ -145,6 +146,11 @@ def test_rmse_vs_crlb_bins_by_gt_photons() -> None:
     assert t["rmse_z_nm"][2] == pytest.approx(6) and t["sqrt_crlb_z_nm"][2] == pytest.approx(5)
     assert np.isnan(t["rmse_x_nm"][1]) and np.isnan(t["sqrt_crlb_x_nm"][1])  # empty bin
     assert t["photons_lo"].tolist() == [0, 200, 1000] and t["photons_hi"][-1] == 5000
+    only = rmse_vs_crlb(pred, gt, match_localizations(pred, gt), crlb, [0, 200, 1000, 5000],
+                        include=[False, True, True])  # fmt: skip
+    assert only["n"].tolist() == [1, 0, 1] and only["rmse_y_nm"][0] == pytest.approx(4)
+    with pytest.raises(ValueError, match="include"):
+        rmse_vs_crlb(pred, gt, match_localizations(pred, gt), crlb, [0, 1], include=[True])
 
 
 def test_rmse_vs_crlb_checks_shapes() -> None:
@@ -167,9 +173,51 @@ def test_sigma_calibration_by_hand() -> None:
     assert math.isnan(cal.pearson_y)
     assert cal.rmse_to_mean_sigma_x == pytest.approx(math.sqrt(1400 / 3) / 20)
     assert cal.rmse_to_mean_sigma_y == pytest.approx(1.0)
+    assert cal.binned_pearson_x == pytest.approx(1.0)  # 3 pairs → 3 bins, RMSE = σ
+    assert math.isnan(cal.pearson_ideal_y) and math.isnan(cal.binned_pearson_y)
+    # Ceiling by hand: σ = 10, 20, 30 → var 200/3, E[σ²] 1400/3, E[σ] 20.
+    c = math.sqrt(2 / math.pi)
+    assert cal.pearson_ideal_x == pytest.approx(c * math.sqrt((200 / 3) / (1400 / 3 - c**2 * 400)))
     assert set(cal.to_dict()) == {
-        "pearson_x", "pearson_y", "rmse_to_mean_sigma_x", "rmse_to_mean_sigma_y", "n",
+        "pearson_x", "pearson_y", "pearson_ideal_x", "pearson_ideal_y",
+        "binned_pearson_x", "binned_pearson_y", "rmse_to_mean_sigma_x", "rmse_to_mean_sigma_y", "n",
     }  # fmt: skip
+
+
+def test_sigma_calibration_of_perfectly_calibrated_errors() -> None:
+    """Errors drawn from N(0, σ²): Pearson reaches the ceiling, the curve is the diagonal."""
+    rng = np.random.default_rng(7)
+    n = 40_000
+    sigma = rng.lognormal(np.log(8.0), 0.6, size=(n, 2))
+    gt = table(np.zeros((n, 3)), frame=np.arange(n))
+    pred = table(np.column_stack([sigma * rng.standard_normal((n, 2)), np.zeros(n)]),
+                 frame=np.arange(n))  # fmt: skip
+    pred["sigma_x_nm"], pred["sigma_y_nm"] = sigma[:, 0], sigma[:, 1]
+    cal = sigma_calibration(pred, gt, match_localizations(pred, gt))
+    assert cal.n == n
+    for r, ideal, binned, ratio in (
+        (cal.pearson_x, cal.pearson_ideal_x, cal.binned_pearson_x, cal.rmse_to_mean_sigma_x),
+        (cal.pearson_y, cal.pearson_ideal_y, cal.binned_pearson_y, cal.rmse_to_mean_sigma_y),
+    ):
+        assert 0.4 < ideal < 0.8  # a single |error| is a noisy read-out of σ
+        assert r == pytest.approx(ideal, abs=0.02)
+        assert binned > 0.97
+        rms_sigma = float(np.sqrt(np.mean(sigma**2)))
+        assert ratio == pytest.approx(rms_sigma / float(sigma.mean()), rel=0.03)
+    # σ that does not know which emitter is hard: same ceiling, no correlation.
+    pred["sigma_x_nm"] = rng.permutation(sigma[:, 0])
+    shuffled = sigma_calibration(pred, gt, match_localizations(pred, gt))
+    assert shuffled.pearson_ideal_x == pytest.approx(cal.pearson_ideal_x)
+    assert abs(shuffled.pearson_x) < 0.03 and abs(shuffled.binned_pearson_x) < 0.8
+
+
+def test_calibration_curve_bins() -> None:
+    sigma = np.arange(1.0, 21.0)
+    mean_sigma, rmse = calibration_curve(sigma, sigma, n_bins=4)
+    assert mean_sigma.tolist() == pytest.approx([3.0, 8.0, 13.0, 18.0])
+    expected = [np.sqrt(np.mean(np.arange(lo, lo + 5) ** 2)) for lo in (1, 6, 11, 16)]
+    assert rmse == pytest.approx(expected)
+    assert calibration_curve(np.zeros(0), np.zeros(0))[0].size == 0
 
 
 def test_sigma_calibration_anticorrelated_and_empty() -> None:
