@@ -92,8 +92,10 @@ class SigmaCalibration:
     binned_pearson_x, binned_pearson_y
         Pearson r between the mean predicted σ and the RMSE of the emitters in each decile of σ
         (the calibration curve, as in DECODE's figures); near 1 when σ ranks the errors well.
-    rmse_to_mean_sigma_x, rmse_to_mean_sigma_y
-        RMSE along the axis / mean predicted σ. About 1 for a calibrated σ; > 1: overconfident.
+    rmse_to_rms_sigma_x, rmse_to_rms_sigma_y
+        RMSE along the axis / √mean(σ²). 1 for a calibrated σ (E[error²] = E[σ²]); > 1:
+        overconfident. (Dividing by the mean σ instead would read > 1 for a calibrated σ that
+        varies from emitter to emitter.)
     n
         Matched pairs with a finite predicted σ used.
     """
@@ -104,8 +106,8 @@ class SigmaCalibration:
     pearson_ideal_y: float
     binned_pearson_x: float
     binned_pearson_y: float
-    rmse_to_mean_sigma_x: float
-    rmse_to_mean_sigma_y: float
+    rmse_to_rms_sigma_x: float
+    rmse_to_rms_sigma_y: float
     n: int
 
     def to_dict(self) -> dict[str, float | int]:
@@ -309,9 +311,7 @@ def sigma_calibration(
     ).reshape(-1, 2)
     ok = np.isfinite(sigma).all(axis=1) & np.isfinite(errors[:, :2]).all(axis=1)
     sigma, errors = sigma[ok], errors[ok]
-    ratios = [
-        _rms(errors[:, a]) / float(sigma[:, a].mean()) if ok.any() else math.nan for a in (0, 1)
-    ]
+    ratios = [_rms(errors[:, a]) / _rms(sigma[:, a]) if ok.any() else math.nan for a in (0, 1)]
     binned = [calibration_curve(sigma[:, a], errors[:, a]) for a in (0, 1)]
     return SigmaCalibration(
         pearson_x=_pearson(sigma[:, 0], np.abs(errors[:, 0])),
@@ -320,8 +320,8 @@ def sigma_calibration(
         pearson_ideal_y=_pearson_ceiling(sigma[:, 1]),
         binned_pearson_x=_pearson(*binned[0]),
         binned_pearson_y=_pearson(*binned[1]),
-        rmse_to_mean_sigma_x=ratios[0],
-        rmse_to_mean_sigma_y=ratios[1],
+        rmse_to_rms_sigma_x=ratios[0],
+        rmse_to_rms_sigma_y=ratios[1],
         n=int(ok.sum()),
     )
 

@@ -171,8 +171,8 @@ def test_sigma_calibration_by_hand() -> None:
     assert cal.n == 3
     assert cal.pearson_x == pytest.approx(1.0)
     assert math.isnan(cal.pearson_y)
-    assert cal.rmse_to_mean_sigma_x == pytest.approx(math.sqrt(1400 / 3) / 20)
-    assert cal.rmse_to_mean_sigma_y == pytest.approx(1.0)
+    assert cal.rmse_to_rms_sigma_x == pytest.approx(1.0)  # error = σ exactly
+    assert cal.rmse_to_rms_sigma_y == pytest.approx(1.0)
     assert cal.binned_pearson_x == pytest.approx(1.0)  # 3 pairs → 3 bins, RMSE = σ
     assert math.isnan(cal.pearson_ideal_y) and math.isnan(cal.binned_pearson_y)
     # Ceiling by hand: σ = 10, 20, 30 → var 200/3, E[σ²] 1400/3, E[σ] 20.
@@ -180,7 +180,7 @@ def test_sigma_calibration_by_hand() -> None:
     assert cal.pearson_ideal_x == pytest.approx(c * math.sqrt((200 / 3) / (1400 / 3 - c**2 * 400)))
     assert set(cal.to_dict()) == {
         "pearson_x", "pearson_y", "pearson_ideal_x", "pearson_ideal_y",
-        "binned_pearson_x", "binned_pearson_y", "rmse_to_mean_sigma_x", "rmse_to_mean_sigma_y", "n",
+        "binned_pearson_x", "binned_pearson_y", "rmse_to_rms_sigma_x", "rmse_to_rms_sigma_y", "n",
     }  # fmt: skip
 
 
@@ -196,14 +196,13 @@ def test_sigma_calibration_of_perfectly_calibrated_errors() -> None:
     cal = sigma_calibration(pred, gt, match_localizations(pred, gt))
     assert cal.n == n
     for r, ideal, binned, ratio in (
-        (cal.pearson_x, cal.pearson_ideal_x, cal.binned_pearson_x, cal.rmse_to_mean_sigma_x),
-        (cal.pearson_y, cal.pearson_ideal_y, cal.binned_pearson_y, cal.rmse_to_mean_sigma_y),
+        (cal.pearson_x, cal.pearson_ideal_x, cal.binned_pearson_x, cal.rmse_to_rms_sigma_x),
+        (cal.pearson_y, cal.pearson_ideal_y, cal.binned_pearson_y, cal.rmse_to_rms_sigma_y),
     ):
         assert 0.4 < ideal < 0.8  # a single |error| is a noisy read-out of σ
         assert r == pytest.approx(ideal, abs=0.02)
         assert binned > 0.97
-        rms_sigma = float(np.sqrt(np.mean(sigma**2)))
-        assert ratio == pytest.approx(rms_sigma / float(sigma.mean()), rel=0.03)
+        assert ratio == pytest.approx(1.0, rel=0.03)
     # σ that does not know which emitter is hard: same ceiling, no correlation.
     pred["sigma_x_nm"] = rng.permutation(sigma[:, 0])
     shuffled = sigma_calibration(pred, gt, match_localizations(pred, gt))
@@ -228,4 +227,4 @@ def test_sigma_calibration_anticorrelated_and_empty() -> None:
     assert cal.pearson_x == pytest.approx(-1.0) and cal.pearson_y == pytest.approx(-1.0)
     empty = np.zeros(0, dtype=LOC_DTYPE)
     cal = sigma_calibration(empty, empty, match_localizations(empty, empty))
-    assert cal.n == 0 and math.isnan(cal.pearson_x) and math.isnan(cal.rmse_to_mean_sigma_x)
+    assert cal.n == 0 and math.isnan(cal.pearson_x) and math.isnan(cal.rmse_to_rms_sigma_x)
