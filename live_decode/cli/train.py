@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from live_decode.config import load_config
+from live_decode.errors import LiveDecodeError
 from live_decode.training.trainer import Trainer
 
 log = logging.getLogger("live_decode.cli.train")
@@ -23,6 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minutes", type=float, default=None, help="wall-time budget for this call")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh even though <out> holds a checkpoint (it is replaced)",
+    )
     p.add_argument(
         "--single-frame",
         action="store_true",
@@ -48,9 +54,14 @@ def run(args: argparse.Namespace) -> int:
         name=args.name,
         temporal_context=False if args.single_frame else None,
     )
-    if args.resume and trainer.checkpoint_path.is_file():
+    if args.resume:
         trainer.load_checkpoint()
         log.info("resumed at step %d", trainer.step)
+    elif trainer.checkpoint_path.is_file() and not args.overwrite:
+        raise LiveDecodeError(
+            f"{trainer.checkpoint_path} exists: pass --resume to continue that training, "
+            "--overwrite to start afresh and replace it, or choose another --out."
+        )
     log.info(
         "training %s on %s: %d parameters",
         args.name,

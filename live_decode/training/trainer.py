@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from live_decode.config import Config
+from live_decode.errors import LiveDecodeError
 from live_decode.model.checkpoint import ModelCard, make_card, save_model
 from live_decode.model.device import resolve_device
 from live_decode.model.loss import gmm_loss
@@ -31,6 +32,10 @@ from live_decode.training.validation import HeldOutSet, evaluate_held_out
 log = logging.getLogger("live_decode.training")
 
 EVAL_SEED_OFFSET = 10_007
+# What a resumed run must share with its checkpoint: the simulated data, the network and how it is
+# trained. Budgets and reporting intervals (training.steps, eval_every ...) may change on resume.
+RESUME_SECTIONS = ("camera", "psf", "emitters", "photophysics", "background", "model", "training")
+RESUME_FREE_TRAINING_KEYS = ("steps", "time_budget_s", "eval_every", "checkpoint_every")
 
 
 @dataclass
@@ -69,6 +74,7 @@ class Trainer:
         crop = (t.crop_px, t.crop_px)
         self.sim = WindowSimulator(cfg, crop, n_frames=3, device=self.device)
         self.gen = torch.Generator(device=self.device).manual_seed(t.seed)
+        self.temporal_context = tc
         self.step = 0
         self.elapsed_s = 0.0
         self.times = StepTimes()
@@ -133,13 +139,40 @@ class Trainer:
             "elapsed_s": self.elapsed_s,
             "history": self.history,
             "times": (self.times.simulate_s, self.times.total_s),
+            "resume_config": _resume_view(self.cfg),
+            "temporal_context": self.temporal_context,
         }
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(self.checkpoint_path)
 
     def load_checkpoint(self) -> None:
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        """Continue from ``checkpoint.pt``; refuses one made for other data or another network.
+
+        Raises
+        ------
+        LiveDecodeError
+            No checkpoint, or it was trained with a different simulation/model/training config
+            (the differing keys are named) or with(out) temporal context.
+        """
+        path = self.checkpoint_path
+        if not path.is_file():
+            raise LiveDecodeError(f"No checkpoint to resume at {path}; start without --resume.")
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        saved_tc = state.get("temporal_context", self.temporal_context)
+        if saved_tc != self.temporal_context:
+            raise LiveDecodeError(
+                f"{path} was trained with temporal_context={saved_tc}, this run has "
+                f"{self.temporal_context}: resume it the way it was started (--single-frame or "
+                "not), or train into another --out directory."
+            )
+        if "resume_config" in state:  # checkpoints of before 2026-11-22 have none
+            changed = _differences(state["resume_config"], _resume_view(self.cfg))
+            if changed:
+                raise LiveDecodeError(
+                    f"{path} was trained with a different config: {', '.join(changed)}. Resume "
+                    "with the config it was started with, or train into another --out directory."
+                )
         self.net.load_state_dict(state["net"])
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
@@ -206,3 +239,22 @@ class Trainer:
         self.save_checkpoint()
         self.save_model()
         return final
+
+
+def _resume_view(cfg: Config) -> dict[str, Any]:
+    """The parts of ``cfg`` a resumed run must share with its checkpoint (JSON-able)."""
+    view = {k: v for k, v in cfg.model_dump(mode="json").items() if k in RESUME_SECTIONS}
+    for key in RESUME_FREE_TRAINING_KEYS:
+        view["training"].pop(key, None)
+    return view
+
+
+def _differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
+    """Key paths whose values differ, e.g. ``['camera.em_gain: 300 → 100']``."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        out: list[str] = []
+        for key in sorted(set(saved) | set(current)):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            out += _differences(saved.get(key), current.get(key), path)
+        return out
+    return [] if saved == current else [f"{prefix}: {saved!r} → {current!r}"]
