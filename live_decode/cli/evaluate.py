@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from live_decode.config import Config
+from live_decode.errors import LiveDecodeError
 from live_decode.evaluation.crlb import crlb
 from live_decode.evaluation.matching import isolated, match_localizations, matched_errors_nm
 from live_decode.evaluation.metrics import (
@@ -52,14 +53,14 @@ def camera_from_card(card: ModelCard) -> CameraMeta:
 
 def localize_file(
     localizer: Localizer, movie: Path
-) -> tuple[Localizations, CameraMeta, tuple[int, int]]:
-    """Offline localization of every frame of a TIFF movie; also its camera and frame shape."""
+) -> tuple[Localizations, CameraMeta, tuple[int, int, int]]:
+    """Offline localization of every frame of a TIFF movie; also its camera and (T, H, W)."""
     source = ReplaySource([movie], camera_from_card(localizer.card))
     try:
         frames = np.stack([f.pixels for f in iter(source.read, None)])
     finally:
         source.close()
-    shape = (int(frames.shape[1]), int(frames.shape[2]))
+    shape = (int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2]))
     return localize_movie(localizer, frames, source.camera), source.camera, shape
 
 
@@ -121,6 +122,24 @@ def _crlb_table(
         return []
     table = rmse_vs_crlb(locs, gt, match, sq, edges, include=alone)
     return [{k: float(row[k]) for k in table.dtype.names or ()} for row in table]
+
+
+def check_ground_truth_fits(
+    gt: np.ndarray, movie_shape: tuple[int, int, int], pixel_size_nm: float, args: Any
+) -> None:
+    """Refuse ground truth that cannot belong to the movie (other frames or field of view)."""
+    if not len(gt):
+        return
+    t, h, w = movie_shape
+    last_frame = int(gt["frame"].max())
+    x_max, y_max = float(gt["x_nm"].max()), float(gt["y_nm"].max())
+    if last_frame >= t or x_max > w * pixel_size_nm or y_max > h * pixel_size_nm:
+        raise LiveDecodeError(
+            f"{args.ground_truth} does not fit {args.movie} ({t} frames of {h}×{w} px at "
+            f"{pixel_size_nm:g} nm): it has frame {last_frame + 1} (1-based) and x, y up to "
+            f"{x_max:.0f}, {y_max:.0f} nm. Pass the ground_truth.csv that `simulate` wrote "
+            "with this movie."
+        )
 
 
 def crlb_isolation_nm(cfg: Config) -> float:
@@ -186,9 +205,10 @@ def run(args: argparse.Namespace) -> int:
     if args.threshold is not None:
         post = PostprocessConfig(raw_threshold=args.threshold, split_threshold=post.split_threshold)
     localizer = Localizer(net, card, next(net.parameters()).device, post)
+    gt = read_ground_truth_csv(args.ground_truth)  # first: a bad file fails before the long part
     locs, _, shape = localize_file(localizer, args.movie)
-    gt = read_ground_truth_csv(args.ground_truth)
-    result = evaluate(localizer, locs, gt, args.max_lateral_nm, args.max_axial_nm, shape)
+    check_ground_truth_fits(gt, shape, card.parsed_config.camera.pixel_size_nm, args)
+    result = evaluate(localizer, locs, gt, args.max_lateral_nm, args.max_axial_nm, shape[1:])
     if args.out is not None:
         _plots(result, locs, gt, args.out)
     if args.json:

@@ -92,3 +92,14 @@ def test_missing_ground_truth_is_a_clean_error(
     model, movie = str(bundled_model_path()), str(dense / "movie.ome.tif")
     assert main(["evaluate", model, movie, str(tmp_path / "nope.csv")]) == 2
     assert "nope.csv" in capsys.readouterr().err
+
+
+def test_ground_truth_of_another_movie_is_refused(
+    dense: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = _simulate(tmp_path / "long", 80, 5.0, seed=33)  # 80 frames, the movie has 60
+    model, movie = str(bundled_model_path()), str(dense / "movie.ome.tif")
+    capsys.readouterr()
+    assert main(["evaluate", model, movie, str(other / "ground_truth.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit" in err and "60 frames of 64×64 px" in err
