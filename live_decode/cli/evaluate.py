@@ -125,7 +125,11 @@ def _crlb_table(
 
 
 def check_ground_truth_fits(
-    gt: np.ndarray, movie_shape: tuple[int, int, int], pixel_size_nm: float, args: Any
+    gt: np.ndarray,
+    gt_path: Path,
+    movie_path: Path,
+    movie_shape: tuple[int, int, int],
+    pixel_size_nm: float,
 ) -> None:
     """Refuse ground truth that cannot belong to the movie (other frames or field of view)."""
     if not len(gt):
@@ -135,7 +139,7 @@ def check_ground_truth_fits(
     x_max, y_max = float(gt["x_nm"].max()), float(gt["y_nm"].max())
     if last_frame >= t or x_max > w * pixel_size_nm or y_max > h * pixel_size_nm:
         raise LiveDecodeError(
-            f"{args.ground_truth} does not fit {args.movie} ({t} frames of {h}×{w} px at "
+            f"{gt_path} does not fit {movie_path} ({t} frames of {h}×{w} px at "
             f"{pixel_size_nm:g} nm): it has frame {last_frame + 1} (1-based) and x, y up to "
             f"{x_max:.0f}, {y_max:.0f} nm. Pass the ground_truth.csv that `simulate` wrote "
             "with this movie."
@@ -207,7 +211,8 @@ def run(args: argparse.Namespace) -> int:
     localizer = Localizer(net, card, next(net.parameters()).device, post)
     gt = read_ground_truth_csv(args.ground_truth)  # first: a bad file fails before the long part
     locs, _, shape = localize_file(localizer, args.movie)
-    check_ground_truth_fits(gt, shape, card.parsed_config.camera.pixel_size_nm, args)
+    px_nm = card.parsed_config.camera.pixel_size_nm
+    check_ground_truth_fits(gt, args.ground_truth, args.movie, shape, px_nm)
     result = evaluate(localizer, locs, gt, args.max_lateral_nm, args.max_axial_nm, shape[1:])
     if args.out is not None:
         _plots(result, locs, gt, args.out)
