@@ -67,7 +67,10 @@ class Trainer:
         self.device = resolve_device(device)
         tc = cfg.model.temporal_context if temporal_context is None else temporal_context
         self.scaling = Scaling.from_config(cfg)
-        self.net = DecodeNet(cfg.model.n_filters, tc, predict_z=self.scaling.is_3d).to(self.device)
+        with torch.random.fork_rng(devices=[]):  # the seed fixes the initial weights too
+            torch.manual_seed(cfg.training.seed)
+            net = DecodeNet(cfg.model.n_filters, tc, predict_z=self.scaling.is_3d)
+        self.net = net.to(self.device)
         t = cfg.training
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, t.lr_step_every, t.lr_gamma)
