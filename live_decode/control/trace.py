@@ -12,10 +12,11 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 import numpy.typing as npt
+
+from live_decode.closeable import Closeable
 
 TRACE_NAME = "control.csv"
 PLOT_NAME = "control.png"
@@ -36,7 +37,7 @@ def _num(x: float) -> str:
     return "" if math.isnan(x) else f"{x:.6g}"
 
 
-class ControlTrace:
+class ControlTrace(Closeable):
     """Writes ``control.csv`` row by row (creates the parent folder; overwrites a previous file)."""
 
     def __init__(self, path: Path) -> None:
@@ -80,17 +81,6 @@ class ControlTrace:
         """Flush and close. Idempotent."""
         if not self._file.closed:
             self._file.close()
-
-    def __enter__(self) -> ControlTrace:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @dataclass(frozen=True)

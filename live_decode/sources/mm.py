@@ -26,9 +26,9 @@ import weakref
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
+from live_decode.closeable import Closeable
 from live_decode.config import Config, MMSourceConfig
 from live_decode.errors import ConfigError, LiveDecodeError, error_if_none
 from live_decode.messages import CameraMeta
@@ -99,7 +99,7 @@ class MMFrameMeta:
     metadata: Metadata
 
 
-class MMSource:
+class MMSource(Closeable):
     """Frames from a Micro-Manager core's camera (a live :class:`FrameSource`).
 
     Parameters
@@ -436,17 +436,6 @@ class MMSource:
         if self.laser is None:
             raise AttributeError("no activation laser is configured (source.laser_device)")
         return self.laser.limits
-
-    def __enter__(self) -> MMSource:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ internals
     def _frame(self, pixels: npt.NDArray[np.generic], md: Metadata) -> SourceFrame:

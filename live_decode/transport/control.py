@@ -18,12 +18,12 @@ from typing import Final
 
 import zmq
 
-from live_decode.closeable import Closeable
 from live_decode.errors import LiveDecodeError, ProtocolError
 from live_decode.transport.curve import ClientKeys, ServerKeys
 from live_decode.transport.sockets import (
     DEFAULT_CONTROL_ENDPOINT,
     Context,
+    SocketEnd,
     SocketHandle,
     open_socket,
 )
@@ -93,7 +93,7 @@ def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not valid JSON")
 
 
-class ControlServer(Closeable):
+class ControlServer(SocketEnd):
     """Answers control requests (REP, binds by default) by calling ``handler``.
 
     Drive it from one thread with :meth:`serve_once` in a loop, or :meth:`serve` until an event.
@@ -117,10 +117,6 @@ class ControlServer(Closeable):
         self.served = 0
         self.refused = 0
         self.handler_errors = 0
-
-    @property
-    def endpoint(self) -> str:
-        return self._handle.endpoint
 
     def serve_once(self, timeout_ms: int | None = 100) -> bool:
         """Answer at most one request; False if none came within ``timeout_ms``."""
@@ -156,12 +152,8 @@ class ControlServer(Closeable):
             log.exception("control handler failed")
             return {"ok": False, "error": f"internal error in the handler: {exc!r}"}
 
-    def close(self) -> None:
-        """Close the socket. Idempotent."""
-        self._handle.close(0)
 
-
-class ControlClient(Closeable):
+class ControlClient(SocketEnd):
     """Sends control commands (REQ, connects by default); never hangs.
 
     Parameters
@@ -230,10 +222,6 @@ class ControlClient(Closeable):
     def status(self) -> dict[str, object]:
         """Ask the source for its status."""
         return self.request("status")
-
-    def close(self) -> None:
-        """Close the socket. Idempotent."""
-        self._handle.close(0)
 
 
 def _parse_reply(raw: bytes) -> dict[str, object]:

@@ -16,7 +16,6 @@ from typing import Any
 import numpy.typing as npt
 import zmq
 
-from live_decode.closeable import Closeable
 from live_decode.errors import ProtocolError
 from live_decode.messages import (
     DEFAULT_LIMITS,
@@ -35,7 +34,7 @@ from live_decode.transport.curve import ClientKeys, ServerKeys
 from live_decode.transport.sockets import (
     DEFAULT_FRAMES_ENDPOINT,
     Context,
-    Socket,
+    SocketEnd,
     deadline_after,
     open_socket,
     receive_parts,
@@ -45,7 +44,7 @@ from live_decode.transport.sockets import (
 log = logging.getLogger("live_decode.transport")
 
 
-class FramePusher(Closeable):
+class FramePusher(SocketEnd):
     """Sends frames (PUSH). Not thread-safe: use it from one thread.
 
     Parameters
@@ -92,15 +91,6 @@ class FramePusher(Closeable):
         self.frames_lost_upstream = 0
         self._seq = 0
         self._gap: GapMsg | None = None  # dropped frames not yet announced
-
-    @property
-    def endpoint(self) -> str:
-        """The resolved endpoint (with the actual port when bound to ``*``)."""
-        return self._handle.endpoint
-
-    @property
-    def socket(self) -> Socket:
-        return self._handle.socket
 
     def send_frame(
         self,
@@ -178,9 +168,10 @@ class FramePusher(Closeable):
             start = min(first, self._gap.first)
             self._gap = GapMsg(first=start, count=self._gap.count + count)
 
-    def close(self) -> None:
-        """Close the socket, waiting up to ``linger_ms`` for queued frames. Idempotent."""
-        self._handle.close(self.linger_ms)
+    def close(self, linger_ms: int | None = None) -> None:
+        """Close the socket, waiting up to ``linger_ms`` (default: the one given at creation)
+        for queued frames to go out. Idempotent."""
+        self._handle.close(self.linger_ms if linger_ms is None else linger_ms)
 
     def _drop(self, index: int) -> None:
         if self.frames_dropped == 0:
@@ -201,7 +192,7 @@ class FramePusher(Closeable):
         return False
 
 
-class FramePuller(Closeable):
+class FramePuller(SocketEnd):
     """Receives and validates frame-stream messages (PULL). Not thread-safe.
 
     A malformed message is logged, counted in ``rejected`` and skipped; :meth:`recv` never raises
@@ -226,15 +217,6 @@ class FramePuller(Closeable):
         self.rejected = 0
         self.last_rejection: str | None = None
 
-    @property
-    def endpoint(self) -> str:
-        return self._handle.endpoint
-
-    @property
-    def socket(self) -> Socket:
-        """The PULL socket, e.g. to register in a :class:`zmq.Poller`."""
-        return self._handle.socket
-
     def recv(self, timeout_ms: int | None = 0) -> Message | None:
         """The next valid message, or None if none arrives within ``timeout_ms`` (None = wait).
 
@@ -252,7 +234,3 @@ class FramePuller(Closeable):
             self.received += 1
             return msg
         return None
-
-    def close(self) -> None:
-        """Close the socket; pending messages are discarded. Idempotent."""
-        self._handle.close(0)

@@ -17,14 +17,13 @@ from typing import Any, Final
 import numpy.typing as npt
 import zmq
 
-from live_decode.closeable import Closeable
 from live_decode.errors import ProtocolError
 from live_decode.messages import DEFAULT_LIMITS, CameraMeta, FrameMsg, Limits, decode, encode
 from live_decode.transport.curve import ClientKeys, ServerKeys
 from live_decode.transport.sockets import (
     DEFAULT_PREVIEW_ENDPOINT,
     Context,
-    Socket,
+    SocketEnd,
     deadline_after,
     open_socket,
     receive_parts,
@@ -61,7 +60,7 @@ def unpack(buffer: memoryview, limits: Limits = DEFAULT_LIMITS) -> FrameMsg:
     return msg
 
 
-class PreviewPublisher(Closeable):
+class PreviewPublisher(SocketEnd):
     """Offers frames for display (PUB + CONFLATE, binds by default). Not thread-safe.
 
     Parameters
@@ -87,10 +86,6 @@ class PreviewPublisher(Closeable):
         self._seq = 0
         self._last_sent_s = -float("inf")
 
-    @property
-    def endpoint(self) -> str:
-        return self._handle.endpoint
-
     def offer(
         self, pixels: npt.NDArray[Any], *, index: int, timestamp_ns: int, camera: CameraMeta
     ) -> bool:
@@ -110,12 +105,8 @@ class PreviewPublisher(Closeable):
         self.sent += 1
         return True
 
-    def close(self) -> None:
-        """Close the socket. Idempotent."""
-        self._handle.close(0)
 
-
-class PreviewSubscriber(Closeable):
+class PreviewSubscriber(SocketEnd):
     """Receives the latest preview frame (SUB + CONFLATE, connects by default). Not thread-safe."""
 
     def __init__(
@@ -135,14 +126,6 @@ class PreviewSubscriber(Closeable):
         self.received = 0
         self.rejected = 0
 
-    @property
-    def endpoint(self) -> str:
-        return self._handle.endpoint
-
-    @property
-    def socket(self) -> Socket:
-        return self._handle.socket
-
     def latest(self, timeout_ms: int | None = 0) -> FrameMsg | None:
         """The newest frame, or None if none arrives within ``timeout_ms`` (None = wait)."""
         deadline = deadline_after(timeout_ms)
@@ -158,7 +141,3 @@ class PreviewSubscriber(Closeable):
             self.received += 1
             return msg
         return None
-
-    def close(self) -> None:
-        """Close the socket. Idempotent."""
-        self._handle.close(0)

@@ -21,7 +21,6 @@ from typing import Final
 
 import zmq
 
-from live_decode.closeable import Closeable
 from live_decode.errors import ProtocolError
 from live_decode.messages import (
     DEFAULT_LIMITS,
@@ -40,7 +39,7 @@ from live_decode.transport.curve import ClientKeys, ServerKeys
 from live_decode.transport.sockets import (
     DEFAULT_RESULTS_ENDPOINT,
     Context,
-    Socket,
+    SocketEnd,
     deadline_after,
     open_socket,
     receive_parts,
@@ -66,7 +65,7 @@ def topic_for(msg: Message) -> str:
     return "event"
 
 
-class ResultPublisher(Closeable):
+class ResultPublisher(SocketEnd):
     """Publishes results (PUB, binds by default). Not thread-safe.
 
     Parameters
@@ -90,10 +89,6 @@ class ResultPublisher(Closeable):
         self.published = 0
         self._seq = dict.fromkeys(TOPICS, 0)
 
-    @property
-    def endpoint(self) -> str:
-        return self._handle.endpoint
-
     def publish(self, msg: Message) -> None:
         """Publish ``msg`` on its topic (:func:`topic_for`), stamped with that topic's seq."""
         topic = topic_for(msg)
@@ -111,12 +106,8 @@ class ResultPublisher(Closeable):
         self.publish(LocsMsg(locs=locs, frame_stats=stats, worker=worker))
         self.publish(StatsMsg(frame_stats=stats, worker=worker))
 
-    def close(self, linger_ms: int = 0) -> None:
-        """Close the socket. Idempotent."""
-        self._handle.close(linger_ms)
 
-
-class ResultSubscriber(Closeable):
+class ResultSubscriber(SocketEnd):
     """Receives and validates results (SUB, connects by default). Not thread-safe.
 
     Counts ``received``, ``rejected`` (malformed, logged and skipped) and ``missed`` (seq jumps:
@@ -151,15 +142,6 @@ class ResultSubscriber(Closeable):
         self.last_rejection: str | None = None
         self._last_seq: dict[str, int] = {}
 
-    @property
-    def endpoint(self) -> str:
-        return self._handle.endpoint
-
-    @property
-    def socket(self) -> Socket:
-        """The SUB socket, e.g. to register in a :class:`zmq.Poller`."""
-        return self._handle.socket
-
     def recv(self, timeout_ms: int | None = 0) -> Message | None:
         """The next valid message, or None if none arrives within ``timeout_ms`` (None = wait)."""
         deadline = deadline_after(timeout_ms)
@@ -188,7 +170,3 @@ class ResultSubscriber(Closeable):
         elif last is not None and seq <= last:
             log.info("results publisher restarted (topic %s seq %d after %d)", topic, seq, last)
         self._last_seq[topic] = seq
-
-    def close(self) -> None:
-        """Close the socket. Idempotent."""
-        self._handle.close(0)

@@ -15,6 +15,7 @@ from typing import Final
 
 import zmq
 
+from live_decode.closeable import Closeable
 from live_decode.errors import ConfigError
 from live_decode.messages import WirePart
 from live_decode.transport.curve import (
@@ -104,6 +105,29 @@ class SocketHandle:
         if self._holds_authenticator:
             release_authenticator(context)
             self._holds_authenticator = False
+
+
+class SocketEnd(Closeable):
+    """Base of our socket wrappers: ``endpoint`` and ``socket`` of ``self._handle``; ``close``.
+
+    Subclasses set ``self._handle`` (from :func:`open_socket`) in ``__init__``.
+    """
+
+    _handle: SocketHandle
+
+    @property
+    def endpoint(self) -> str:
+        """The resolved endpoint (with the actual port when bound to ``*``)."""
+        return self._handle.endpoint
+
+    @property
+    def socket(self) -> Socket:
+        """The ZeroMQ socket, e.g. to register in a :class:`zmq.Poller`."""
+        return self._handle.socket
+
+    def close(self, linger_ms: int = 0) -> None:
+        """Close the socket, waiting up to ``linger_ms`` for queued messages. Idempotent."""
+        self._handle.close(linger_ms)
 
 
 def open_socket(
