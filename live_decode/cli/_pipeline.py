@@ -86,10 +86,16 @@ def model_path(cfg: Config, override: Path | None = None) -> Path:
 def build_localizer(
     cfg: Config, override: Path | None = None, device: str | None = None
 ) -> Localizer:
-    """Load the model (config, override, or bundled) onto the configured device."""
+    """Load the model (config, override, or bundled) onto the configured device.
+
+    Detection thresholds: the config's ``postprocess`` section where it has one, else the ones
+    in the model card (what the model was evaluated with).
+    """
     dev = resolve_device(device or cfg.inference.device)
     net, card = load_model(model_path(cfg, override), dev)
-    return Localizer(net, card, dev, amp=cfg.inference.amp, speed=speed_options(cfg, dev))
+    post = cfg.postprocess if "postprocess" in cfg.model_fields_set else None
+    speed = speed_options(cfg, dev)
+    return Localizer(net, card, dev, postprocess=post, amp=cfg.inference.amp, speed=speed)
 
 
 def speed_options(cfg: Config, device: torch.device) -> SpeedOptions:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from live_decode.cli._pipeline import DEMO_CONFIG
-from live_decode.config import load_config
+from live_decode.cli._pipeline import DEMO_CONFIG, build_localizer
+from live_decode.config import config_from_dict, load_config
 from live_decode.inference.compat import card_mismatches
 from live_decode.inference.engine import Localizer
 from live_decode.inference.offline import localize_movie
@@ -43,3 +43,11 @@ def test_bundled_model_finds_the_emitters_of_the_demo_microscope() -> None:
     n_true = sum(len(f.truth) for f in frames)
     # A trained model finds most emitters and does not invent many (loose: a smoke check).
     assert 0.6 * n_true < len(locs) < 1.3 * n_true
+
+
+def test_thresholds_come_from_the_config_when_it_sets_them_else_from_the_card() -> None:
+    _net, card = load_model(bundled_model_path())
+    default = build_localizer(config_from_dict({}), device="cpu")
+    assert default.postprocess == card.parsed_config.postprocess
+    explicit = config_from_dict({"postprocess": {"raw_threshold": 0.7}})
+    assert build_localizer(explicit, device="cpu").postprocess.raw_threshold == 0.7
