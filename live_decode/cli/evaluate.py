@@ -185,12 +185,11 @@ def _plots(result: dict[str, Any], locs: Localizations, gt: np.ndarray, out: Pat
     err = matched_errors_nm(locs, gt, match)
     if len(err):
         fig, (ax, curve) = plt.subplots(1, 2, figsize=(9, 4))
-        sig = np.asarray(locs["sigma_x_nm"][match.pred_index], dtype=np.float64)
-        ax.scatter(sig, np.abs(err[:, 0]), s=3, alpha=0.4)
+        sigma = [np.asarray(locs[f"sigma_{a}_nm"][match.pred_index], np.float64) for a in "xy"]
+        ax.scatter(sigma[0], np.abs(err[:, 0]), s=3, alpha=0.4)
         ax.set(xlabel="predicted σx (nm)", ylabel="|error x| (nm)", title="each emitter")
         for axis, (name, marker) in enumerate((("x", "o-"), ("y", "s-"))):
-            s_axis = np.asarray(locs[f"sigma_{name}_nm"][match.pred_index], dtype=np.float64)
-            mean_sigma, rmse = calibration_curve(s_axis, err[:, axis])
+            mean_sigma, rmse = calibration_curve(sigma[axis], err[:, axis])
             curve.plot(mean_sigma, rmse, marker, label=name)
         top = float(np.nanmax(curve.get_xlim() + curve.get_ylim()))
         curve.plot([0, top], [0, top], "k--", lw=1, label="calibrated")
