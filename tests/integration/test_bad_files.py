@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-import torch
 
 from live_decode.cli._pipeline import DEMO_CONFIG
 from live_decode.config import load_config
@@ -26,8 +25,7 @@ from live_decode.inference.worker import CSV_NAME, HDF5_NAME
 from live_decode.io.picasso import read_picasso_hdf5
 from live_decode.io.thunderstorm import read_thunderstorm_csv
 from live_decode.messages import CameraMeta
-from live_decode.model.checkpoint import ModelCard, make_card, save_model
-from live_decode.model.network import DecodeNet
+from live_decode.model.checkpoint import ModelCard, load_model
 from live_decode.sources.base import camera_from_config
 from live_decode.sources.replay import ReplaySource
 
@@ -89,19 +87,9 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ModelCard]:
-    """An untrained tiny network trained-for the demo camera (tens of locs per noisy frame)."""
-    cfg = load_config(DEMO_CONFIG)
-    torch.manual_seed(0)
-    net = DecodeNet(4, temporal_context=True, predict_z=False)
-    last_p = net.head_p[-1]
-    assert isinstance(last_p, torch.nn.Conv2d) and last_p.bias is not None
-    with torch.no_grad():
-        last_p.bias.fill_(-5.0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    card = make_card("tiny", cfg, net)
-    save_model(path, net, card)
-    return path, card
+def model(tiny_model: Path) -> tuple[Path, ModelCard]:
+    """The shared tiny untrained network (conftest) and its card."""
+    return tiny_model, load_model(tiny_model)[1]
 
 
 @pytest.fixture(scope="module")

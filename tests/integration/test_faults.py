@@ -30,7 +30,6 @@ from typing import TypeVar
 import numpy as np
 import pytest
 import tifffile
-import torch
 import yaml
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -52,8 +51,6 @@ from live_decode.messages import (
     empty_locs,
     encode,
 )
-from live_decode.model.checkpoint import make_card, save_model
-from live_decode.model.network import DecodeNet
 from live_decode.sources.base import SourceFrame, camera_from_config
 from live_decode.sources.replay import ReplaySource
 from live_decode.sources.runner import SourceRunner
@@ -203,21 +200,6 @@ def ctx() -> Iterator[Ctx]:
     context: Ctx = zmq.Context()
     yield context
     context.destroy(linger=0)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained 4-filter network whose detection bias gives tens of locs per noisy frame."""
-    cfg = load_config(DEMO_CONFIG)
-    torch.manual_seed(0)
-    net = DecodeNet(4, temporal_context=True, predict_z=False)
-    last_p = net.head_p[-1]
-    assert isinstance(last_p, torch.nn.Conv2d) and last_p.bias is not None
-    with torch.no_grad():
-        last_p.bias.fill_(-5.0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_model(path, net, make_card("tiny", cfg, net))
-    return path
 
 
 @pytest.fixture(scope="module")
