@@ -113,7 +113,7 @@ def fisher_information(
         psf = copy.copy(psf)  # the protocol's roi_px is the window side; change it on a copy only
         psf.roi_px = roi_px
     xyz64 = xyz.detach().to(torch.float64)
-    values, d_values = psf_jacobian(psf, xyz64)  # (N, P), (N, P, 3)
+    values, d_values, row0, col0 = psf_jacobian(psf, xyz64)  # (N, P), (N, P, 3), (N,), (N,)
     n_phot = photons.detach().to(torch.float64)[:, None]
     bg = bg_photons.detach().to(torch.float64)[:, None]
     mu = n_phot * values + bg
@@ -125,41 +125,42 @@ def fisher_information(
     rate_e = (qe * mu + offset_e).clamp(min=_MIN_RATE_E)
     weight = qe**2 / (excess * rate_e)  # (N, P)
     if frame_shape_px is not None:
-        weight = weight * _inside_frame(psf, xyz64, frame_shape_px)
+        weight = weight * _inside_frame(row0, col0, psf.roi_px, frame_shape_px)
     return torch.einsum("np,npi,npj->nij", weight, d_mu, d_mu)
 
 
-def psf_jacobian(psf: PSF, xyz: Tensor) -> tuple[Tensor, Tensor]:
-    """PSF window values and their derivatives in x, y (per px) and z (per nm).
+def psf_jacobian(psf: PSF, xyz: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """PSF window values, their derivatives in x, y (per px) and z (per nm), and window origins.
 
     Returns
     -------
     values : (N, K*K)
     d_values : (N, K*K, 3)
+    row0, col0 : (N,) int64
+        Top-left pixel of each window in the frame.
     """
 
     def window(p: Tensor) -> Tensor:
         return psf.roi(p)[0].flatten(1)
 
+    roi, row0, col0 = psf.roi(xyz)
     derivatives: list[Tensor] = []
-    values = window(xyz)
     for axis in range(3):
         tangent = torch.zeros_like(xyz)
         tangent[:, axis] = 1.0
         derivatives.append(torch.func.jvp(window, (xyz,), (tangent,))[1])
-    return values.detach(), torch.stack(derivatives, dim=2).detach()
+    values = roi.flatten(1).detach()
+    return values, torch.stack(derivatives, dim=2).detach(), row0, col0
 
 
-def _inside_frame(psf: PSF, xyz: Tensor, frame_shape_px: tuple[int, int]) -> Tensor:
-    """(N, K*K) 1.0 where the window pixel lies on the camera, else 0.0."""
-    values, row0, col0 = psf.roi(xyz.detach())
-    k = values.shape[-1]
-    offsets = torch.arange(k, device=xyz.device)
+def _inside_frame(row0: Tensor, col0: Tensor, k: int, frame_shape_px: tuple[int, int]) -> Tensor:
+    """(N, K*K) 1.0 where the K×K window pixel lies on the camera, else 0.0."""
+    offsets = torch.arange(k, device=row0.device)
     rows = row0[:, None] + offsets  # (N, K)
     cols = col0[:, None] + offsets
     row_ok = (rows >= 0) & (rows < frame_shape_px[0])
     col_ok = (cols >= 0) & (cols < frame_shape_px[1])
-    return (row_ok[:, :, None] & col_ok[:, None, :]).flatten(1).to(values.dtype)
+    return (row_ok[:, :, None] & col_ok[:, None, :]).flatten(1).to(torch.float64)
 
 
 def _noise_model(camera: CameraConfig) -> tuple[float, float, float]:
