@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 LD := $(VENV)/bin/live-decode
 QT_LIBS := libegl1 libgl1 libxkbcommon0 libfontconfig1 libglib2.0-0 libdbus-1-3
+XCB_LIBS := libx11-6 libx11-xcb1 libxcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 \
+  libxcb-randr0 libxcb-render0 libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1 \
+  libxcb-util1 libxcb-xfixes0 libxcb-xkb1 libxkbcommon-x11-0
 
 .PHONY: setup sysdeps demo test lint bench clean
 
@@ -19,12 +22,17 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed sysdeps
 
-# Qt needs a few system libraries even offscreen; install them when missing and we may.
+# Qt needs a few system libraries even offscreen, and the xcb ones for a window on X11 (what
+# PySide6's platforms/libqxcb.so links, read with `readelf -d`); install the missing ones when we may.
 sysdeps:
-	@if ! ldconfig -p | grep -q 'libEGL.so.1' || ! ldconfig -p | grep -q 'libxkbcommon.so.0'; then \
+	@if ! command -v dpkg-query >/dev/null; then \
+	  echo "not Debian/Ubuntu: make sure these libraries (or your system's names for them) are installed: $(QT_LIBS) $(XCB_LIBS)"; exit 0; fi; \
+	missing=$$(for p in $(QT_LIBS) $(XCB_LIBS); do \
+	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q 'ok installed' || echo "$$p"; done); \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(QT_LIBS) >/dev/null; \
-	  else echo "warning: Qt system libraries missing; install: $(QT_LIBS)"; fi; fi
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "warning: Qt system libraries missing; install them with: sudo apt-get install" $$missing; fi; fi
 
 demo: setup
 	$(LD) demo --out runs/demo

@@ -40,10 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("ground_truth", type=Path, help="ground-truth CSV as `simulate` writes it")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.add_argument("--out", type=Path, default=None, help="directory for PNG plots")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--threshold", type=float, default=None, help="override raw_threshold")
-    p.add_argument("--max-lateral-nm", type=float, default=250.0)
-    p.add_argument("--max-axial-nm", type=float, default=500.0)
+    p.add_argument(
+        "--max-lateral-nm", type=float, default=250.0, help="matching radius in x, y (nm)"
+    )
+    p.add_argument("--max-axial-nm", type=float, default=500.0, help="matching radius in z (nm)")
 
 
 def camera_from_card(card: ModelCard) -> CameraMeta:

@@ -36,10 +36,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="camera/model config for files without metadata (default: demo)",
     )
-    p.add_argument("--model", type=Path, default=None)
+    p.add_argument(
+        "--model", type=Path, default=None, help="model file (.pt); default: config or bundled"
+    )
     p.add_argument("--out", type=Path, required=True, help="run directory")
-    p.add_argument("--device", default=None)
-    p.add_argument("--ignore-model-mismatch", action="store_true")
+    p.add_argument(
+        "--device", default=None, help="auto (CUDA if present), cpu, cuda, cuda:N; default: config"
+    )
+    p.add_argument(
+        "--ignore-model-mismatch",
+        action="store_true",
+        help="localize even if the model card does not fit the camera (a warning is kept)",
+    )
 
 
 def _catching(target: Callable[[], object], errors: list[BaseException]) -> Callable[[], None]:

@@ -9,6 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from live_decode import __version__
 from live_decode.errors import LiveDecodeError
 
 # Sub-command name -> module in live_decode.cli with add_arguments(parser) and run(args) -> int.
@@ -26,9 +27,44 @@ COMMANDS: dict[str, str] = {
 }
 
 
+DESCRIPTION = """\
+Deep-learning localization for single-molecule localization microscopy (SMLM), live while the
+camera acquires: a DECODE-style network localizes every frame of a simulated, replayed or
+Micro-Manager stream, a viewer shows the super-resolution image as it builds up, and a feedback
+loop holds the emitter density with the 405 nm activation laser."""
+
+EPILOG = """\
+first steps:
+  live-decode demo                          simulated microscope + bundled model, with the viewer
+  live-decode run configs/CONFIG.yaml       the live pipeline for your setup
+  live-decode localize movie.ome.tif --out runs/offline
+  live-decode view runs/RUN                 reopen the viewer on a live or finished run
+
+`live-decode COMMAND --help` describes each command and its options."""
+
+THIRD_PARTY_LEVEL = logging.WARNING
+"""Other libraries' loggers (matplotlib, numba, PIL...) log at this level or above only."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="live-decode", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = argparse.ArgumentParser(
+        prog="live-decode",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"live-decode {__version__}",
+        help="print the version",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="debug logging from live_decode (other libraries stay at warnings)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in COMMANDS.items():
         module = importlib.import_module(f"live_decode.cli.{name}")
@@ -38,13 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(*, verbose: bool) -> None:
+    """Log live_decode at INFO (DEBUG with ``verbose``) and every other library at WARNING.
+
+    The root logger's level filters third-party loggers (their DEBUG lines would fill the run
+    logs); the ``live_decode`` logger sets its own level, and its records reach the root handler.
+    """
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(THIRD_PARTY_LEVEL)
+    logging.getLogger("live_decode").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose=args.verbose)
     try:
         return int(args._module.run(args))
     except LiveDecodeError as exc:

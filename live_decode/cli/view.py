@@ -146,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
             "--screenshot needs --seconds S: how long to watch before the picture"
         )
     check_display()
+    from live_decode.viewer.qt_check import check_platform_plugin
+
+    check_platform_plugin()  # Qt would abort without a word to Python when xcb libraries miss
     from live_decode.transport.curve import client_keys
     from live_decode.viewer.accumulator import RenderSettings
     from live_decode.viewer.snapshots import Endpoints
