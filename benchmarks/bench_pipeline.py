@@ -33,11 +33,11 @@ import torch
 import zmq
 from conftest import best_seconds, describe, movie_frames
 
-from live_decode.cli._pipeline import build_localizer, load_config_or_demo
 from live_decode.inference.engine import Localizer
 from live_decode.inference.offline import localize_movie
 from live_decode.inference.worker import InferenceWorker, WorkerSummary
 from live_decode.messages import CameraMeta
+from live_decode.pipeline.build import build_localizer, load_config_or_demo
 from live_decode.sources.base import camera_from_config
 from live_decode.sources.replay import ReplaySource
 from live_decode.sources.runner import SourceRunner, SourceSummary

@@ -1,43 +1,31 @@
 """``live-decode run CONFIG``: start source, worker (and viewer) as processes and supervise them.
 
-The supervisor restarts a worker that dies (the new one appends to the same files and the
-frames lost meanwhile are reported as a gap), stops everything cleanly on Ctrl-C, shows a console
-dashboard, and finally writes ``summary.json`` and PNG plots into the run directory.
+Argument parsing and the console dashboard only; the run itself is
+:func:`live_decode.pipeline.supervisor.run_pipeline`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import math
-import os
-import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-import zmq
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from live_decode.cli._pipeline import (
-    Endpoints,
-    add_config_argument,
-    endpoints_for,
-    load_config_or_demo,
-    model_path,
-)
-from live_decode.messages import EosMsg, ErrorMsg, FrameStats, StatsMsg, WorkerStats
-from live_decode.transport.results import ResultSubscriber
+from live_decode.pipeline.supervisor import RunOptions, RunState, run_pipeline
 
-log = logging.getLogger("live_decode.cli.run")
-MAX_RESTARTS = 3
-ORPHAN_GRACE_S = 15.0  # a restarted worker idle this long after the source ended is stopped
+
+def add_config_argument(p: argparse.ArgumentParser) -> None:
+    """The optional CONFIG positional of the pipeline commands."""
+    p.add_argument(
+        "config",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="YAML config (default: the embedded demo)",
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,282 +45,51 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-dashboard", action="store_true", help="plain log lines instead")
 
 
-@dataclass
-class RunState:
-    """What the supervisor saw on the results channel."""
-
-    stats: list[FrameStats] = field(default_factory=list)
-    worker: WorkerStats | None = None
-    localizations: int = 0
-    errors: list[str] = field(default_factory=list)
-    restarts: int = 0
-    eos: bool = False
-    gave_up: bool = False
-    started: float = field(default_factory=time.perf_counter)
-    last_stats: float = field(default_factory=time.perf_counter)
-
-    def absorb(self, msg: object) -> None:
-        if isinstance(msg, StatsMsg):
-            self.last_stats = time.perf_counter()
-            self.stats.extend(msg.frame_stats)
-            self.localizations += sum(s.count for s in msg.frame_stats)
-            self.worker = msg.worker
-        elif isinstance(msg, ErrorMsg):
-            self.errors.append(f"{msg.code}: {msg.message}")
-        elif isinstance(msg, EosMsg):
-            self.eos = True
-
-    def table(self) -> Table:
-        t = Table(title="live_decode", show_header=False, min_width=48)
-        recent = [s.density_per_um2 for s in self.stats[-50:]]
-        w = self.worker
-        t.add_row("frames localized", str(len(self.stats)))
-        t.add_row("localizations", str(self.localizations))
-        t.add_row(
-            "density (last 50 frames)", f"{np.mean(recent):.2f} /µm²/frame" if recent else "-"
-        )
-        t.add_row("worker frames/s", f"{w.fps:.1f}" if w else "-")
-        t.add_row("latency", f"{w.latency_ms:.0f} ms" if w else "-")
-        t.add_row("dropped upstream", str(w.dropped_upstream) if w else "0")
-        t.add_row("worker restarts", str(self.restarts))
-        t.add_row("errors", str(len(self.errors)))
-        return t
+def options_from_args(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(
+        config=args.config,
+        frames=args.frames,
+        seconds=args.seconds,
+        out=args.out,
+        headless=args.headless,
+        model=args.model,
+        replay=tuple(args.replay) if args.replay else None,
+        realtime=args.realtime,
+        ignore_model_mismatch=args.ignore_model_mismatch,
+    )
 
 
-def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "ab") as logf:
-        return subprocess.Popen(
-            [sys.executable, "-m", "live_decode", *args],
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-
-
-def _display_available() -> bool:
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-class Supervisor:
-    """Owns the child processes of one run."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.cfg = load_config_or_demo(args.config)
-        self.model = model_path(self.cfg, args.model)  # fail fast, before anything starts
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        self.out: Path = args.out or Path("runs") / stamp
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.ep: Endpoints = endpoints_for(self.cfg)
-        self.common = [] if args.config is None else [str(args.config)]
-        self.state = RunState()
-        self.source: subprocess.Popen[bytes] | None = None
-        self.worker: subprocess.Popen[bytes] | None = None
-        self.viewer: subprocess.Popen[bytes] | None = None
-        self._worker_started = time.perf_counter()
-        self._source_ended: float | None = None
-        self._orphan_stopped = False
-
-    def _worker_args(self, resume: bool) -> list[str]:
-        a = [
-            "worker",
-            *self.common,
-            "--frames-endpoint",
-            self.ep.frames,
-            "--results-endpoint",
-            self.ep.results,
-            "--out",
-            str(self.out),
-            "--model",
-            str(self.model),
-        ]
-        if resume:
-            a.append("--resume")
-        if self.args.ignore_model_mismatch:
-            a.append("--ignore-model-mismatch")
-        return a
-
-    def _source_args(self) -> list[str]:
-        a = ["source", *self.common, *self.ep.as_args(), "--out", str(self.out)]
-        if self.args.frames is not None:
-            a += ["--frames", str(self.args.frames)]
-        if self.args.seconds is not None:
-            a += ["--seconds", str(self.args.seconds)]
-        if self.args.replay:
-            a += ["--replay", *map(str, self.args.replay)]
-        if self.args.realtime:
-            a.append("--realtime")
-        return a
-
-    def start(self) -> None:
-        logs = self.out / "logs"
-        logs.mkdir(exist_ok=True)
-        self.worker = _spawn(self._worker_args(False), logs / "worker.log")
-        self.source = _spawn(self._source_args(), logs / "source.log")
-        if not self.args.headless and _display_available():
-            self.viewer = _spawn(
-                [
-                    "view",
-                    self.ep.results.rsplit(":", 1)[0].split("//")[1],
-                    "--results-endpoint",
-                    self.ep.results,
-                    "--preview-endpoint",
-                    self.ep.preview,
-                    "--control-endpoint",
-                    self.ep.control,
-                    "--model",
-                    str(self.model),
-                    "--target",
-                    str(self.cfg.control.target_density_per_um2),
-                ],
-                logs / "viewer.log",
-            )
-
-    def _check_worker(self) -> None:
-        assert self.worker is not None
-        code = self.worker.poll()
-        if code is None or self.state.eos:
-            return
-        if code == 0 or self.state.gave_up:
-            return
-        if self.source is not None and self.source.poll() is not None:
-            # The source has finished: a new worker could never receive a frame (and would wait
-            # forever); what the dead one still had queued is lost.
-            self.state.gave_up = True
-            self.state.errors.append(
-                f"worker exited with {code} after the source had finished; not restarted, "
-                "the frames it still had queued are lost"
-            )
-            return
-        if self.state.restarts >= MAX_RESTARTS:
-            self.state.gave_up = True
-            self.state.errors.append(f"worker died ({code}) {MAX_RESTARTS + 1} times; giving up")
-            return
-        self.state.restarts += 1
-        log.warning("worker exited with %s: restarting (%d)", code, self.state.restarts)
-        self.state.errors.append(f"worker exited with {code}; restarted")
-        self.worker = _spawn(self._worker_args(True), self.out / "logs" / "worker.log")
-        self._worker_started = time.perf_counter()
-
-    def _stop_orphaned_worker(self) -> None:
-        """A restarted worker that connected after the source ended never gets end-of-stream:
-        once the source is gone and the worker quiet for ``ORPHAN_GRACE_S``, stop it."""
-        assert self.worker is not None and self.source is not None
-        if self.state.restarts == 0 or self._orphan_stopped or self.worker.poll() is not None:
-            return
-        if self.source.poll() is None:
-            return
-        now = time.perf_counter()
-        if self._source_ended is None:
-            self._source_ended = now
-        busy = max(self._source_ended, self.state.last_stats, self._worker_started)
-        if now - busy > ORPHAN_GRACE_S:
-            self._orphan_stopped = True
-            self.state.errors.append("the restarted worker missed the end of stream; stopped it")
-            self.worker.terminate()
-
-    def supervise(self) -> int:
-        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        sub = ResultSubscriber(ctx, self.ep.results, topics=("stats", "event"))
-        console = Console()
-        try:
-            with Live(
-                self.state.table(),
-                console=console,
-                refresh_per_second=4,
-                transient=False,
-                auto_refresh=not self.args.no_dashboard,
-            ) as live:
-                while True:
-                    msg = sub.recv(timeout_ms=200)
-                    while msg is not None:
-                        self.state.absorb(msg)
-                        msg = sub.recv(timeout_ms=0)
-                    live.update(self.state.table())
-                    self._check_worker()
-                    self._stop_orphaned_worker()
-                    assert self.worker is not None and self.source is not None
-                    if self.worker.poll() == 0 or (
-                        self.state.eos and self.worker.poll() is not None
-                    ):
-                        break
-                    if self.source.poll() is not None and self.worker.poll() is not None:
-                        break
-        except KeyboardInterrupt:
-            console.print("stopping: finishing the frames in flight ...")
-            self.stop()
-        finally:
-            sub.close()
-            ctx.term()
-        self.wait()
-        return 0
-
-    def stop(self) -> None:
-        for proc in (self.source, self.viewer):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-        if self.worker is not None:
-            try:
-                self.worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.worker.terminate()
-
-    def wait(self) -> None:
-        for proc in (self.source, self.worker):
-            if proc is not None:
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-        if self.viewer is not None and self.viewer.poll() is None:
-            self.viewer.terminate()
-
-
-def write_summary(out: Path, state: RunState) -> dict[str, object]:
-    """``summary.json`` from the children's summaries and what the supervisor saw."""
-
-    def read(name: str) -> dict[str, object]:
-        path = out / name
-        return json.loads(path.read_text()) if path.is_file() else {}
-
-    worker, source = read("worker_summary.json"), read("source_summary.json")
-    densities = [s.density_per_um2 for s in state.stats]
-    summary: dict[str, object] = {
-        "frames_in": source.get("frames_read"),
-        "frames_sent": source.get("frames_sent"),
-        "frames_processed": worker.get("frames_processed"),
-        "frames_dropped": source.get("frames_dropped"),
-        "frames_lost_on_restart": worker.get("frames_lost_on_restart", 0),
-        "localizations": worker.get("localizations"),
-        "mean_density_per_um2": float(np.mean(densities)) if densities else None,
-        "throughput_fps": worker.get("fps"),
-        "latency_ms_p50": worker.get("latency_ms_p50"),
-        "latency_ms_p99": worker.get("latency_ms_p99"),
-        "worker_restarts": state.restarts,
-        "errors": state.errors,
-        "wall_s": round(time.perf_counter() - state.started, 2),
-    }
-    summary = {k: _json_safe(v) for k, v in summary.items()}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    return summary
+def dashboard(state: RunState) -> Table:
+    """The console table of a running run."""
+    t = Table(title="live_decode", show_header=False, min_width=48)
+    density = state.recent_density_per_um2()
+    w = state.worker
+    t.add_row("frames localized", str(len(state.stats)))
+    t.add_row("localizations", str(state.localizations))
+    shown = f"{density:.2f} /µm²/frame" if density is not None else "-"
+    t.add_row("density (last 50 frames)", shown)
+    t.add_row("worker frames/s", f"{w.fps:.1f}" if w else "-")
+    t.add_row("latency", f"{w.latency_ms:.0f} ms" if w else "-")
+    t.add_row("dropped upstream", str(w.dropped_upstream) if w else "0")
+    t.add_row("worker restarts", str(state.restarts))
+    t.add_row("errors", str(len(state.errors)))
+    return t
 
 
 def run(args: argparse.Namespace) -> int:
-    sup = Supervisor(args)
-    sup.start()
-    code = sup.supervise()
-    summary = write_summary(sup.out, sup.state)
-    from live_decode.cli.plots import plot_run
+    console = Console()
+    opts = options_from_args(args)
+    with Live(
+        dashboard(RunState()),
+        console=console,
+        refresh_per_second=4,
+        transient=False,
+        auto_refresh=not args.no_dashboard,
+    ) as live:
+        result = run_pipeline(opts, on_update=lambda state: live.update(dashboard(state)))
+    console.print(f"run directory: {result.out}")
+    console.print_json(json.dumps(result.summary))
+    return result.exit_code
 
-    plot_run(sup.out, sup.state.stats, sup.cfg)
-    Console().print(f"run directory: {sup.out}")
-    Console().print_json(json.dumps(summary))
-    return code
 
-
-def _json_safe(value: object) -> object:
-    """NaN/inf → None, so strict JSON readers accept summary.json."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+__all__ = ["add_arguments", "add_config_argument", "add_run_arguments", "run"]

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from live_decode.cli._pipeline import DEMO_CONFIG
 from live_decode.config import load_config
 from live_decode.model.checkpoint import make_card, save_model
 from live_decode.model.network import DecodeNet
+from live_decode.pipeline.build import DEMO_CONFIG
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import tifffile
 
-from live_decode.cli._pipeline import DEMO_CONFIG
 from live_decode.config import load_config
 from live_decode.errors import LiveDecodeError, ModelCardError, MovieError
 from live_decode.inference.compat import check_card
@@ -26,6 +25,7 @@ from live_decode.io.picasso import read_picasso_hdf5
 from live_decode.io.thunderstorm import read_thunderstorm_csv
 from live_decode.messages import CameraMeta
 from live_decode.model.checkpoint import ModelCard, load_model
+from live_decode.pipeline.build import DEMO_CONFIG
 from live_decode.sources.base import camera_from_config
 from live_decode.sources.replay import ReplaySource
 

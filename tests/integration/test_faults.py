@@ -34,7 +34,6 @@ import yaml
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from live_decode.cli._pipeline import DEMO_CONFIG
 from live_decode.config import load_config
 from live_decode.inference.worker import CSV_NAME, HDF5_NAME, WORKER_SUMMARY_NAME
 from live_decode.io.picasso import read_picasso_hdf5, read_picasso_info
@@ -51,6 +50,7 @@ from live_decode.messages import (
     empty_locs,
     encode,
 )
+from live_decode.pipeline.build import DEMO_CONFIG
 from live_decode.sources.base import SourceFrame, camera_from_config
 from live_decode.sources.replay import ReplaySource
 from live_decode.sources.runner import SourceRunner

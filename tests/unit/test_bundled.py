@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from live_decode.cli._pipeline import DEMO_CONFIG, build_localizer
 from live_decode.config import config_from_dict, load_config
 from live_decode.inference.compat import card_mismatches
 from live_decode.inference.engine import Localizer
 from live_decode.inference.offline import localize_movie
 from live_decode.model.checkpoint import bundled_model_path, load_model
+from live_decode.pipeline.build import DEMO_CONFIG, build_localizer
 from live_decode.simulation.microscope import SimulatedMicroscope
 from live_decode.sources.base import camera_from_config
 

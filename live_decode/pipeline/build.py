@@ -1,8 +1,7 @@
-"""Builders shared by the pipeline commands: sources, models and endpoints from a config."""
+"""Builders of one run: the frame source, the localizer and the socket endpoints, from a config."""
 
 from __future__ import annotations
 
-import argparse
 import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,17 +22,6 @@ from live_decode.model.device import resolve_device
 from live_decode.sources.base import FrameSource, camera_from_config
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "bundled" / "demo.yaml"
-
-
-def add_config_argument(p: argparse.ArgumentParser) -> None:
-    """The optional CONFIG positional of the pipeline commands."""
-    p.add_argument(
-        "config",
-        type=Path,
-        nargs="?",
-        default=None,
-        help="YAML config (default: the embedded demo)",
-    )
 
 
 def load_config_or_demo(path: Path | None) -> Config:
@@ -74,6 +62,7 @@ def build_source(cfg: Config, replay: list[Path] | None = None) -> FrameSource:
 
 
 def model_path(cfg: Config, override: Path | None = None) -> Path:
+    """The model file a run uses: ``override``, else the config's, else the bundled one."""
     path = override or cfg.inference.model or bundled_model_path()
     if not path.is_file():
         raise ModelCardError(

@@ -1,0 +1,113 @@
+"""Offline analysis of recorded movies through the worker code, as fast as it goes.
+
+The replay source and the worker run as two threads of this process over a loopback socket;
+the run directory is the same as a live run writes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import zmq
+
+from live_decode.errors import ModelCardError
+from live_decode.inference.worker import InferenceWorker
+from live_decode.messages import StatsMsg
+from live_decode.pipeline.build import build_localizer, load_config_or_demo
+from live_decode.pipeline.plots import plot_run
+from live_decode.pipeline.supervisor import RunState, write_summary
+from live_decode.sources.base import camera_from_config
+from live_decode.sources.replay import ReplaySource
+from live_decode.sources.runner import SourceRunner
+from live_decode.transport.frames import FramePuller, FramePusher
+from live_decode.transport.results import ResultPublisher, ResultSubscriber
+
+# progress(frames_done, frames_total)
+Progress = Callable[[int, int], None]
+
+
+def _catching(target: Callable[[], object], errors: list[BaseException]) -> Callable[[], None]:
+    """``target`` for a thread: an exception is kept for the main thread instead of printed."""
+
+    def run() -> None:
+        try:
+            target()
+        except BaseException as exc:
+            errors.append(exc)
+
+    return run
+
+
+def localize_files(
+    movies: Sequence[Path],
+    out: Path,
+    config: Path | None = None,
+    model: Path | None = None,
+    device: str | None = None,
+    ignore_model_mismatch: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, object]:
+    """Localize ``movies`` (in order, one stream) into the run directory ``out``.
+
+    Returns the run summary (also written as ``out/summary.json``). What was localized before a
+    failure stays in the run directory; the failure is raised after the files are closed.
+    """
+    cfg = load_config_or_demo(config)
+    source = ReplaySource(list(movies), camera_from_config(cfg))  # bad movies fail before loading
+    try:
+        localizer = build_localizer(cfg, model, device)
+    except BaseException:
+        source.close()
+        raise
+    out.mkdir(parents=True, exist_ok=True)
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    pusher = FramePusher(ctx, "tcp://127.0.0.1:*", lossless=True, sndhwm=8)
+    puller = FramePuller(ctx, pusher.endpoint, rcvhwm=8)
+    publisher = ResultPublisher(ctx, "tcp://127.0.0.1:*")
+    sub = ResultSubscriber(ctx, publisher.endpoint, topics=("stats",))
+    worker = InferenceWorker(
+        localizer,
+        puller,
+        publisher,
+        out,
+        max_batch=cfg.inference.max_batch,
+        override_mismatch=ignore_model_mismatch,
+    )
+    state = RunState()
+    worker_errors: list[BaseException] = []
+    source_errors: list[BaseException] = []
+    thread = threading.Thread(target=_catching(worker.run, worker_errors), name="worker")
+    thread.start()
+    runner = SourceRunner(source, pusher)
+    src_thread = threading.Thread(target=_catching(runner.run, source_errors), name="source")
+    src_thread.start()
+    try:
+        while thread.is_alive():
+            msg = sub.recv(timeout_ms=100)
+            if isinstance(msg, StatsMsg):
+                state.absorb(msg)
+            if progress is not None:
+                progress(worker.summary.frames_processed, source.n_frames)
+    finally:
+        runner.stop()
+        thread.join()
+        # A worker that stopped early no longer reads: drain so a lossless send cannot block.
+        while src_thread.is_alive():
+            puller.recv(timeout_ms=50)
+        src_thread.join()
+        for s in (pusher, puller, publisher, sub):
+            s.close()
+        source.close()
+        ctx.term()
+    (out / "source_summary.json").write_text(json.dumps(runner.summary.to_dict(), indent=2))
+    summary = write_summary(out, state)
+    plot_run(out, state.stats, cfg)
+    if worker_errors or source_errors:
+        exc = (worker_errors or source_errors)[0]
+        if isinstance(exc, ModelCardError):
+            raise ModelCardError(f"{movies[0]}: {exc}") from None
+        raise exc
+    return summary

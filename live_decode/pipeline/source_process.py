@@ -1,0 +1,124 @@
+"""The source process of a run: camera / replay / simulated microscope, laser and controller.
+
+Binds the frame PUSH (and the preview PUB and control REP), runs the density controller where the
+source has an activation laser, and writes ``source_summary.json`` into the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import zmq
+
+from live_decode.config import Config
+from live_decode.control import Actuator, ControlLoop, SimulatedLaserActuator
+from live_decode.pipeline.build import build_source, load_config_or_demo
+from live_decode.sources.base import FrameSource
+from live_decode.sources.runner import SourceRunner, laser_handler
+from live_decode.sources.simulated import SimulatedSource
+from live_decode.transport.control import ControlServer
+from live_decode.transport.frames import FramePusher
+from live_decode.transport.preview import PreviewPublisher
+from live_decode.transport.results import ResultSubscriber
+
+log = logging.getLogger("live_decode.pipeline.source_process")
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Endpoints and limits of one source process (``live-decode source``)."""
+
+    frames_endpoint: str
+    config: Path | None = None
+    preview_endpoint: str | None = None
+    control_endpoint: str | None = None
+    results_endpoint: str | None = None
+    replay: tuple[Path, ...] | None = None
+    realtime: bool = False
+    frames: int | None = None
+    seconds: float | None = None
+    out: Path | None = None
+
+
+def _actuator(source: FrameSource) -> Actuator | None:
+    """What the density controller drives: the source's activation laser, if it has one."""
+    if isinstance(source, SimulatedSource):
+        return SimulatedLaserActuator(source)
+    laser = getattr(source, "laser", None)  # a Micro-Manager source's laser property actuator
+    return laser if isinstance(laser, Actuator) else None
+
+
+def _control_loop(
+    cfg: Config,
+    source: FrameSource,
+    ctx: zmq.Context[zmq.Socket[bytes]],
+    results_endpoint: str | None,
+    out: Path | None,
+) -> ControlLoop | None:
+    """The density controller, when the source has a laser and the worker's stats are reachable."""
+    actuator = _actuator(source)
+    if actuator is None or results_endpoint is None:
+        if cfg.control.mode == "auto":
+            log.warning("control.mode is auto but there is no laser or no stats: running open")
+        return None
+    sub = ResultSubscriber(ctx, results_endpoint, topics=("stats", "event"))
+    return ControlLoop(cfg.control, actuator, sub, run_dir=out)
+
+
+def run_source(opts: SourceOptions) -> int:
+    """Run the source until its stream ends, its limits are reached, or SIGTERM/SIGINT."""
+    import torch
+
+    # Small simulated frames run fastest on one thread and leave the cores to the worker.
+    torch.set_num_threads(1)
+    cfg = load_config_or_demo(opts.config)
+    source = build_source(cfg, list(opts.replay) if opts.replay else None)
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    realtime = bool(opts.realtime or getattr(cfg.source, "realtime", False))
+    lossless = not source.live and not realtime
+    pusher = FramePusher(
+        ctx, opts.frames_endpoint, lossless=lossless, sndhwm=cfg.transport.frame_queue
+    )
+    preview = PreviewPublisher(ctx, opts.preview_endpoint) if opts.preview_endpoint else None
+    loop = _control_loop(cfg, source, ctx, opts.results_endpoint, opts.out)
+    handler = loop.handle if loop is not None else laser_handler(source)
+    control = ControlServer(ctx, handler, opts.control_endpoint) if opts.control_endpoint else None
+    runner = SourceRunner(
+        source,
+        pusher,
+        preview=preview,
+        control=control,
+        realtime=True if realtime else None,
+        max_frames=opts.frames,
+        max_seconds=opts.seconds,
+        on_tick=loop.on_tick if loop is not None else None,
+    )
+
+    def stop(signum: int, _: FrameType | None) -> None:
+        log.info("signal %d: stopping the source", signum)
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        summary = runner.run()
+    finally:
+        if loop is not None:
+            loop.close()
+            if loop.subscriber is not None:
+                loop.subscriber.close()
+        for s in (pusher, preview, control):
+            if s is not None:
+                s.close()
+        source.close()
+        ctx.term()
+    if opts.out is not None:
+        opts.out.mkdir(parents=True, exist_ok=True)
+        (opts.out / "source_summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
+    log.info("source done: %d frames sent, %d dropped", summary.frames_sent, summary.frames_dropped)
+    return 0

@@ -1,0 +1,79 @@
+"""The inference worker process of a run: frames in, localizations and stats out, files written."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import zmq
+
+from live_decode.inference.worker import InferenceWorker
+from live_decode.pipeline.build import build_localizer, load_config_or_demo
+from live_decode.transport.frames import FramePuller
+from live_decode.transport.results import ResultPublisher
+
+log = logging.getLogger("live_decode.pipeline.worker_process")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Endpoints, model and run directory of one worker process (``live-decode worker``)."""
+
+    frames_endpoint: str
+    results_endpoint: str
+    out: Path
+    config: Path | None = None
+    model: Path | None = None
+    device: str | None = None
+    resume: bool = False
+    ignore_model_mismatch: bool = False
+    idle_timeout_s: float | None = None
+
+
+def _stop_on_signals(stop: Callable[[], None]) -> None:
+    def handler(signum: int, _: FrameType | None) -> None:
+        log.info("signal %d: finishing", signum)
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_worker(opts: WorkerOptions) -> int:
+    """Localize the stream until end of stream, idle timeout or SIGTERM/SIGINT."""
+    cfg = load_config_or_demo(opts.config)
+    import torch
+
+    # Oversubscribed cores make small convolutions many times slower: leave one to the source.
+    torch.set_num_threads(cfg.inference.cpu_threads or max(1, (os.cpu_count() or 2) - 1))
+    localizer = build_localizer(cfg, opts.model, opts.device)
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    puller = FramePuller(ctx, opts.frames_endpoint, rcvhwm=cfg.transport.frame_queue)
+    publisher = ResultPublisher(ctx, opts.results_endpoint)
+    worker = InferenceWorker(
+        localizer,
+        puller,
+        publisher,
+        opts.out,
+        max_batch=cfg.inference.max_batch,
+        override_mismatch=opts.ignore_model_mismatch or cfg.inference.ignore_model_mismatch,
+        idle_timeout_s=opts.idle_timeout_s,
+        resume=opts.resume,
+    )
+    _stop_on_signals(worker.stop)
+    log.info("worker: %s on %s", localizer.card.summary(), localizer.device)
+    try:
+        summary = worker.run()
+    finally:
+        puller.close()
+        publisher.close(linger_ms=500)
+        ctx.term()
+    log.info(
+        "worker done: %d frames, %d localizations", summary.frames_processed, summary.localizations
+    )
+    return 0
