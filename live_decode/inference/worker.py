@@ -21,8 +21,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from live_decode.config import Config
 from live_decode.errors import LocalizationFileError
-from live_decode.inference.compat import check_card
+from live_decode.inference.compat import check_compatible, check_frame, refuse
 from live_decode.inference.engine import Localizer
 from live_decode.inference.processor import BatchResult, LocSink, StreamProcessor
 from live_decode.io.picasso import PicassoWriter
@@ -109,8 +110,12 @@ class InferenceWorker:
         override_mismatch: bool = False,
         idle_timeout_s: float | None = None,
         resume: bool = False,
+        config: Config | None = None,
+        config_name: str | None = None,
     ) -> None:
         self.localizer = localizer
+        self.config = config  # the run's config: PSF, z range, temporal context are checked
+        self.config_name = config_name
         self.puller = puller
         self.publisher = publisher
         self.run_dir = run_dir
@@ -183,11 +188,14 @@ class InferenceWorker:
         return [csv, hdf5]
 
     def _first_frame(self, frame: FrameMsg) -> None:
-        problems = check_card(
-            self.localizer.card, frame.camera, frame.pixels, self.override_mismatch
-        )
+        card = self.localizer.card
+        found = check_compatible(
+            card, frame.camera, self.config, config_name=self.config_name
+        ) + check_frame(card, frame.camera, frame.pixels)
+        problems = refuse(card, found, self.override_mismatch)
         for p in problems:
-            log.warning("model mismatch overridden: %s", p)
+            log.warning("model mismatch ignored (--ignore-model-mismatch): %s", p)
+            self._report("model_mismatch_ignored", p)  # reaches the run summary and the viewer
         self.summary.mismatches = problems
         self.processor.sinks = self._open_sinks(frame)
         if self.summary.first_frame is None:

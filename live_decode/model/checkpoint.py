@@ -8,54 +8,21 @@ person can read it. Loading validates the card and that the weights fit the netw
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import ValidationError
 
 from live_decode.config import Config
 from live_decode.errors import ModelCardError
+from live_decode.model.card import ModelCard, card_from_dict, card_path
 from live_decode.model.network import DecodeNet, count_parameters
 from live_decode.model.scaling import Scaling
 
+__all__ = ["ModelCard", "build_network", "bundled_model_path", "load_model", "make_card"]
+
 FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """Everything needed to use a model correctly, and its measured quality."""
-
-    name: str
-    config: dict[str, Any]  # the full simulation/training config, Config.model_dump(mode="json")
-    scaling: dict[str, float]
-    filters: int
-    temporal_context: bool
-    n_parameters: int
-    training_steps: int = 0
-    training_time_s: float = 0.0
-    device: str = "cpu"
-    metrics: dict[str, float] = field(default_factory=dict)
-    live_decode_version: str = "0.1.0"
-
-    @property
-    def parsed_config(self) -> Config:
-        return Config.model_validate(self.config)
-
-    @property
-    def parsed_scaling(self) -> Scaling:
-        return Scaling(**self.scaling)
-
-    def summary(self) -> str:
-        """One line: model, PSF, pixel size, camera."""
-        cfg = self.parsed_config
-        kind = "temporal" if self.temporal_context else "single-frame"
-        return (
-            f"{self.name}: {kind}, {self.filters} filters, PSF {cfg.psf.kind}, "
-            f"{cfg.camera.pixel_size_nm:g} nm px, {cfg.camera.kind}, "
-            f"{self.training_steps} steps"
-        )
 
 
 def build_network(card: ModelCard) -> DecodeNet:
@@ -82,22 +49,7 @@ def save_model(path: str | Path, net: DecodeNet, card: ModelCard) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save({"format": FORMAT_VERSION, "card": asdict(card), "state_dict": state}, tmp)
     tmp.replace(path)  # atomic: a crash never leaves half a model file
-    card_path = path.with_name(path.stem + ".card.json")
-    card_path.write_text(json.dumps(asdict(card), indent=2) + "\n", encoding="utf-8")
-
-
-def _card_from_dict(data: Any, path: Path) -> ModelCard:
-    if not isinstance(data, dict):
-        raise ModelCardError(f"{path}: the model card is missing; is this a live_decode model?")
-    try:
-        card = ModelCard(**data)
-        card.parsed_config  # noqa: B018 - validates the embedded config
-        card.parsed_scaling  # noqa: B018
-    except (TypeError, ValidationError) as exc:
-        raise ModelCardError(
-            f"{path}: invalid model card ({exc}); re-train or re-export the model"
-        ) from None
-    return card
+    card_path(path).write_text(json.dumps(asdict(card), indent=2) + "\n", encoding="utf-8")
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[DecodeNet, ModelCard]:
@@ -114,7 +66,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[De
             f"{path}: not a live_decode model file of format {FORMAT_VERSION}; "
             "train one with `live-decode train CONFIG`"
         )
-    card = _card_from_dict(blob.get("card"), path)
+    card = card_from_dict(blob.get("card"), path)
     net = build_network(card)
     try:
         net.load_state_dict(blob["state_dict"])

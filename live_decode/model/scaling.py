@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from live_decode.config import Config
+
+if TYPE_CHECKING:  # the model card reads Scaling without torch (compatibility checks, supervisor)
+    from torch import Tensor
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,7 @@ def test_frames_the_model_cannot_take(
     with pytest.raises(ModelCardError, match="frame size 4×4 px"):
         check_card(model[1], camera, frame.pixels, override=False)
 
-    says = ("frame size 4×4 px is smaller than", "--ignore-model-mismatch")
+    says = ("frame size 4×4 px (smaller than 8 px)", "--ignore-model-mismatch")
     assert_clear_error(localize(tmp_path / "run", model[0], path), path, says)
 
 
