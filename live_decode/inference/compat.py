@@ -35,7 +35,7 @@ READ_NOISE_FACTOR = 3.0  # read noise in photons may differ this much before it 
 READ_NOISE_FLOOR_PHOTONS = 1.0  # ... and only once it is above one photon rms
 Z_RANGE_TOLERANCE_NM = 50.0
 
-IGNORE_HINT = "pass --ignore-model-mismatch to run anyway (the results will be wrong by this)"
+IGNORE_HINT = "pass --ignore-model-mismatch to run anyway (a warning is kept in the summary)"
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def _psf_words(cfg: Config) -> str:
 
 def _z_words(cfg: Config) -> str:
     lo, hi = cfg.emitters.z_range_nm
-    return f"3-D, z {lo:g}..{hi:g} nm" if _is_3d(cfg) else "2-D (z = 0)"
+    return f"3-D data (z {lo:g}..{hi:g} nm)" if _is_3d(cfg) else "2-D data (z = 0)"
 
 
 def _psf_shape_differs(trained: Config, data: Config) -> bool:
@@ -164,8 +164,8 @@ def config_mismatches(card: ModelCard, cfg: Config, train: str) -> list[Mismatch
         out.append(
             Mismatch(
                 "2-D vs 3-D",
-                f"{'3-D' if model_3d else '2-D'} data ({_z_words(trained)})",
-                f"{'3-D' if data_3d else '2-D'} data ({_z_words(cfg)}, {_psf_words(cfg)})",
+                _z_words(trained),
+                f"{_z_words(cfg)} with {_psf_words(cfg)}",
                 f"{train}; a {'2-D' if not model_3d else '3-D'} model "
                 f"{'reports every z as 0' if not model_3d else 'invents z'} on such data",
             )

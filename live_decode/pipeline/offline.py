@@ -75,6 +75,9 @@ def localize_files(
         out,
         max_batch=cfg.inference.max_batch,
         override_mismatch=ignore_model_mismatch,
+        # Without --config the demo config describes nothing about the file: camera checks only.
+        config=cfg if config is not None else None,
+        config_name=str(config) if config is not None else None,
     )
     state = RunState()
     worker_errors: list[BaseException] = []

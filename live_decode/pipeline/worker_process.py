@@ -64,6 +64,8 @@ def run_worker(opts: WorkerOptions) -> int:
         override_mismatch=opts.ignore_model_mismatch or cfg.inference.ignore_model_mismatch,
         idle_timeout_s=opts.idle_timeout_s,
         resume=opts.resume,
+        config=cfg,  # the simulated/configured setup: PSF, z range, temporal context checked
+        config_name=str(opts.config) if opts.config is not None else None,
     )
     _stop_on_signals(worker.stop)
     log.info("worker: %s on %s", localizer.card.summary(), localizer.device)

@@ -73,7 +73,7 @@ def test_a_3d_config_is_refused_by_the_2d_model(bundled: ModelCard) -> None:
     found = whats(bundled, cfg, "configs/astig_emccd.yaml")
     assert set(found) == {"2-D vs 3-D", "PSF kind"}
     assert "reports every z as 0" in found["2-D vs 3-D"]
-    assert "z -750..750 nm" in found["2-D vs 3-D"]
+    assert "3-D data (z -750..750 nm)" in found["2-D vs 3-D"]
     assert "astigmatic PSF" in found["PSF kind"]
     assert "2-D Gaussian PSF (σ 130 nm)" in found["PSF kind"]
     assert "live-decode train configs/astig_emccd.yaml" in found["PSF kind"]
@@ -87,7 +87,7 @@ def test_a_2d_config_is_refused_by_a_3d_model() -> None:
     astig = card_for(load_config(CONFIGS / "astig_emccd.yaml"), "astig")
     found = whats(astig, load_config(CONFIGS / "demo.yaml"))
     assert {"2-D vs 3-D", "PSF kind"} <= set(found)
-    assert "invents z" in found["2-D vs 3-D"] and "2-D (z = 0)" in found["2-D vs 3-D"]
+    assert "invents z" in found["2-D vs 3-D"] and "2-D data (z = 0)" in found["2-D vs 3-D"]
     assert whats(astig, load_config(CONFIGS / "astig_emccd.yaml")) == {}
 
 
