@@ -401,7 +401,13 @@ class _Header:
             return math.nan
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise self._fail(key, f"must be a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond the float range
+            number = math.inf
+        if not math.isfinite(number):  # JSON has no inf, but 1e400 parses as one
+            raise self._fail(key, f"must be a finite number, got {value}")
+        return number
 
     def text(self, key: str) -> str:
         value = self.get(key)

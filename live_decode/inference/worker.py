@@ -24,6 +24,7 @@ import numpy as np
 from live_decode.config import Config
 from live_decode.errors import LocalizationFileError
 from live_decode.inference.compat import check_compatible, check_frame, refuse
+from live_decode.inference.door import DEFAULT_DOOR_LIMITS, DoorLimits, FrameDoor
 from live_decode.inference.engine import Localizer
 from live_decode.inference.processor import BatchResult, LocSink, StreamProcessor
 from live_decode.io.picasso import PicassoWriter
@@ -39,13 +40,13 @@ from live_decode.messages import (
     StatsMsg,
     WorkerStats,
 )
+from live_decode.running_stats import LogHistogram
 from live_decode.transport.frames import FramePuller
 from live_decode.transport.results import ResultPublisher
 
 log = logging.getLogger("live_decode.inference.worker")
 
 CSV_NAME, HDF5_NAME, WORKER_SUMMARY_NAME = "locs.csv", "locs.hdf5", "worker_summary.json"
-PERCENTILES_EVERY_S = 1.0  # while busy, latency percentiles on disk are refreshed this often
 
 
 @dataclass
@@ -64,21 +65,21 @@ class WorkerSummary:
     first_frame: int | None = None
     last_frame: int | None = None
     mismatches: list[str] = field(default_factory=list)
-    latencies_ms: list[float] = field(default_factory=list)
+    # Frame latencies (ms) as a fixed-size histogram: memory stays flat over a day at 1 kHz.
+    latency_ms: LogHistogram = field(default_factory=LogHistogram)
     elapsed_s: float = 0.0
 
     def latency_percentiles_ms(self) -> tuple[float, float]:
-        """(p50, p99) of the frame latencies, ms (NaN before the first frame)."""
-        if not self.latencies_ms:
-            return math.nan, math.nan
-        lat = np.asarray(self.latencies_ms)
-        return float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
+        """(p50, p99) of the frame latencies, ms, within ±1.2 % (NaN before the first frame)."""
+        return self.latency_ms.quantile(0.5), self.latency_ms.quantile(0.99)
 
-    def to_dict(self, percentiles_ms: tuple[float, float] | None = None) -> dict[str, object]:
-        """JSON-able totals; ``percentiles_ms`` saves recomputing them over a long run."""
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "latencies_ms"}
-        p50, p99 = percentiles_ms or self.latency_percentiles_ms()
-        d["latency_ms_p50"], d["latency_ms_p99"] = p50, p99
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able totals, with the latency p50, p99 and max (ms; null before any frame)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "latency_ms"}
+        p50, p99 = self.latency_percentiles_ms()
+        worst = self.latency_ms.max if self.latency_ms.count else math.nan
+        d["latency_ms_p50"], d["latency_ms_p99"] = _or_none(p50), _or_none(p99)
+        d["latency_ms_max"] = _or_none(worst)
         d["fps"] = self.frames_processed / self.elapsed_s if self.elapsed_s > 0 else 0.0
         return d
 
@@ -89,7 +90,7 @@ class WorkerSummary:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        names = {f.name for f in fields(cls)} - {"latencies_ms"}
+        names = {f.name for f in fields(cls)} - {"latency_ms"}
         try:
             return cls(**{k: v for k, v in data.items() if k in names})
         except TypeError:
@@ -112,6 +113,7 @@ class InferenceWorker:
         resume: bool = False,
         config: Config | None = None,
         config_name: str | None = None,
+        door_limits: DoorLimits = DEFAULT_DOOR_LIMITS,
     ) -> None:
         self.localizer = localizer
         self.config = config  # the run's config: PSF, z range, temporal context are checked
@@ -131,10 +133,8 @@ class InferenceWorker:
         self.skip_through: int | None = None
         self._rejected_before = self._rejected_here = self._rejections_reported = 0
         self._elapsed_before = 0.0
-        self._run_started = self._percentiles_at = time.perf_counter()
-        self._percentiles_ms: tuple[float, float] | None = None
-        self._last_index: int | None = None
-        self._shape: tuple[int, ...] | None = None
+        self._run_started = time.perf_counter()
+        self.door = FrameDoor(door_limits)  # value checks; keeps the expected frame index
         if resume:
             self._resume_totals()
         self._resume_pending = self.skip_through is not None
@@ -158,7 +158,6 @@ class InferenceWorker:
             self.skip_through = prev.first_frame - 1
         if prev is not None:
             prev.resumed += 1
-            prev.latencies_ms = []
             self._rejected_before = prev.rejected_messages
             self._elapsed_before = prev.elapsed_s
             self.summary = prev
@@ -200,21 +199,8 @@ class InferenceWorker:
         self.processor.sinks = self._open_sinks(frame)
         if self.summary.first_frame is None:
             self.summary.first_frame = frame.index
-        self._shape = frame.pixels.shape
         self._checked = True
         self._write_summary()  # the commit record exists as soon as the files do
-
-    def _frame_problem(self, frame: FrameMsg) -> str | None:
-        """Why a well-formed frame cannot join this stream (None if it can)."""
-        if self._last_index is not None and frame.index <= self._last_index:
-            return (
-                f"frame {frame.index} does not follow frame {self._last_index} "
-                "(duplicate or out of order)"
-            )
-        if self._shape is not None and frame.pixels.shape != self._shape:
-            got, want = ("×".join(map(str, x)) for x in (frame.pixels.shape, self._shape))
-            return f"frame {frame.index} is {got} px, the stream is {want} px"
-        return None
 
     def _reject(self, reason: str) -> None:
         self._rejected_here += 1
@@ -295,17 +281,20 @@ class InferenceWorker:
                 if self.skip_through is not None and m.index <= self.skip_through:
                     continue
                 # A well-formed frame that would break the stream (and the process) is rejected.
-                problem = self._frame_problem(m)
+                problem = self.door.frame_problem(m)
                 if problem is not None:
                     self._reject(problem)
                     continue
                 if not self._checked:
                     self._first_frame(m)
                 self._check_resume_point(m.index)
-                self._last_index = m.index
                 self.summary.frames_received += 1
                 stream.append(m)
             elif isinstance(m, GapMsg):
+                problem = self.door.gap_problem(m)
+                if problem is not None:
+                    self._reject(problem)
+                    continue
                 self._check_resume_point(m.first)
                 self.summary.dropped_upstream += m.count
                 self.summary.gaps += 1
@@ -336,7 +325,7 @@ class InferenceWorker:
         s.localizations += len(result.locs)
         s.last_frame = result.stats[-1].frame
         lat = [(now_ns - ts) / 1e6 for ts in result.timestamps_ns]
-        s.latencies_ms.extend(lat)
+        s.latency_ms.extend(lat)
         t = time.perf_counter()
         self._recent.append((t, len(result.stats)))
         span = t - self._recent[0][0]
@@ -352,27 +341,23 @@ class InferenceWorker:
         if self.publisher is not None:
             self.publisher.publish_batch(result.locs, result.stats, worker)
 
-    def _write_summary(self, final: bool = False) -> None:
+    def _write_summary(self) -> None:
         """Totals on disk after every batch, atomically: a killed worker leaves them behind."""
         self._update_totals(self._run_started)
-        now = time.perf_counter()
-        if (
-            final
-            or self._percentiles_ms is None
-            or now - self._percentiles_at > PERCENTILES_EVERY_S
-        ):
-            self._percentiles_ms = self.summary.latency_percentiles_ms()
-            self._percentiles_at = now
         if self.run_dir.is_dir():
             path = self.run_dir / WORKER_SUMMARY_NAME
             tmp = path.with_suffix(".json.tmp")
-            text = json.dumps(self.summary.to_dict(self._percentiles_ms), indent=2)
+            text = json.dumps(self.summary.to_dict(), indent=2)
             tmp.write_text(text + "\n", encoding="utf-8")
             os.replace(tmp, path)
 
     def close(self) -> None:
         self.processor.close()
-        self._write_summary(final=True)
+        self._write_summary()
+
+
+def _or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
 
 
 def _camera_info(frame: FrameMsg) -> dict[str, object]:

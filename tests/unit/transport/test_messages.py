@@ -207,6 +207,16 @@ BAD = [
     ("camera qe text", [_frame_header(camera={"qe": "high"}), PIX], "camera.pixel_size_nm"),
     ("string index", [_frame_header(index="7"), PIX], "index must be an integer"),
     (
+        "1e400 parses as inf",
+        [_frame_header().replace(b'"em_gain": 300', b'"em_gain": 1e400'), PIX],
+        "em_gain must be a finite number",
+    ),
+    (
+        "integer beyond float",
+        [_frame_header().replace(b'"qe": 0.9', b'"qe": 1' + b"0" * 400), PIX],
+        "qe must be a finite number",
+    ),
+    (
         "locs size",
         [b'{"v":1,"kind":"locs","seq":0,"n":2,"frame_stats":[],"worker":{}}', b""],
         "n=2",
