@@ -20,13 +20,13 @@ import pytest
 import torch
 import zmq
 
-from live_decode.cli._pipeline import DEMO_CONFIG
 from live_decode.config import load_config
 from live_decode.inference.engine import Localizer
 from live_decode.inference.worker import CSV_NAME, InferenceWorker, WorkerSummary
 from live_decode.io.thunderstorm import read_thunderstorm_csv
 from live_decode.messages import CameraMeta, EosMsg, ErrorMsg, FrameMsg, GapMsg, encode
 from live_decode.model.checkpoint import load_model
+from live_decode.pipeline.build import DEMO_CONFIG
 from live_decode.sources.base import camera_from_config
 from live_decode.transport.frames import FramePuller
 from live_decode.transport.results import ResultPublisher, ResultSubscriber
