@@ -42,6 +42,7 @@ from live_decode.viewer.density import DensityTrace, Health, LaserTrace, RateMet
 from live_decode.viewer.snapshots import (
     Detections,
     Endpoints,
+    FrameView,
     PreviewFrame,
     RenderSnapshot,
     Traces,
@@ -88,6 +89,10 @@ class Receiver:
         Poll timeout: how quickly a stop request or a settings change is noticed.
     overlay_frames
         Newest frames whose localizations are kept for the raw-frame overlay.
+    preview_frames, preview_bytes
+        Newest preview frames kept (at most this many, and this many bytes, at least two) so the
+        raw panel can show the newest one whose localizations have arrived: those need frame
+        t+1 and the network, so they come after the next preview frames.
     draw_budget_s
         Drawing time between two looks at the sockets. Receiving never waits for drawing: when
         drawing is slower than the stream (Gaussian rendering on a busy machine), localizations
@@ -104,6 +109,8 @@ class Receiver:
         rcvhwm: int = 10_000,
         poll_ms: int = 20,
         overlay_frames: int = 64,
+        preview_frames: int = 16,
+        preview_bytes: int = 64 << 20,
         draw_budget_s: float = 0.03,
     ) -> None:
         endpoints.check()
@@ -115,6 +122,8 @@ class Receiver:
         self._poll_ms = poll_ms
         self._draw_budget_s = draw_budget_s
         self._overlay_frames = overlay_frames
+        self._preview_frames = max(2, preview_frames)
+        self._preview_bytes = preview_bytes
         # Two locks, so the GUI reading a frame or a trace never waits for a batch being drawn:
         # _acc_lock guards the accumulator, _lock everything else. Never hold both.
         self._lock = threading.Lock()
@@ -129,6 +138,7 @@ class Receiver:
         self._laser = LaserTrace()
         self._overlay: OrderedDict[int, Detections] = OrderedDict()
         self._frame: PreviewFrame | None = None
+        self._previews: OrderedDict[int, PreviewFrame] = OrderedDict()  # by frame index
         self._counts = _Counters()
         self._missed = 0
         self._rejected_results = 0
@@ -207,6 +217,24 @@ class Receiver:
     def latest_frame(self) -> PreviewFrame | None:
         with self._lock:
             return self._frame
+
+    def frame_to_show(self) -> FrameView | None:
+        """The newest kept preview frame whose results arrived, with its localizations.
+
+        Falls back to the latest preview frame (``localized`` False, no detections) when none of
+        the kept frames has its results yet: at the start, or while the worker is away.
+        """
+        with self._lock:
+            if self._frame is None:
+                return None
+            newest = self._density.latest_frame
+            if newest is not None:
+                for index in reversed(self._previews):
+                    # Older than the overlay window: its rows are gone, so do not pretend.
+                    if newest - self._overlay_frames < index <= newest:
+                        frame = self._previews[index]
+                        return FrameView(frame, self._overlay.get(index), localized=True)
+            return FrameView(self._frame, None, localized=False)
 
     def detections(self, frame: int) -> Detections | None:
         """The localizations of ``frame``, if it is among the last ``overlay_frames`` received."""
@@ -392,11 +420,25 @@ class Receiver:
         px = latest.camera.pixel_size_nm
         with self._lock:
             self._counts.previews += 1
-            self._frame = PreviewFrame(latest.index, pixels, px, self._counts.previews)
+            frame = PreviewFrame(latest.index, pixels, px, self._counts.previews)
+            self._frame = frame
+            self._keep_preview(frame)
             self._rejected_preview = preview.rejected
         h, w = pixels.shape
         with self._acc_lock:
             self._acc.set_field_of_view(h * px, w * px)
+
+    def _keep_preview(self, frame: PreviewFrame) -> None:
+        """Add to the kept previews (under ``_lock``); a frame index going back is a new run."""
+        if self._previews and frame.index <= next(reversed(self._previews)):
+            self._previews.clear()
+        self._previews[frame.index] = frame
+        size = frame.pixels.nbytes
+        while len(self._previews) > 2 and (
+            len(self._previews) > self._preview_frames
+            or len(self._previews) * size > self._preview_bytes
+        ):
+            self._previews.popitem(last=False)
 
     def _take_results(self, results: ResultSubscriber, budget_s: float = 0.05) -> None:
         """Drain the results socket (at most ``budget_s``), then update the models once."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Final
 
 from qtpy.QtCore import Signal  # type: ignore[attr-defined]  # qtpy re-exports it
 from qtpy.QtWidgets import (
@@ -18,8 +19,13 @@ from qtpy.QtWidgets import (
 )
 
 from live_decode.viewer.accumulator import RenderSettings
-from live_decode.viewer.control_link import ControlLink, laser_power_of
+from live_decode.viewer.control_link import FEEDBACK_MODES, ControlLink, laser_power_of
 from live_decode.viewer.density import Health
+
+LASER_DECIMALS: Final = 2
+"""The laser box shows 0.01 mW steps (a controller's 8.69238 mW shows as 8.69 mW)."""
+MANUAL_MODE: Final = FEEDBACK_MODES[False]
+"""The controller mode in which the laser is set by hand (feedback off)."""
 
 
 def _spin(
@@ -87,7 +93,15 @@ class RenderControls(QGroupBox):
 
 
 class ControlsPanel(QGroupBox):
-    """Target density, feedback on/off and manual laser power, sent through a ControlLink."""
+    """Target density, feedback on/off and manual laser power, sent through a ControlLink.
+
+    The widgets mirror the source's state: every status reply (polled by the link at connect,
+    every half second and right after each command) sets the feedback box from the controller
+    mode, the laser box from the commanded power (and its range from the actuator's limits) and
+    the target box from the controller's target, except a box the user is editing. Until the
+    first reply they are disabled: a value the source never had is never shown as its state.
+    The laser can be set by hand only with feedback off (the controller drives it otherwise).
+    """
 
     def __init__(
         self,
@@ -103,7 +117,8 @@ class ControlsPanel(QGroupBox):
         self.target = _spin(0.0, 100.0, target_per_um2, 0.1, 2, " µm⁻²")
         self.set_target = QPushButton("Set target")
         self.feedback = QCheckBox("Feedback (closed loop)")
-        self.laser = _spin(0.0, max_laser_mw, laser_mw, 0.5, 1, " mW")
+        self.feedback.setToolTip("on: the controller drives the laser to hold the target density")
+        self.laser = _spin(0.0, max_laser_mw, laser_mw, 0.5, LASER_DECIMALS, " mW")
         self.set_laser = QPushButton("Set laser")
         self.reply = QLabel("")
         self.reply.setWordWrap(True)
@@ -121,9 +136,11 @@ class ControlsPanel(QGroupBox):
         form.addRow(self.reply)
         form.addRow(self.screenshot)
         self.sent_target = target_per_um2
+        self.synced: Mapping[str, object] = {}  # the status reply the widgets show
+        self._inputs = (self.target, self.set_target, self.feedback, self.laser, self.set_laser)
+        for w in self._inputs:
+            w.setEnabled(False)
         if link is None:
-            for w in (self.target, self.set_target, self.feedback, self.laser, self.set_laser):
-                w.setEnabled(False)
             self.reply.setText("no control endpoint: controls disabled")
             return
         self.set_target.clicked.connect(self._send_target)
@@ -140,7 +157,7 @@ class ControlsPanel(QGroupBox):
             self.link.set_laser(self.laser.value())
 
     def refresh(self) -> None:
-        """Show the latest command's reply and the source's status."""
+        """Show the latest command's reply and the source's status; mirror it in the widgets."""
         if self.link is None:
             return
         parts = []
@@ -149,23 +166,63 @@ class ControlsPanel(QGroupBox):
             parts.append(last.describe())
         status = self.link.status
         if status:
-            power = laser_power_of(status)
-            mode = status.get("mode")
-            parts.append(
-                "source: "
-                + ("laser ? " if power is None else f"laser {power:g} mW")
-                + (f", mode {mode}" if isinstance(mode, str) else "")
-            )
+            parts.append("source: " + describe_status(status))
+            if status is not self.synced:
+                self.mirror(status)
         else:
             parts.append(f"source: no status from {self.link.endpoint} yet")
         self.reply.setText("\n".join(parts))
 
+    def mirror(self, status: Mapping[str, object]) -> None:
+        """Set the widgets to a status reply's mode, laser power (and limits) and target."""
+        self.synced = status
+        mode = status.get("mode")
+        feedback = isinstance(mode, str) and mode != MANUAL_MODE
+        self.feedback.setEnabled(isinstance(mode, str))
+        if isinstance(mode, str):
+            self.feedback.setChecked(feedback)
+        limits = status.get("limits")
+        if isinstance(limits, list) and len(limits) == 2:
+            low, high = _number(limits[0]), _number(limits[1])
+            if low is not None and high is not None and low <= high:
+                self.laser.setRange(low, high)
+        power = laser_power_of(status)
+        if power is not None and not self.laser.hasFocus():
+            self.laser.setValue(round(power, LASER_DECIMALS))
+        for w in (self.laser, self.set_laser):
+            w.setEnabled(power is not None and not feedback)
+        target = _number(status.get("target_density_per_um2"))
+        if target is not None:
+            if not self.target.hasFocus():
+                self.target.setValue(round(target, 2))
+            self.sent_target = target
+        for w in (self.target, self.set_target):
+            w.setEnabled(target is not None)
+
     def current_target(self) -> float:
         """The target the controller reports, else the one last sent or set at start."""
-        reported = self.link.status.get("target_density_per_um2") if self.link else None
-        if isinstance(reported, int | float) and not isinstance(reported, bool):
-            return float(reported)
-        return self.sent_target
+        reported = _number(self.link.status.get("target_density_per_um2")) if self.link else None
+        return self.sent_target if reported is None else reported
+
+
+def _number(value: object) -> float | None:
+    """``value`` as a float if it is a number (not a bool, not NaN), else None."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == value:
+        return float(value)
+    return None
+
+
+def describe_status(status: Mapping[str, object]) -> str:
+    """One line: ``laser 8.69 mW, mode auto, target 1 µm⁻²`` (3 significant digits)."""
+    power = laser_power_of(status)
+    mode = status.get("mode")
+    target = _number(status.get("target_density_per_um2"))
+    text = "laser ?" if power is None else f"laser {power:.3g} mW"
+    if isinstance(mode, str):
+        text += f", mode {mode}"
+    if target is not None:
+        text += f", target {target:.3g} µm⁻²"
+    return text
 
 
 class HealthPanel(QGroupBox):

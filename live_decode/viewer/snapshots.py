@@ -76,6 +76,19 @@ class Detections:
 
 
 @dataclass(frozen=True)
+class FrameView:
+    """A preview frame to show, with its localizations.
+
+    ``localized`` is True when the frame's results have arrived: then ``detections`` are its
+    localizations (None if it had none). False means they have not arrived (yet).
+    """
+
+    frame: PreviewFrame
+    detections: Detections | None
+    localized: bool
+
+
+@dataclass(frozen=True)
 class Traces:
     """Copies of the plotted series (all indexed by frame)."""
 

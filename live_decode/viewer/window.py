@@ -35,7 +35,7 @@ from live_decode.viewer.qt_check import check_qt_binding
 from live_decode.viewer.receiver import Receiver
 from live_decode.viewer.render import percentile_levels
 from live_decode.viewer.side_panel import ControlsPanel, HealthPanel, RenderControls
-from live_decode.viewer.snapshots import Endpoints
+from live_decode.viewer.snapshots import Detections, Endpoints
 
 log = logging.getLogger("live_decode.viewer.window")
 
@@ -109,7 +109,8 @@ class ViewerWindow(QMainWindow):
         self.frames_drawn = 0  # new preview frames drawn
         self.frame_ticks = 0
         self.render_ticks = 0
-        self._shown_preview = -1
+        self._shown_preview: tuple[int, bool] = (-1, False)  # (received, localized) shown
+        self._detections: Detections | None = None
         self._render_key: tuple[object, ...] | None = None
         self._closed = False
         self.frame_timer = QTimer(self)
@@ -148,27 +149,32 @@ class ViewerWindow(QMainWindow):
 
     # ------------------------------------------------------------------ timers
     def refresh_frame(self) -> None:
-        """Raw-frame tick: draw a new preview frame, and its detections once they arrive."""
+        """Raw-frame tick: the newest frame whose detections arrived, circled (else the latest).
+
+        A frame's localizations need frame t+1 and a trip through the worker, so they arrive
+        after newer preview frames: the receiver keeps a few, and this shows the newest one that
+        can be drawn with its detections (the latest frame alone only while none can).
+        """
         self.frame_rate.add(1)
         self.frame_ticks += 1
-        frame = self.receiver.latest_frame()
-        if frame is not None and frame.received != self._shown_preview:
-            self.raw.show_frame(frame)
-            self._shown_preview = frame.received
+        view = self.receiver.frame_to_show()
+        if view is None:
+            return
+        key = (view.frame.received, view.localized)
+        if key == self._shown_preview:
+            return
+        if view.frame.received != self._shown_preview[0]:
+            self.raw.show_frame(view.frame)
             self.frames_drawn += 1
-            self._show_detections()
-        elif self.raw.frame is not None and self.raw.marker_frame != self.raw.frame.index:
-            self._show_detections()  # the frame's localizations arrive after the frame
+        self._shown_preview = key
+        self._detections = view.detections
+        self._show_detections()
 
     def _show_detections(self) -> None:
         if self.raw.frame is None:
             return
         s = self.receiver.settings
-        self.raw.show_detections(
-            self.receiver.detections(self.raw.frame.index),
-            min_prob=s.min_prob,
-            max_sigma_nm=s.max_sigma_nm,
-        )
+        self.raw.show_detections(self._detections, min_prob=s.min_prob, max_sigma_nm=s.max_sigma_nm)
 
     def refresh_render(self) -> None:
         """Render tick: the super-resolution image, if it or the view changed."""

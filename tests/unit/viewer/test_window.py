@@ -99,9 +99,15 @@ def test_density_trace_shows_the_published_values(
     assert window.model_line.text().startswith("demo_lite")
 
 
+def _synced(window: ViewerWindow) -> bool:
+    window.refresh_plots()
+    return bool(window.controls.synced)
+
+
 def test_controls_send_the_right_messages(
     qtbot: QtBot, window: ViewerWindow, control_server: ControlFixture
 ) -> None:
+    qtbot.waitUntil(lambda: _synced(window), timeout=5000)  # enabled once the source answered
     window.controls.laser.setValue(12.5)
     qtbot.mouseClick(window.controls.set_laser, Qt.MouseButton.LeftButton)
     window.controls.target.setValue(0.8)
@@ -118,6 +124,73 @@ def test_controls_send_the_right_messages(
     window.refresh_plots()
     assert window.density.band.getRegion() == pytest.approx((0.64, 0.96))
     assert "set_mode auto: ok" in window.controls.reply.text()
+
+
+def test_detections_are_drawn_on_the_frame_that_has_them(
+    window: ViewerWindow, synthetic_run: SyntheticRun
+) -> None:
+    """Localizations of frame t arrive after the previews of t+1, t+2: t is shown with them."""
+    rng = np.random.default_rng(3)
+    for index in (10, 11, 12):
+        synthetic_run.publish_preview(rng.poisson(5, FOV_PX).astype(np.uint16) + 100, index)
+        wait_until(lambda i=index: window.receiver.latest_frame().index == i)  # type: ignore[union-attr, misc]
+    window.refresh_frame()  # no results yet: the newest frame, without circles
+    assert window.raw.frame is not None and window.raw.frame.index == 12
+    assert window.raw.markers_shown == 0
+    spots = {10: [(1050.0, 650.0), (3050.0, 2250.0)], 11: [(450.0, 1450.0)]}
+    synthetic_run.publish(make_locs(10, spots[10]), [10], [0.2])
+    wait_until(lambda: window.receiver.latest_result_frame() == 10)
+    window.refresh_frame()
+    assert window.raw.frame.index == 10 and window.raw.marker_frame == 10
+    assert window.raw.markers_shown == 2
+    x, y = window.raw.markers.getData()
+    np.testing.assert_allclose(sorted(zip(x, y, strict=True)), [(10.5, 6.5), (30.5, 22.5)])
+    pixels_10 = window.raw.image.image
+    synthetic_run.publish(make_locs(11, spots[11]), [11], [0.1])
+    wait_until(lambda: window.receiver.latest_result_frame() == 11)
+    window.refresh_frame()
+    assert window.raw.frame.index == 11 and window.raw.markers_shown == 1
+    assert not np.array_equal(window.raw.image.image, pixels_10)  # frame 11's own pixels
+    synthetic_run.publish(make_locs(12, []), [12], [0.0])  # frame 12: localized, nothing found
+    wait_until(lambda: window.receiver.latest_result_frame() == 12)
+    window.refresh_frame()
+    assert window.raw.frame.index == 12 and window.raw.markers_shown == 0
+
+
+def test_controls_mirror_the_source_state(
+    qtbot: QtBot, window: ViewerWindow, control_server: ControlFixture
+) -> None:
+    """A source in closed loop at 8.69238 mW shows as feedback on, 8.69 mW, its target."""
+    source = control_server.source
+    source.mode, source.laser_mw, source.target = "auto", 8.69238, 0.7
+    qtbot.waitUntil(
+        lambda: _synced(window) and window.controls.synced.get("mode") == "auto", timeout=5000
+    )
+    c = window.controls
+    assert c.feedback.isChecked() and c.feedback.isEnabled()
+    assert c.laser.value() == pytest.approx(8.69) and c.laser.text() == "8.69 mW"
+    assert not c.laser.isEnabled() and not c.set_laser.isEnabled()  # the controller drives it
+    assert c.target.value() == pytest.approx(0.7) and c.target.isEnabled()
+    assert "source: laser 8.69 mW, mode auto, target 0.7 µm⁻²" in c.reply.text()
+    # Back to manual, as another client would switch it: the widgets follow.
+    source.mode, source.laser_mw = "off", 2.5
+    qtbot.waitUntil(
+        lambda: _synced(window) and window.controls.synced.get("mode") == "off", timeout=5000
+    )
+    assert not c.feedback.isChecked() and c.laser.isEnabled() and c.laser.value() == 2.5
+
+
+def test_controls_wait_for_the_source(qtbot: QtBot, synthetic_run: SyntheticRun) -> None:
+    """With no source answering, nothing pretends to be its state: the inputs stay disabled."""
+    win = open_viewer(synthetic_run.endpoints("tcp://127.0.0.1:9"), options=FAST)
+    qtbot.addWidget(win)
+    try:
+        qtbot.wait(300)
+        win.refresh_plots()
+        assert not win.controls.feedback.isEnabled() and not win.controls.laser.isEnabled()
+        assert "no status from tcp://127.0.0.1:9 yet" in win.controls.reply.text()
+    finally:
+        win.close()
 
 
 def test_screenshot_of_a_streaming_run(
