@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 import time
 from collections import deque
@@ -41,6 +40,7 @@ from live_decode.messages import (
     WorkerStats,
 )
 from live_decode.running_stats import LogHistogram
+from live_decode.strict_json import write_json
 from live_decode.transport.frames import FramePuller
 from live_decode.transport.results import ResultPublisher
 
@@ -172,7 +172,9 @@ class InferenceWorker:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         h, w = (int(s) for s in first.pixels.shape)
         card = self.localizer.card
-        csv = ThunderstormWriter(self.run_dir / CSV_NAME, resume=self.resume)
+        csv = ThunderstormWriter(
+            self.run_dir / CSV_NAME, resume=self.resume, with_z=self.localizer.scaling.is_3d
+        )
         hdf5 = PicassoWriter(
             self.run_dir / HDF5_NAME,
             width_px=w,
@@ -345,11 +347,7 @@ class InferenceWorker:
         """Totals on disk after every batch, atomically: a killed worker leaves them behind."""
         self._update_totals(self._run_started)
         if self.run_dir.is_dir():
-            path = self.run_dir / WORKER_SUMMARY_NAME
-            tmp = path.with_suffix(".json.tmp")
-            text = json.dumps(self.summary.to_dict(), indent=2)
-            tmp.write_text(text + "\n", encoding="utf-8")
-            os.replace(tmp, path)
+            write_json(self.run_dir / WORKER_SUMMARY_NAME, self.summary.to_dict())
 
     def close(self) -> None:
         self.processor.close()

@@ -10,6 +10,11 @@ Readers accept headers whose quoting was mangled by a spreadsheet round trip (th
 are stripped before the names are split at commas. Columns we write beyond ThunderSTORM's own
 (``uncertainty_x [nm]``, ``uncertainty_y [nm]``, ``prob``, ``uncertainty_intensity [photon]``)
 follow its naming; ThunderSTORM and locan load them as extra columns.
+
+2-D localizations are written **without** ``z [nm]`` and ``uncertainty_z [nm]``: a z column
+makes locan (and ThunderSTORM's own 3-D filters) treat the file as 3-D, and then locan's
+``render_2d``, ``histogram`` and ``Drift`` fail on an all-zero z. The writer is told which by
+``with_z`` (the worker passes the model's 2-D/3-D); :func:`has_z` decides it from a table.
 """
 
 from __future__ import annotations
@@ -46,8 +51,12 @@ LOC_COLUMNS = (
     "prob",
     "uncertainty_intensity [photon]",
 )
-"""Columns of the localization CSV we write. ``offset`` is the background, photons/px;
-``uncertainty_xy`` is √((σx² + σy²)/2)."""
+"""Columns of the localization CSV we write for 3-D data. ``offset`` is the background,
+photons/px; ``uncertainty_xy`` is √((σx² + σy²)/2)."""
+
+_Z_COLUMNS = ("z [nm]", "uncertainty_z [nm]")
+LOC_COLUMNS_2D = tuple(c for c in LOC_COLUMNS if c not in _Z_COLUMNS)
+"""Columns for 2-D data: :data:`LOC_COLUMNS` without z and its uncertainty."""
 
 GROUND_TRUTH_COLUMNS = ("id", "frame", "x [nm]", "y [nm]", "z [nm]", "intensity [photon]")
 
@@ -79,12 +88,20 @@ class ThunderstormWriter(Closeable):
         The CSV file; an existing file is overwritten.
     fsync
         Also ``os.fsync`` after every batch (survives a power cut; slower).
+    with_z
+        Write ``z [nm]`` and ``uncertainty_z [nm]`` (3-D data). When resuming a file, its own
+        header decides.
+    resume
+        Continue an existing file (a restarted worker): a partial last line is cut off.
     """
 
-    def __init__(self, path: PathLike, *, fsync: bool = False, resume: bool = False) -> None:
+    def __init__(
+        self, path: PathLike, *, fsync: bool = False, resume: bool = False, with_z: bool = True
+    ) -> None:
         self.path = os.fspath(path)
         self._fsync = fsync
         self._n_written = 0
+        self.columns = LOC_COLUMNS if with_z else LOC_COLUMNS_2D
         if resume and os.path.isfile(self.path) and os.path.getsize(self.path) > 0:
             # Continue a file a crashed writer left: drop a partial last line, keep the rest.
             self._n_written = _truncate_to_last_line(self.path) - 1
@@ -93,10 +110,12 @@ class ThunderstormWriter(Closeable):
             )
             if self._n_written < 0:
                 self._n_written = 0
-                self._write(_header(LOC_COLUMNS))
+                self._write(_header(self.columns))
+            else:
+                self.columns = _existing_columns(self.path, self.columns)
             return
         self._file = _open_for_writing(self.path)
-        self._write(_header(LOC_COLUMNS))
+        self._write(_header(self.columns))
 
     @property
     def n_written(self) -> int:
@@ -111,22 +130,22 @@ class ThunderstormWriter(Closeable):
         sigma_xy = np.sqrt(
             (locs["sigma_x_nm"].astype(np.float64) ** 2 + locs["sigma_y_nm"] ** 2) / 2
         )
-        columns = [
-            np.arange(self._n_written + 1, self._n_written + 1 + locs.size),
-            locs["frame"] + 1,
-            locs["x_nm"],
-            locs["y_nm"],
-            locs["z_nm"],
-            locs["photons"],
-            locs["bg"],
-            sigma_xy,
-            locs["sigma_z_nm"],
-            locs["sigma_x_nm"],
-            locs["sigma_y_nm"],
-            locs["prob"],
-            locs["sigma_photons"],
-        ]
-        self._write(_rows(columns, n_int=2))
+        values = {
+            "id": np.arange(self._n_written + 1, self._n_written + 1 + locs.size),
+            "frame": locs["frame"] + 1,
+            "x [nm]": locs["x_nm"],
+            "y [nm]": locs["y_nm"],
+            "z [nm]": locs["z_nm"],
+            "intensity [photon]": locs["photons"],
+            "offset [photon]": locs["bg"],
+            "uncertainty_xy [nm]": sigma_xy,
+            "uncertainty_z [nm]": locs["sigma_z_nm"],
+            "uncertainty_x [nm]": locs["sigma_x_nm"],
+            "uncertainty_y [nm]": locs["sigma_y_nm"],
+            "prob": locs["prob"],
+            "uncertainty_intensity [photon]": locs["sigma_photons"],
+        }
+        self._write(_rows([values[c] for c in self.columns], n_int=2))
         self._n_written += locs.size
 
     def close(self) -> None:
@@ -142,6 +161,30 @@ class ThunderstormWriter(Closeable):
         self._file.flush()
         if self._fsync:
             os.fsync(self._file.fileno())
+
+
+def has_z(locs: npt.NDArray[np.void]) -> bool:
+    """Whether a table is 3-D: some z is finite and non-zero (a 2-D model's z is 0 or NaN)."""
+    z = np.asarray(locs["z_nm"], dtype=np.float64)
+    return bool(np.any(np.isfinite(z) & (z != 0)))
+
+
+def write_thunderstorm_csv(
+    path: PathLike, locs: npt.NDArray[np.void], *, with_z: bool | None = None
+) -> None:
+    """Write a whole localization table as a ThunderSTORM CSV (see :class:`ThunderstormWriter`).
+
+    Parameters
+    ----------
+    path
+        The CSV file; overwritten.
+    locs
+        (N,) :data:`~live_decode.messages.LOC_DTYPE`.
+    with_z
+        Write the z columns; None: only if :func:`has_z`.
+    """
+    with ThunderstormWriter(path, with_z=has_z(locs) if with_z is None else with_z) as writer:
+        writer.append(locs)
 
 
 def read_thunderstorm_csv(path: PathLike) -> Localizations:
@@ -250,6 +293,16 @@ def _truncate_to_last_line(path: str) -> int:
         end = data.rfind(b"\n") + 1
         f.truncate(end)
     return data[:end].count(b"\n")
+
+
+def _existing_columns(path: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """The layout (2-D or 3-D) of a file being resumed, from its header line."""
+    with open(path, encoding="utf-8") as f:
+        header = f.readline()
+    for layout in (LOC_COLUMNS, LOC_COLUMNS_2D):
+        if header == _header(layout):
+            return layout
+    return default
 
 
 def _open_for_writing(path: str) -> TextIO:

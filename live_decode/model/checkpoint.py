@@ -7,7 +7,6 @@ person can read it. Loading validates the card and that the weights fit the netw
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from live_decode.errors import ModelCardError
 from live_decode.model.card import ModelCard, card_from_dict, card_path
 from live_decode.model.network import DecodeNet, count_parameters
 from live_decode.model.scaling import Scaling
+from live_decode.strict_json import write_json
 
 __all__ = ["ModelCard", "build_network", "bundled_model_path", "load_model", "make_card"]
 
@@ -49,7 +49,7 @@ def save_model(path: str | Path, net: DecodeNet, card: ModelCard) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save({"format": FORMAT_VERSION, "card": asdict(card), "state_dict": state}, tmp)
     tmp.replace(path)  # atomic: a crash never leaves half a model file
-    card_path(path).write_text(json.dumps(asdict(card), indent=2) + "\n", encoding="utf-8")
+    write_json(card_path(path), asdict(card))
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[DecodeNet, ModelCard]:

@@ -15,6 +15,7 @@ import yaml
 
 from live_decode.errors import LocalizationFileError
 from live_decode.io.picasso import (
+    EDGE_CLIP_KEY,
     PicassoWriter,
     read_picasso_hdf5,
     read_picasso_info,
@@ -125,6 +126,37 @@ def test_picasso_reads_our_file_with_the_same_coordinates(tmp_path: Path) -> Non
     np.testing.assert_array_equal(theirs["frame"], locs["frame"])
     np.testing.assert_allclose(theirs["z"], locs["z_nm"], rtol=1e-6)
     assert info[0]["Width"] == 32 and info[-1]["Pixelsize"] == PX_NM
+
+
+def test_picasso_keeps_localizations_in_the_outer_half_of_edge_pixels(tmp_path: Path) -> None:
+    """x_nm < pixel/2 is x < 0 for Picasso, which drops it: clipped onto the edge, shift kept."""
+    picasso_io = pytest.importorskip("picasso.io")
+    locs = random_locs(40, seed=4)
+    locs["x_nm"][:3] = [0.0, 0.2 * PX_NM, 0.49 * PX_NM]  # left half of pixel column 0
+    locs["y_nm"][3:5] = [0.1 * PX_NM, 23.99 * PX_NM]  # top edge; inside at the bottom
+    locs["x_nm"][5] = 32.7 * PX_NM  # x = 32.2 ≥ Width: just outside (network offsets reach it)
+    path = tmp_path / "locs.hdf5"
+    with writer(path) as w:
+        w.append(locs[:20])
+        w.append(locs[20:])
+    theirs, info = picasso_io.load_locs(str(path))
+    assert len(theirs) == len(locs)  # nothing dropped by Picasso's sanity filter
+    assert info[-1][EDGE_CLIP_KEY] == 5
+    assert theirs["x"].min() >= 0 and theirs["x"].max() < 32 and theirs["y"].min() >= 0
+    moved = (theirs["dx_edge_px"] != 0) | (theirs["dy_edge_px"] != 0)
+    assert moved.to_numpy().nonzero()[0].tolist() == [0, 1, 2, 3, 5]
+    # Picasso's coordinates are ours wherever nothing was clipped, and within half a pixel of
+    # the edge pixel they belong to where it was; true position = written − shift, exactly.
+    ours_x, ours_y = locs["x_nm"] / PX_NM - 0.5, locs["y_nm"] / PX_NM - 0.5
+    np.testing.assert_allclose(theirs["x"][~moved], ours_x[~moved], rtol=1e-6)
+    np.testing.assert_allclose(theirs["y"][~moved], ours_y[~moved], rtol=1e-6)
+    assert np.all(np.abs(theirs["x"] - ours_x) <= 0.5 + 1e-6)
+    np.testing.assert_allclose(theirs["x"] - theirs["dx_edge_px"], ours_x, atol=1e-5)
+    np.testing.assert_allclose(theirs["y"] - theirs["dy_edge_px"], ours_y, atol=1e-5)
+    assert_close_locs(read_picasso_hdf5(path), locs)
+    with writer(path, resume=True) as w:  # the count survives a worker restart
+        w.append(locs[:1])
+    assert read_picasso_info(path)[-1][EDGE_CLIP_KEY] == 6
 
 
 def test_crash_loses_nothing_already_appended(
