@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -41,8 +42,17 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, default=None, help="model file (default: config/bundled)")
     p.add_argument("--replay", type=Path, nargs="+", default=None, help="replay these movies")
     p.add_argument("--realtime", action="store_true", help="replay at camera speed, dropping")
-    p.add_argument("--ignore-model-mismatch", action="store_true")
-    p.add_argument("--no-dashboard", action="store_true", help="plain log lines instead")
+    p.add_argument(
+        "--ignore-model-mismatch",
+        action="store_true",
+        help="run even if the model card does not fit the setup (a warning is kept)",
+    )
+    p.add_argument(
+        "--no-dashboard",
+        action="store_true",
+        help=f"a plain status line every {STATUS_PERIOD_S:g} s instead of the live table "
+        "(for logs and pipes)",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> RunOptions:
@@ -76,9 +86,65 @@ def dashboard(state: RunState) -> Table:
     return t
 
 
+STATUS_PERIOD_S = 2.0
+"""With ``--no-dashboard``, one status line this often."""
+
+
+def status_line(state: RunState) -> str:
+    """The dashboard's figures on one line, for ``--no-dashboard``."""
+    density = state.recent_density_per_um2()
+    w = state.worker
+    parts = [
+        f"frames {len(state.stats):,}",
+        f"locs {state.localizations:,}",
+        "density " + ("-" if density is None else f"{density:.2f}/µm²"),
+        "worker " + ("-" if w is None else f"{w.fps:.1f} frames/s"),
+        "latency " + ("-" if w is None else f"{w.latency_ms:.0f} ms"),
+        f"dropped {w.dropped_upstream if w else 0}",
+        f"restarts {state.restarts}",
+        f"errors {len(state.errors)}",
+    ]
+    return " | ".join(parts)
+
+
+class PlainStatus:
+    """``on_update`` for ``--no-dashboard``: prints :func:`status_line` every ``period_s``."""
+
+    def __init__(self, period_s: float = STATUS_PERIOD_S) -> None:
+        self.period_s = period_s
+        self._last_s: float | None = None
+        self._state: RunState | None = None
+        self._printed = ""
+
+    def __call__(self, state: RunState) -> None:
+        self._state = state
+        now = time.monotonic()
+        if self._last_s is None or now - self._last_s >= self.period_s:
+            self._last_s = now
+            self._print(state)
+
+    def final(self) -> None:
+        """The last state seen, unless that line was printed already."""
+        if self._state is not None:
+            self._print(self._state)
+
+    def _print(self, state: RunState) -> None:
+        line = status_line(state)
+        if line != self._printed:
+            print(line, flush=True)
+            self._printed = line
+
+
 def run(args: argparse.Namespace) -> int:
     console = Console()
     opts = options_from_args(args)
+    if args.no_dashboard:
+        printer = PlainStatus()
+        result = run_pipeline(opts, on_update=printer)
+        printer.final()
+        print(f"run directory: {result.out}")
+        print(json.dumps(result.summary, indent=2))
+        return result.exit_code
     with Live(
         dashboard(RunState()),
         console=console,

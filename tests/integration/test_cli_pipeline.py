@@ -41,6 +41,9 @@ def test_demo_headless_writes_a_complete_run_directory(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     proc = live_decode("demo", "--frames", "60", "--headless", "--out", str(out), "--no-dashboard")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # --no-dashboard: plain status lines, no live table drawn with box characters.
+    assert any(line.startswith("frames ") for line in proc.stdout.splitlines()), proc.stdout
+    assert not set("┃│━─┏┗") & set(proc.stdout), proc.stdout
     for name in (*RUN_FILES, *PLOTS):
         assert (out / name).is_file(), f"{name} missing; run directory has {os.listdir(out)}"
     summary = read_json(out / "summary.json")
