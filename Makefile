@@ -15,9 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[qt,test,dev]"
-	# Picasso's reader for the format tests; its own requirements would pull PyQt6 beside PySide6.
+	# Picasso's reader for the format tests, and its NeNA/FRC for the quality tests (statsmodels,
+	# sqlalchemy: what picasso.postprocess imports); its own requirements would pull PyQt6.
 	$(PY) -m pip install -q --no-deps picassosr==0.11.3
-	$(PY) -m pip install -q numba nd2 playsound3 tqdm
+	$(PY) -m pip install -q numba nd2 playsound3 tqdm statsmodels sqlalchemy
 	touch $@
 
 setup: $(VENV)/.installed sysdeps

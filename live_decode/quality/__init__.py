@@ -1,0 +1,1 @@
+"""Live quality of a run: precision (NeNA), resolution (FRC), drift (RCC), model mismatch."""
