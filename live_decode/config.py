@@ -160,6 +160,17 @@ class LaserConfig(Frozen):
         return self
 
 
+class StageDriftConfig(Frozen):
+    """Stage drift of the simulated microscope: linear creep + random walk (none by default)."""
+
+    velocity_nm_per_frame: tuple[float, float] = Field(
+        (0.0, 0.0), description="steady creep (x, y), nm per frame"
+    )
+    random_walk_nm_per_frame: NonNegative = Field(
+        0.0, description="step σ of the random walk per axis, nm per frame"
+    )
+
+
 class MicroscopeConfig(Frozen):
     """The simulated acquisition: field of view, timing, fluorophore pool, laser."""
 
@@ -172,6 +183,7 @@ class MicroscopeConfig(Frozen):
         200.0, description="fluorophores per µm² available for activation (uniform structure)"
     )
     laser: LaserConfig = LaserConfig()
+    drift: StageDriftConfig = StageDriftConfig()
     seed: int = Field(0, description="random seed of the simulated microscope")
 
     @model_validator(mode="after")

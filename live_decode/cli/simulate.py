@@ -12,6 +12,8 @@ Writes to ``--out``:
   .write_ground_truth_csv`: frame 1-based, ``id`` the fluorophore (an emitter that spans frames
   keeps its id). The rows are gathered in memory (36 bytes per emitter) and written at the end.
 - ``preview.png``: the first raw frame next to a 10 nm histogram of every ground-truth emitter.
+- ``ground_truth_drift.csv`` (with ``microscope.drift``): the stage drift of every frame, nm
+  (:mod:`live_decode.io.drift_csv`); ``ground_truth.csv`` keeps the undrifted positions.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from rich.progress import (
 
 from live_decode.config import Config, config_from_dict, load_config
 from live_decode.errors import LiveDecodeError
+from live_decode.io.drift_csv import write_drift_csv
 from live_decode.io.thunderstorm import write_ground_truth_csv
 from live_decode.simulation.microscope import GroundTruth, SimulatedMicroscope
 
@@ -46,6 +49,8 @@ CAMERA_NAMESPACE = "live_decode.camera"
 """Namespace of the OME ``MapAnnotation`` that holds the camera metadata."""
 
 MOVIE_NAME, TRUTH_NAME, PREVIEW_NAME = "movie.ome.tif", "ground_truth.csv", "preview.png"
+DRIFT_NAME = "ground_truth_drift.csv"
+"""The true stage drift per frame (only when ``microscope.drift`` is set)."""
 RENDER_BIN_NM = 10.0
 _BIGTIFF_BYTES = 2**31  # classic TIFF offsets are 32-bit: switch to BigTIFF well before 4 GiB
 
@@ -105,6 +110,7 @@ def _simulate(cfg: Config, out: Path, n_frames: int, device: torch.device) -> No
 
     first_frame: list[npt.NDArray[np.uint16]] = []
     truth_chunks: list[GroundTruth] = []
+    drift_nm: list[tuple[float, float]] = []
     with _progress() as progress:
         task = progress.add_task("simulate", total=n_frames)
 
@@ -114,6 +120,7 @@ def _simulate(cfg: Config, out: Path, n_frames: int, device: torch.device) -> No
                 if not first_frame:
                     first_frame.append(frame.adu)
                 truth_chunks.append(frame.truth)
+                drift_nm.append(frame.drift_nm)
                 progress.advance(task)
                 yield frame.adu
 
@@ -129,6 +136,9 @@ def _simulate(cfg: Config, out: Path, n_frames: int, device: torch.device) -> No
         truth["z_nm"],
         truth["photons"],
     )
+    if microscope.drift.enabled:
+        d = np.asarray(drift_nm, dtype=np.float64).reshape(-1, 2)
+        write_drift_csv(out / DRIFT_NAME, np.arange(len(d)), d[:, 0], d[:, 1])
     _write_preview(
         out / PREVIEW_NAME, first_frame[0], truth, microscope.fov_px, cfg.camera.pixel_size_nm
     )

@@ -29,7 +29,8 @@ from torch import Tensor
 from live_decode.config import Config
 from live_decode.simulation.background import sample_levels, smooth_fields
 from live_decode.simulation.camera import Camera
-from live_decode.simulation.emitters import filament_positions, uniform_positions
+from live_decode.simulation.drift import StageDrift
+from live_decode.simulation.emitters import Emitters, filament_positions, uniform_positions
 from live_decode.simulation.photophysics import FluorophorePool
 from live_decode.simulation.psf import PSF, build_psf, render
 
@@ -74,6 +75,8 @@ class SimulatedFrame:
         405 nm power during this frame.
     density_per_um2 : float
         Emitters in this frame per µm² of the field of view (DESIGN.md §4).
+    drift_nm : (dx, dy)
+        Stage drift of this frame, nm: emitters appear at truth + drift (``microscope.drift``).
     """
 
     index: int
@@ -83,6 +86,7 @@ class SimulatedFrame:
     elapsed_ms: float
     laser_mw: float
     density_per_um2: float
+    drift_nm: tuple[float, float] = (0.0, 0.0)
 
 
 def _derived_seeds(seed: int, n: int) -> list[int]:
@@ -118,6 +122,8 @@ class SimulatedMicroscope:
         self._pool_gen = torch.Generator().manual_seed(pool_seed)
         self._bg_gen = torch.Generator().manual_seed(bg_seed)
         self._cam_gen = torch.Generator(self.device).manual_seed(cam_seed)
+        # A fourth stream for the stage drift: the first three seeds stay those of older runs.
+        self.drift = StageDrift(mic.drift, _derived_seeds(mic.seed, 4)[3])
 
         self.pool = FluorophorePool(
             self._fluorophore_positions(),
@@ -200,7 +206,16 @@ class SimulatedMicroscope:
         """Expose one frame at the current laser power and read it out."""
         index, laser_mw = self._index, self._laser_mw
         emitters = self.pool.step(laser_mw, frame_index=0).to(self.device)
-        signal = render(self.psf, emitters, 1, self._shape)[0]
+        drift_nm = self.drift.next()
+        seen = emitters
+        if self.drift.enabled:
+            shift = torch.tensor(
+                [drift_nm[0] / self._pixel_size_nm, drift_nm[1] / self._pixel_size_nm, 0.0],
+                dtype=emitters.xyz.dtype,
+                device=self.device,
+            )
+            seen = Emitters(emitters.xyz + shift, emitters.photons, emitters.frame, emitters.id)
+        signal = render(self.psf, seen, 1, self._shape)[0]
         photons = signal + self._bg_level * self._bg_field
         adu = self.camera.forward(photons, self._cam_gen)
         self._drift_background()
@@ -222,6 +237,7 @@ class SimulatedMicroscope:
             elapsed_ms=index * self.cfg.microscope.frame_interval_ms,
             laser_mw=laser_mw,
             density_per_um2=len(truth) / self.fov_area_um2,
+            drift_nm=drift_nm,
         )
 
     # ------------------------------------------------------------------ internals

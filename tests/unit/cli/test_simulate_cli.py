@@ -15,6 +15,7 @@ import yaml
 from live_decode.cli.main import main
 from live_decode.cli.simulate import CAMERA_NAMESPACE
 from live_decode.config import config_from_dict, load_config
+from live_decode.io.drift_csv import read_drift_csv
 from live_decode.io.thunderstorm import read_ground_truth_csv
 from live_decode.simulation.microscope import SimulatedMicroscope
 
@@ -145,3 +146,28 @@ def test_frames_must_be_positive(small_config: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as info:
         main(["simulate", str(small_config), "--frames", "0", "--out", str(tmp_path)])
     assert info.value.code == 2
+
+
+def test_simulate_with_stage_drift_writes_the_true_drift(tmp_path: Path) -> None:
+    data: dict[str, Any] = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    data["microscope"]["fov_px"] = [FOV, FOV]
+    data["microscope"]["drift"] = {"velocity_nm_per_frame": [2.0, -1.0]}
+    config = tmp_path / "drift.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    out = tmp_path / "run"
+    assert _simulate(config, out) == 0
+    drift = read_drift_csv(out / "ground_truth_drift.csv")
+    assert drift["frame"].tolist() == list(range(FRAMES))
+    np.testing.assert_allclose(drift["dx_nm"], 2.0 * np.arange(FRAMES))
+    np.testing.assert_allclose(drift["dy_nm"], -1.0 * np.arange(FRAMES))
+    # Without drift no such file.
+    assert _simulate(_plain_small(tmp_path), tmp_path / "plain") == 0
+    assert not (tmp_path / "plain" / "ground_truth_drift.csv").exists()
+
+
+def _plain_small(tmp_path: Path) -> Path:
+    data: dict[str, Any] = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    data["microscope"]["fov_px"] = [FOV, FOV]
+    path = tmp_path / "plain.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
