@@ -1,8 +1,10 @@
-"""``live-decode view ADDRESS``: watch a run live, on this host or another one.
+"""``live-decode view ADDRESS|RUN_DIR``: watch a run live, on this host or another one.
 
 Connects to the worker's results and the source's preview and control ports on ADDRESS; a run
-already going is joined where it is. A run on another host needs CURVE keys (``--keys DIR`` with
-``client.key_secret`` and ``server.key`` from ``live-decode keys``). Qt is imported only when the
+already going is joined where it is. Given a run directory, it joins that run at the endpoints
+it recorded (``endpoints.json``) while it runs, and shows its files once it has finished. A run on
+another host needs CURVE keys (``--keys DIR`` with ``client.key_secret`` and ``server.key`` from
+``live-decode keys``). Qt is imported only when the
 window opens, so this module (and ``live-decode --help``) works without a display.
 """
 
@@ -14,6 +16,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from live_decode.errors import LiveDecodeError, ModelCardError
 from live_decode.transport.sockets import (
@@ -22,6 +25,10 @@ from live_decode.transport.sockets import (
     DEFAULT_RESULTS_ENDPOINT,
     parse_endpoint,
 )
+
+if TYPE_CHECKING:
+    from live_decode.viewer.run_files import RecordedRun
+    from live_decode.viewer.snapshots import Endpoints
 
 HELP = "Watch a run live: raw frames, super-resolution image, density, laser, health, controls."
 
@@ -46,7 +53,11 @@ def _positive(text: str) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("address", help="host of the run: 127.0.0.1, a host name or [IPv6]")
+    p.add_argument(
+        "address",
+        help="host of the run (127.0.0.1, a host name or [IPv6]), or a run directory: joins it "
+        "while it runs (at the endpoints it recorded), else shows its files",
+    )
     p.add_argument(
         "--results-port", type=_port, default=DEFAULT_RESULTS_PORT, help="worker results (PUB)"
     )
@@ -151,19 +162,9 @@ def run(args: argparse.Namespace) -> int:
     check_platform_plugin()  # Qt would abort without a word to Python when xcb libraries miss
     from live_decode.transport.curve import client_keys
     from live_decode.viewer.accumulator import RenderSettings
-    from live_decode.viewer.snapshots import Endpoints
 
-    on_host = Endpoints.on_host(
-        args.address,
-        results_port=args.results_port,
-        preview_port=args.preview_port or None,
-        control_port=args.control_port or None,
-    )
-    endpoints = Endpoints(
-        results=args.results_endpoint or on_host.results,
-        preview=args.preview_endpoint or on_host.preview,
-        control=args.control_endpoint or on_host.control,
-    )
+    run_dir = Path(args.address)
+    target = _run_directory(run_dir, args) if run_dir.is_dir() else _endpoints(args)
     curve = client_keys(args.keys) if args.keys is not None else None
     line = model_line(args.model) if args.model is not None else ""
     settings = RenderSettings(
@@ -173,11 +174,51 @@ def run(args: argparse.Namespace) -> int:
     from live_decode.viewer.window import ViewerOptions
 
     return run_app(
-        endpoints,
+        target,
         curve=curve,
         settings=settings,
         model_line=line,
         options=ViewerOptions(target_per_um2=args.target),
         seconds=args.seconds,
         screenshot=args.screenshot,
+    )
+
+
+def _run_directory(run_dir: Path, args: argparse.Namespace) -> Endpoints | RecordedRun:
+    """A live run's recorded endpoints, else the run read from its files."""
+    from live_decode.io.run_dir import read_endpoints, run_status
+    from live_decode.viewer.run_files import load_run
+    from live_decode.viewer.snapshots import Endpoints
+
+    status = run_status(run_dir)
+    if status == "live":
+        ep = read_endpoints(run_dir)
+        if ep.curve and args.keys is None:
+            raise LiveDecodeError(
+                f"the run in {run_dir} uses CURVE keys: pass --keys DIR with client.key_secret "
+                "and server.key (from `live-decode keys`)"
+            )
+        print(f"joining the live run in {run_dir}: results at {ep.results}", file=sys.stderr)
+        return Endpoints(ep.results, ep.preview, ep.control)
+    if status == "stale":
+        print(
+            f"{run_dir}: no summary.json and no live run: showing the files it has so far",
+            file=sys.stderr,
+        )
+    return load_run(run_dir)
+
+
+def _endpoints(args: argparse.Namespace) -> Endpoints:
+    from live_decode.viewer.snapshots import Endpoints
+
+    on_host = Endpoints.on_host(
+        args.address,
+        results_port=args.results_port,
+        preview_port=args.preview_port or None,
+        control_port=args.control_port or None,
+    )
+    return Endpoints(
+        results=args.results_endpoint or on_host.results,
+        preview=args.preview_endpoint or on_host.preview,
+        control=args.control_endpoint or on_host.control,
     )

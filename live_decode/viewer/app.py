@@ -11,12 +11,18 @@ from qtpy.QtWidgets import QApplication
 
 from live_decode.transport.curve import ClientKeys
 from live_decode.viewer.accumulator import RenderSettings
+from live_decode.viewer.run_files import RecordedRun
 from live_decode.viewer.snapshots import Endpoints
-from live_decode.viewer.window import ViewerOptions, ViewerWindow, open_viewer
+from live_decode.viewer.window import (
+    ViewerOptions,
+    ViewerWindow,
+    open_recorded_run,
+    open_viewer,
+)
 
 
 def run_app(
-    endpoints: Endpoints,
+    endpoints: Endpoints | RecordedRun,
     *,
     curve: ClientKeys | None = None,
     settings: RenderSettings | None = None,
@@ -27,12 +33,19 @@ def run_app(
 ) -> int:
     """Show the viewer until it is closed (or for ``seconds``, then save ``screenshot``).
 
+    ``endpoints``: a live run's sockets, or a recorded run read from its directory.
+
     Returns the exit status (0). Raises LiveDecodeError if the sockets cannot be opened.
     """
     app = QApplication.instance() or QApplication([sys.argv[0]])
-    window = open_viewer(
-        endpoints, curve=curve, settings=settings, model_line=model_line, options=options
-    )
+    if isinstance(endpoints, RecordedRun):
+        window = open_recorded_run(
+            endpoints, settings=settings, model_line=model_line, options=options
+        )
+    else:
+        window = open_viewer(
+            endpoints, curve=curve, settings=settings, model_line=model_line, options=options
+        )
     window.show()
     # Qt's event loop keeps Python from running signal handlers; an idle timer lets Ctrl-C in.
     previous = signal.signal(signal.SIGINT, lambda _s, _f: window.close())

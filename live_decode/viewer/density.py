@@ -132,6 +132,10 @@ class LaserTrace:
     def add(self, frame: float, power_mw: float) -> None:
         self._series.append(np.array([[frame], [power_mw]], np.float64))
 
+    def extend(self, frames: npt.ArrayLike, power_mw: npt.ArrayLike) -> None:
+        """Add a series of readings at once (a recorded run's control trace)."""
+        self._series.append(np.array([frames, power_mw], np.float64).reshape(2, -1))
+
     @property
     def frames(self) -> FloatArray:
         return self._series.column(0)

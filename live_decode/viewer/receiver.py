@@ -76,7 +76,8 @@ class Receiver:
     Parameters
     ----------
     endpoints
-        Results (required) and preview endpoints; ``control`` is not used here.
+        Results (required) and preview endpoints; ``control`` is not used here. None: no
+        sockets, the data come from :meth:`ingest` and :meth:`show_frame` (a recorded run).
     curve
         CURVE client keys, for a run on another host that binds with server keys.
     settings
@@ -101,7 +102,7 @@ class Receiver:
 
     def __init__(
         self,
-        endpoints: Endpoints,
+        endpoints: Endpoints | None,
         *,
         curve: ClientKeys | None = None,
         settings: RenderSettings | None = None,
@@ -113,7 +114,8 @@ class Receiver:
         preview_bytes: int = 64 << 20,
         draw_budget_s: float = 0.03,
     ) -> None:
-        endpoints.check()
+        if endpoints is not None:
+            endpoints.check()
         self.endpoints = endpoints
         self._curve = curve
         self._own_context = context is None
@@ -157,7 +159,7 @@ class Receiver:
         """
         if self._thread is not None:
             raise RuntimeError("this Receiver was already started; make a new one")
-        if self._context is None:
+        if self._context is None and self.endpoints is not None:
             self._context = zmq.Context()
         self._thread = threading.Thread(target=self._run, name="viewer-receiver", daemon=True)
         self._thread.start()
@@ -207,6 +209,32 @@ class Receiver:
         """Clear the super-resolution image and the kept localizations."""
         with self._lock:
             self._pending_reset = True
+
+    def ingest(
+        self,
+        locs: Localizations,
+        stats: list[FrameStats],
+        *,
+        laser: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+        ended: bool = False,
+    ) -> None:
+        """Add localizations, frame stats and (frames, mW) laser readings, as if received.
+
+        For a recorded run (``endpoints`` None); ``ended`` marks the stream as ended.
+        """
+        self._absorb(locs, stats, None, [EosMsg()] if ended else [], len(stats))
+        if laser is not None:
+            with self._lock:
+                self._laser.extend(*laser)
+
+    def show_frame(self, frame: PreviewFrame) -> None:
+        """Use ``frame`` as the latest preview frame (a recorded run's raw frame)."""
+        with self._lock:
+            self._frame = frame
+            self._keep_preview(frame)
+        h, w = frame.pixels.shape
+        with self._acc_lock:
+            self._acc.set_field_of_view(h * frame.pixel_size_nm, w * frame.pixel_size_nm)
 
     def record_laser(self, power_mw: float) -> None:
         """Add a laser reading (from the control link) at the newest frame seen."""
@@ -330,6 +358,9 @@ class Receiver:
 
     # ------------------------------------------------------------------ receiver thread
     def _run(self) -> None:
+        if self.endpoints is None:
+            self._run_without_sockets()
+            return
         context = error_if_none(self._context, "start() makes the context before the thread")
         try:
             results = ResultSubscriber(
@@ -377,6 +408,19 @@ class Receiver:
             results.close()
             if preview is not None:
                 preview.close()
+
+    def _run_without_sockets(self) -> None:
+        """A recorded run: only settings changes and drawing, no sockets."""
+        self._ready.set()
+        while not self._stop.wait(self._poll_ms / 1000 if self._acc.pending == 0 else 0):
+            try:
+                self._apply_requests()
+                self._draw_pending(self._draw_budget_s)
+            except Exception as exc:  # counted and shown, as for received batches
+                with self._lock:
+                    self._counts.receiver_errors += 1
+                    self._counts.last_error = f"viewer: {exc!r}"
+                log.exception("receiver: failed to draw")
 
     def _apply_requests(self) -> None:
         with self._lock:
@@ -457,7 +501,20 @@ class Receiver:
                 worker = msg.worker
             elif isinstance(msg, ErrorMsg | EosMsg | GapMsg):
                 events.append(msg)
-        locs = _concat(batches)
+        self._absorb(_concat(batches), stats, worker, events, n)
+        with self._lock:
+            self._missed = results.missed
+            self._rejected_results = results.rejected
+
+    def _absorb(
+        self,
+        locs: Localizations,
+        stats: list[FrameStats],
+        worker: WorkerStats | None,
+        events: list[ErrorMsg | EosMsg | GapMsg],
+        n: int,
+    ) -> None:
+        """Update the models with ``n`` messages' worth of decoded results."""
         overlay = self._overlay_rows(locs)
         now = time.monotonic()
         with self._acc_lock:
@@ -486,8 +543,6 @@ class Receiver:
                 self._overlay[frame] = det
             while len(self._overlay) > self._overlay_frames:
                 self._overlay.popitem(last=False)
-            self._missed = results.missed
-            self._rejected_results = results.rejected
 
     def _overlay_rows(self, locs: Localizations) -> dict[int, Detections]:
         """The rows of the newest ``overlay_frames`` frames of a batch, split by frame."""

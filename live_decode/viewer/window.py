@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from qtpy.QtCore import Qt, QTimer
@@ -34,6 +34,7 @@ from live_decode.viewer.panels import DensityPlot, RawFramePanel, SuperResPanel
 from live_decode.viewer.qt_check import check_qt_binding
 from live_decode.viewer.receiver import Receiver
 from live_decode.viewer.render import percentile_levels
+from live_decode.viewer.run_files import RecordedRun
 from live_decode.viewer.side_panel import ControlsPanel, HealthPanel, RenderControls
 from live_decode.viewer.snapshots import Detections, Endpoints
 
@@ -82,7 +83,8 @@ class ViewerWindow(QMainWindow):
         self.receiver = receiver
         self.link = link
         self.options = options or ViewerOptions()
-        self.setWindowTitle(f"live-decode view — {receiver.endpoints.results}")
+        ep = receiver.endpoints
+        self.setWindowTitle(f"live-decode view — {ep.results if ep else 'recorded run'}")
         self.raw = RawFramePanel()
         self.sr = SuperResPanel()
         self.render_controls = RenderControls(receiver.settings)
@@ -315,3 +317,34 @@ def open_viewer(
         if link is not None:
             link.stop()
         raise
+
+
+def open_recorded_run(
+    run: RecordedRun,
+    *,
+    settings: RenderSettings | None = None,
+    model_line: str = "",
+    options: ViewerOptions | None = None,
+) -> ViewerWindow:
+    """A window on a finished run read from its files (:func:`~.run_files.load_run`).
+
+    The super-resolution image, density and laser traces and the last raw frame (if recorded)
+    with its detections; no sockets, no controls. A QApplication must exist.
+    """
+    check_qt_binding()
+    receiver = Receiver(None, settings=settings)
+    receiver.start()
+    try:
+        if run.raw is not None:
+            receiver.show_frame(run.raw)
+        receiver.ingest(run.locs, run.stats, laser=(run.laser_frames, run.laser_mw), ended=True)
+        base = options or ViewerOptions()
+        if run.target_per_um2 is not None:
+            base = replace(base, target_per_um2=run.target_per_um2)
+        window = ViewerWindow(receiver, None, model_line=model_line, options=base)
+    except BaseException:
+        receiver.stop()
+        raise
+    window.setWindowTitle(f"live-decode view — {run.run_dir} (finished)")
+    window.controls.reply.setText(f"recorded run {run.run_dir}: no source to control")
+    return window
