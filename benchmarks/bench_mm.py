@@ -31,7 +31,7 @@ from live_decode.messages import EosMsg, FrameMsg
 from live_decode.sources.base import SourceFrame
 from live_decode.sources.mm import MMSource
 from live_decode.sources.mm_core import close_core
-from live_decode.sources.mm_testing import open_sim_core, sim_config
+from live_decode.testing.mm import open_sim_core, sim_config
 from live_decode.transport.frames import FramePuller, FramePusher
 
 Ctx = zmq.Context[zmq.Socket[bytes]]

@@ -12,7 +12,7 @@ Usage::
 Writes ``holding/``, ``open_loop/``, ``step/`` (each with control.csv + control.png),
 ``holding_vs_open_loop.png``, ``step_response.png`` and ``control_metrics.json``, and prints the
 numbers. The density fed back is each frame's ground truth, delayed by ``--latency`` frames (no
-network; see live_decode.control.simulated_loop).
+network; see live_decode.testing.control_loop).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from live_decode.control.simulated_loop import (
+from live_decode.testing.control_loop import (
     LoopRecord,
     bleaching_config,
     holding_error,

@@ -452,6 +452,10 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
     return cfg.model_copy(update={"psf": psf, "source": source, "inference": inference})
 
 
+DEMO_CONFIG = Path(__file__).resolve().parent / "bundled" / "demo.yaml"
+"""The embedded demo config (simulated microscope that fits the bundled model)."""
+
+
 def area_um2(shape_px: tuple[int, int], pixel_size_nm: float) -> float:
     """Area of a (H, W) pixel field in µm²."""
     return math.prod(shape_px) * (pixel_size_nm / 1000.0) ** 2

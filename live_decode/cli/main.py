@@ -46,7 +46,21 @@ THIRD_PARTY_LEVEL = logging.WARNING
 """Other libraries' loggers (matplotlib, numba, PIL...) log at this level or above only."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The sub-command ``argv`` names (its first non-option word), if it is one of ours."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; only the sub-command ``argv`` names is imported (all of them when None).
+
+    Sub-command modules import torch, zmq or Qt; importing just the one that runs keeps
+    ``live-decode --help`` and ``live-decode keys`` fast.
+    """
+    chosen = _command_in(argv) if argv is not None else None
     parser = argparse.ArgumentParser(
         prog="live-decode",
         description=DESCRIPTION,
@@ -67,10 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in COMMANDS.items():
-        module = importlib.import_module(f"live_decode.cli.{name}")
         p = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(p)
-        p.set_defaults(_module=module)
+        if argv is None or name == chosen:
+            module = importlib.import_module(f"live_decode.cli.{name}")
+            module.add_arguments(p)
+            p.set_defaults(_module=module)
     return parser
 
 
@@ -86,8 +101,8 @@ def configure_logging(*, verbose: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(words).parse_args(words)
     configure_logging(verbose=args.verbose)
     try:
         return int(args._module.run(args))

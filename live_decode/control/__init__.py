@@ -1,7 +1,7 @@
 """Closed-loop 405 nm activation control: hold the emitter density the user asks for, safely.
 
-- :class:`Actuator` — the contract of what is driven; :class:`SimulatedLaserActuator` for the
-  simulated microscope (the Micro-Manager one lives in ``live_decode.sources.mm_laser``).
+- :class:`Actuator` — the contract of what is driven (the simulated laser and the Micro-Manager
+  one live with their sources: ``live_decode.sources.simulated``, ``live_decode.sources.mm_laser``).
 - :class:`DensityController` — smoothing + PI with anti-windup, limits, rate limit, autotune.
 - :class:`ControlLoop` — the controller in the source process: stats in, laser out, watchdog,
   control-socket handler, ``control.csv`` trace; :func:`plot_control` draws the trace.
@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from live_decode.control.actuators import Actuator, SimulatedLaserActuator
+from live_decode.control.actuators import Actuator
 from live_decode.control.autotune import FopdtModel, fit_fopdt, simc_gains
 from live_decode.control.controller import ControlEvent, ControlStep, DensityController
 from live_decode.control.loop import ActuatorSafetyError, ControlLoop, LoopEvent
@@ -26,7 +26,6 @@ __all__ = [
     "DensityController",
     "FopdtModel",
     "LoopEvent",
-    "SimulatedLaserActuator",
     "Watchdog",
     "fit_fopdt",
     "plot_control",

@@ -96,7 +96,7 @@ class ControlLoop:
         The ``control`` section (gains, target, mode, watchdog, safe and min power...).
     actuator
         What is driven (:class:`~live_decode.control.actuators.Actuator`), e.g.
-        :class:`~live_decode.control.actuators.SimulatedLaserActuator`.
+        :class:`~live_decode.sources.simulated.SimulatedLaserActuator`.
     subscriber
         Connected to the worker's results PUB with topics ``("stats", "event")``; polled
         without blocking each tick. None: feed messages with :meth:`ingest` instead.

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from live_decode.config import (
+    DEMO_CONFIG,
     Config,
     MMSourceConfig,
     ReplaySourceConfig,
@@ -21,7 +22,16 @@ from live_decode.model.checkpoint import bundled_model_path, load_model
 from live_decode.model.device import resolve_device
 from live_decode.sources.base import FrameSource, camera_from_config
 
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "bundled" / "demo.yaml"
+__all__ = [
+    "DEMO_CONFIG",
+    "Endpoints",
+    "build_localizer",
+    "build_source",
+    "endpoints_for",
+    "load_config_or_demo",
+    "model_path",
+    "speed_options",
+]
 
 
 def load_config_or_demo(path: Path | None) -> Config:

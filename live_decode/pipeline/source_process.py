@@ -16,11 +16,10 @@ from types import FrameType
 import zmq
 
 from live_decode.config import Config
-from live_decode.control import Actuator, ControlLoop, SimulatedLaserActuator
+from live_decode.control import ControlLoop
 from live_decode.pipeline.build import build_source, load_config_or_demo
-from live_decode.sources.base import FrameSource
+from live_decode.sources.base import Actuator, FrameSource, activation_laser
 from live_decode.sources.runner import SourceRunner, laser_handler
-from live_decode.sources.simulated import SimulatedSource
 from live_decode.transport.control import ControlServer
 from live_decode.transport.frames import FramePusher
 from live_decode.transport.preview import PreviewPublisher
@@ -47,10 +46,7 @@ class SourceOptions:
 
 def _actuator(source: FrameSource) -> Actuator | None:
     """What the density controller drives: the source's activation laser, if it has one."""
-    if isinstance(source, SimulatedSource):
-        return SimulatedLaserActuator(source)
-    laser = getattr(source, "laser", None)  # a Micro-Manager source's laser property actuator
-    return laser if isinstance(laser, Actuator) else None
+    return activation_laser(source)
 
 
 def _control_loop(

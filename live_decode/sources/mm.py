@@ -32,7 +32,7 @@ from live_decode.closeable import Closeable
 from live_decode.config import Config, MMSourceConfig
 from live_decode.errors import ConfigError, LiveDecodeError, error_if_none
 from live_decode.messages import CameraMeta
-from live_decode.sources.base import SourceFrame
+from live_decode.sources.base import SourceFrame, SourceGap
 from live_decode.sources.mm_core import (
     MMDeviceError,
     close_core,
@@ -79,15 +79,6 @@ electrons per ADU; its raw value travels in ``CameraMeta.extra["mm_gain"]``.
 
 
 @dataclass(frozen=True)
-class SourceGap:
-    """``count`` frames the camera produced that were overwritten before they were read."""
-
-    first: int
-    """Index the first lost frame would have had."""
-    count: int
-
-
-@dataclass(frozen=True)
 class MMFrameMeta:
     """What the core reported with one frame (``metadata``: all its tags, as strings)."""
 
@@ -118,7 +109,8 @@ class MMSource(Closeable):
     exposure_ms
         Set on the camera now; None keeps the current exposure.
     laser
-        The activation laser, exposed as :attr:`laser_power_mw` (for the control channel).
+        The activation laser, offered as :attr:`activation_laser` (the controller and the
+        control channel drive it).
     frame_timeout_s
         Longest wait for a frame (at least 3 frame periods) before :meth:`read` raises.
     poll_s
@@ -419,23 +411,9 @@ class MMSource(Closeable):
         return out
 
     @property
-    def laser_power_mw(self) -> float:
-        """The activation laser's value (its property's unit); AttributeError without a laser."""
-        if self.laser is None:
-            raise AttributeError("no activation laser is configured (source.laser_device)")
-        return self.laser.get()
-
-    @laser_power_mw.setter
-    def laser_power_mw(self, value: float) -> None:
-        if self.laser is None:
-            raise AttributeError("no activation laser is configured (source.laser_device)")
-        self.laser.set(value)
-
-    @property
-    def laser_limits_mw(self) -> tuple[float, float]:
-        if self.laser is None:
-            raise AttributeError("no activation laser is configured (source.laser_device)")
-        return self.laser.limits
+    def activation_laser(self) -> MMPropertyActuator | None:
+        """The activation laser (``source.laser_device``), None when none is configured."""
+        return self.laser
 
     # ------------------------------------------------------------------ internals
     def _frame(self, pixels: npt.NDArray[np.generic], md: Metadata) -> SourceFrame:

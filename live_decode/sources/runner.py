@@ -13,9 +13,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
 
-from live_decode.sources.base import FrameSource
+from live_decode.sources.base import (
+    FrameSource,
+    PacedByCamera,
+    ReportsGaps,
+    SourceGap,
+    activation_laser,
+)
 from live_decode.transport.control import Command, ControlServer
 from live_decode.transport.frames import FramePusher
 from live_decode.transport.preview import PreviewPublisher
@@ -51,13 +56,13 @@ def laser_handler(source: FrameSource) -> Callable[[Command], Mapping[str, objec
     """A control handler for the commands a bare source understands: laser power and status."""
 
     def handle(cmd: Command) -> Mapping[str, object]:
+        laser = activation_laser(source)
         if cmd.name == "set_laser":
-            if not hasattr(source, "laser_power_mw"):
+            if laser is None:
                 raise ValueError("this source has no activation laser to set")
-            source.laser_power_mw = float(cmd.args["power_mw"])
-            return {"power_mw": source.laser_power_mw}
+            return {"power_mw": laser.set(float(cmd.args["power_mw"]))}
         if cmd.name == "status":
-            return {"laser_mw": float(getattr(source, "laser_power_mw", float("nan")))}
+            return {"laser_mw": laser.get() if laser is not None else float("nan")}
         raise ValueError(f"{cmd.name} needs the density controller, which is not running")
 
     return handle
@@ -83,7 +88,7 @@ class SourceRunner:
         self.preview = preview
         self.control = control
         # A source whose read() waits for the camera is paced already; pacing again falls behind.
-        paced = bool(getattr(source, "paced_by_camera", False))
+        paced = isinstance(source, PacedByCamera) and source.paced_by_camera
         self.realtime = (source.live and not paced) if realtime is None else realtime
         self.max_frames = max_frames
         self.max_seconds = max_seconds
@@ -159,7 +164,6 @@ class SourceRunner:
         return self.summary
 
 
-def _take_gaps(source: FrameSource) -> list[Any]:
-    """Frames a source lost before reading them (``take_gaps()`` of camera sources)."""
-    take = getattr(source, "take_gaps", None)
-    return list(take()) if callable(take) else []
+def _take_gaps(source: FrameSource) -> list[SourceGap]:
+    """Frames a source lost before reading them (camera sources that :class:`ReportsGaps`)."""
+    return source.take_gaps() if isinstance(source, ReportsGaps) else []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from live_decode.config import Config
 from live_decode.messages import CameraMeta
 from live_decode.simulation.microscope import SimulatedFrame, SimulatedMicroscope
-from live_decode.sources.base import SourceFrame
+from live_decode.sources.base import Actuator, HasActivationLaser, SourceFrame, check_in_limits
 
 
 def camera_meta_from_dict(meta: dict[str, float | str]) -> CameraMeta:
@@ -40,6 +40,7 @@ class SimulatedSource:
         self._max = max_frames
         self._interval_ms = cfg.microscope.frame_interval_ms
         self.last: SimulatedFrame | None = None
+        self._laser = SimulatedLaserActuator(self)
 
     @property
     def camera(self) -> CameraMeta:
@@ -69,6 +70,11 @@ class SimulatedSource:
     def laser_limits_mw(self) -> tuple[float, float]:
         return (0.0, self.microscope.cfg.microscope.laser.max_power_mw)
 
+    @property
+    def activation_laser(self) -> Actuator:
+        """The simulated 405 nm laser, in mW (the source :class:`HasActivationLaser`)."""
+        return self._laser
+
     def read(self) -> SourceFrame | None:
         if self._max is not None and self.microscope.frame_index >= self._max:
             return None
@@ -78,3 +84,40 @@ class SimulatedSource:
 
     def close(self) -> None:
         self.last = None
+
+
+_: type[HasActivationLaser] = SimulatedSource  # the capability is declared, and checked by mypy
+
+
+class SimulatedLaserActuator:
+    """The 405 nm laser of a :class:`SimulatedSource`, in mW.
+
+    Parameters
+    ----------
+    source
+        The simulated source whose ``laser_power_mw`` is driven; its ``laser_limits_mw`` are the
+        limits (0 to ``microscope.laser.max_power_mw``).
+    """
+
+    def __init__(self, source: SimulatedSource, name: str = "405 nm (simulated)") -> None:
+        self._source = source
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def limits(self) -> tuple[float, float]:
+        lo, hi = self._source.laser_limits_mw
+        return (float(lo), float(hi))
+
+    def get(self) -> float:
+        """Laser power now, mW."""
+        return float(self._source.laser_power_mw)
+
+    def set(self, value: float) -> float:
+        """Set the laser power (mW) and return it; ``ValueError`` outside :attr:`limits`."""
+        power_mw = check_in_limits(self._name, value, self.limits, " mW")
+        self._source.laser_power_mw = power_mw
+        return self.get()

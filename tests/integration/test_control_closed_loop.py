@@ -14,10 +14,11 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from live_decode.control.actuators import SimulatedLaserActuator
 from live_decode.control.controller import ControlStep
 from live_decode.control.loop import ControlLoop
-from live_decode.control.simulated_loop import (
+from live_decode.messages import FrameStats, StatsMsg, WorkerStats
+from live_decode.sources.simulated import SimulatedLaserActuator, SimulatedSource
+from live_decode.testing.control_loop import (
     LoopRecord,
     bleaching_config,
     holding_error,
@@ -25,8 +26,6 @@ from live_decode.control.simulated_loop import (
     step_response,
     with_laser_power,
 )
-from live_decode.messages import FrameStats, StatsMsg, WorkerStats
-from live_decode.sources.simulated import SimulatedSource
 
 SETTLE, HOLD = 200, 2000
 WORKER = WorkerStats(fps=50.0, latency_ms=40.0, queue_depth=0, dropped_upstream=0)

@@ -16,12 +16,11 @@ from pathlib import Path
 import pytest
 import zmq
 
-from live_decode.control.actuators import SimulatedLaserActuator
 from live_decode.control.loop import ControlLoop
-from live_decode.control.simulated_loop import bleaching_config
 from live_decode.messages import ErrorMsg, FrameStats, Message, StatsMsg, WorkerStats
 from live_decode.sources.runner import SourceRunner
-from live_decode.sources.simulated import SimulatedSource
+from live_decode.sources.simulated import SimulatedLaserActuator, SimulatedSource
+from live_decode.testing.control_loop import bleaching_config
 from live_decode.transport.control import ControlClient, ControlServer
 from live_decode.transport.frames import FramePusher
 from live_decode.transport.results import ResultPublisher, ResultSubscriber

@@ -13,14 +13,14 @@ import zmq
 from live_decode.config import load_config
 from live_decode.messages import EosMsg, FrameMsg, GapMsg
 from live_decode.sources.mm import MMSource
-from live_decode.sources.mm_testing import (
+from live_decode.sources.runner import SourceRunner, SourceSummary
+from live_decode.testing.mm import (
     DEMOCAM_MISSING,
     REPO_CONFIGS,
     BlankCamera,
     democam_available,
     open_blank_core,
 )
-from live_decode.sources.runner import SourceRunner, SourceSummary
 from live_decode.transport.frames import FramePuller, FramePusher
 
 Context = zmq.Context[zmq.Socket[bytes]]

@@ -2,7 +2,7 @@
 
 The Micro-Manager cases run when ``live_decode.sources.mm_laser`` is importable, on real
 pymmcore-plus cores: the simulated ``Laser405`` Python device (``Power``) of
-:func:`~live_decode.sources.mm_testing.open_sim_core`, and a bounded float property of the C++
+:func:`~live_decode.testing.mm.open_sim_core`, and a bounded float property of the C++
 DemoCamera (``mm-test-adapters``) when it is installed. Cores are closed with ``close_core``.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from live_decode.config import config_from_dict
-from live_decode.control.actuators import Actuator, SimulatedLaserActuator
-from live_decode.sources.simulated import SimulatedSource
+from live_decode.control.actuators import Actuator
+from live_decode.sources.simulated import SimulatedLaserActuator, SimulatedSource
 
 ActuatorFactory = Callable[[], Actuator]
 
@@ -34,7 +34,7 @@ def _simulated() -> Iterator[ActuatorFactory]:
 def _micro_manager(which: str) -> Iterator[ActuatorFactory]:
     mm_laser: Any = pytest.importorskip("live_decode.sources.mm_laser")
     mm_core: Any = pytest.importorskip("live_decode.sources.mm_core")
-    mm_testing: Any = pytest.importorskip("live_decode.sources.mm_testing")
+    mm_testing: Any = pytest.importorskip("live_decode.testing.mm")
     if which == "mm-laser":
         core = mm_testing.open_sim_core(mm_testing.sim_config(fov_px=(16, 16)))
         device, prop = "Laser405", "Power"

@@ -13,7 +13,7 @@ from live_decode.errors import ConfigError
 from live_decode.sources.mm import MMSource
 from live_decode.sources.mm_core import MMDeviceError, close_core, open_core
 from live_decode.sources.mm_devices import FAST_MODE_FRAMES
-from live_decode.sources.mm_testing import REPO_CONFIGS, open_sim_core, sim_config
+from live_decode.testing.mm import REPO_CONFIGS, open_sim_core, sim_config
 
 SIM_CFG = REPO_CONFIGS / "mm_sim.cfg"
 

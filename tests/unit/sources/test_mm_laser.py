@@ -10,7 +10,7 @@ from pymmcore_plus import CMMCorePlus
 
 from live_decode.sources.mm_core import MMDeviceError, close_core
 from live_decode.sources.mm_laser import MMPropertyActuator
-from live_decode.sources.mm_testing import (
+from live_decode.testing.mm import (
     DEMOCAM_MISSING,
     REPO_CONFIGS,
     democam_available,

@@ -16,9 +16,11 @@ from pymmcore_plus.experimental.unicore import UniMMCore
 
 from live_decode.config import Config, load_config
 from live_decode.errors import ConfigError
-from live_decode.sources.mm import MMSource, SourceGap
+from live_decode.sources.base import HasActivationLaser, SourceGap
+from live_decode.sources.mm import MMSource
 from live_decode.sources.mm_core import MMDeviceError, close_core
-from live_decode.sources.mm_testing import (
+from live_decode.sources.runner import laser_handler
+from live_decode.testing.mm import (
     DEMOCAM_MISSING,
     REPO_CONFIGS,
     BlankCamera,
@@ -27,7 +29,6 @@ from live_decode.sources.mm_testing import (
     open_sim_core,
     sim_config,
 )
-from live_decode.sources.runner import laser_handler
 from live_decode.transport.control import Command
 
 needs_democam = pytest.mark.skipif(not democam_available(), reason=DEMOCAM_MISSING)
@@ -216,7 +217,8 @@ def test_laser_through_the_control_handler(sim_core: UniMMCore) -> None:
     handle = laser_handler(source)
     assert handle(Command(name="set_laser", args={"power_mw": 12.5})) == {"power_mw": 12.5}
     assert sim_core.getProperty("Laser405", "Power") == 12.5
-    assert source.laser_limits_mw == (0.0, 100.0)
+    assert isinstance(source, HasActivationLaser) and source.activation_laser is not None
+    assert source.activation_laser.limits == (0.0, 100.0)
     with pytest.raises(ValueError, match="outside the limits"):
         handle(Command(name="set_laser", args={"power_mw": 250.0}))
     source.close()
@@ -224,7 +226,7 @@ def test_laser_through_the_control_handler(sim_core: UniMMCore) -> None:
 
 def test_no_laser_is_a_clear_answer(sim_core: UniMMCore) -> None:
     source = MMSource(sim_core, owns_core=False)
-    assert not hasattr(source, "laser_power_mw")
+    assert source.activation_laser is None
     with pytest.raises(ValueError, match="no activation laser"):
         laser_handler(source)(Command(name="set_laser", args={"power_mw": 1.0}))
     source.close()

@@ -14,15 +14,15 @@ from live_decode.config import load_config
 from live_decode.messages import FRAME_DTYPES, CameraMeta, FrameMsg, decode, encode
 from live_decode.sources.base import FrameSource, SourceFrame
 from live_decode.sources.mm import MMSource
-from live_decode.sources.mm_testing import (
+from live_decode.sources.replay import ReplaySource
+from live_decode.sources.simulated import SimulatedSource
+from live_decode.testing.mm import (
     DEMOCAM_MISSING,
     REPO_CONFIGS,
     democam_available,
     open_sim_core,
     sim_config,
 )
-from live_decode.sources.replay import ReplaySource
-from live_decode.sources.simulated import SimulatedSource
 
 N_FRAMES = 6
 CAM = CameraMeta(

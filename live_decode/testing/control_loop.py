@@ -23,11 +23,10 @@ import numpy as np
 import numpy.typing as npt
 
 from live_decode.config import Config, config_from_dict
-from live_decode.control.actuators import SimulatedLaserActuator
 from live_decode.control.autotune import FopdtModel
 from live_decode.control.loop import ControlLoop
 from live_decode.messages import FrameStats, StatsMsg, WorkerStats
-from live_decode.sources.simulated import SimulatedSource
+from live_decode.sources.simulated import SimulatedLaserActuator, SimulatedSource
 from live_decode.transport.control import Command
 
 FloatArray = npt.NDArray[np.float64]
