@@ -91,9 +91,9 @@ class Receiver:
     overlay_frames
         Newest frames whose localizations are kept for the raw-frame overlay.
     preview_frames, preview_bytes
-        Newest preview frames kept (at most this many, and this many bytes, at least two) so the
-        raw panel can show the newest one whose localizations have arrived: those need frame
-        t+1 and the network, so they come after the next preview frames.
+        Preview frames kept (at most this many, and this many bytes, at least two) so the raw
+        panel can show the newest one whose localizations have arrived: those need frame t+1
+        and the worker, so they come after the next preview frames (see ``_keep_preview``).
     draw_budget_s
         Drawing time between two looks at the sockets. Receiving never waits for drawing: when
         drawing is slower than the stream (Gaussian rendering on a busy machine), localizations
@@ -110,7 +110,7 @@ class Receiver:
         rcvhwm: int = 10_000,
         poll_ms: int = 20,
         overlay_frames: int = 64,
-        preview_frames: int = 16,
+        preview_frames: int = 32,
         preview_bytes: int = 64 << 20,
         draw_budget_s: float = 0.03,
     ) -> None:
@@ -473,16 +473,28 @@ class Receiver:
             self._acc.set_field_of_view(h * px, w * px)
 
     def _keep_preview(self, frame: PreviewFrame) -> None:
-        """Add to the kept previews (under ``_lock``); a frame index going back is a new run."""
+        """Add to the kept previews (under ``_lock``); a frame index going back is a new run.
+
+        Kept: the newest frame whose results arrived (older ones will not be shown again) and
+        the frames after it. When they are too many, the one closest to its older neighbour
+        goes (never the oldest or the newest), so a worker lagging far behind still finds kept
+        frames spread over its whole lag instead of only the last few.
+        """
         if self._previews and frame.index <= next(reversed(self._previews)):
             self._previews.clear()
         self._previews[frame.index] = frame
-        size = frame.pixels.nbytes
-        while len(self._previews) > 2 and (
-            len(self._previews) > self._preview_frames
-            or len(self._previews) * size > self._preview_bytes
-        ):
-            self._previews.popitem(last=False)
+        newest = self._density.latest_frame
+        if newest is not None:
+            localized = [index for index in self._previews if index <= newest]
+            for index in localized[:-1]:
+                del self._previews[index]
+        limit = max(
+            2, min(self._preview_frames, self._preview_bytes // max(1, frame.pixels.nbytes))
+        )
+        while len(self._previews) > limit:
+            keys = list(self._previews)
+            gaps = np.diff(keys)[:-1]  # gap before each of keys[1:-1]
+            del self._previews[keys[1 + int(np.argmin(gaps))]]
 
     def _take_results(self, results: ResultSubscriber, budget_s: float = 0.05) -> None:
         """Drain the results socket (at most ``budget_s``), then update the models once."""

@@ -184,3 +184,27 @@ def test_on_host_endpoints() -> None:
     assert e == Endpoints("tcp://10.0.0.2:6000", None, "tcp://10.0.0.2:5558")
     assert Endpoints.on_host("[::1]").results == "tcp://[::1]:5557"
     assert math.isnan(Receiver(e).health().worker_fps)
+
+
+def test_a_lagging_worker_still_finds_a_kept_frame_with_its_detections(
+    synthetic_run: SyntheticRun,
+) -> None:
+    """200 previews before any result, 8 kept: they spread over the lag, none only at its end."""
+    receiver = _receiver(synthetic_run, preview_frames=8)
+    try:
+        for index in range(1, 201):
+            synthetic_run.publish_preview(np.full(FOV_PX, index, np.uint16), index)
+            wait_until(lambda i=index: receiver.latest_frame().index == i)  # type: ignore[union-attr, misc]
+        view = receiver.frame_to_show()
+        assert view is not None and view.frame.index == 200 and not view.localized
+        locs = np.concatenate([make_locs(f, [(10.0 * f, 500.0)]) for f in range(1, 151)])
+        synthetic_run.publish(locs, list(range(1, 151)), [0.1] * 150)
+        wait_until(lambda: receiver.latest_result_frame() == 150)
+        view = receiver.frame_to_show()
+        assert view is not None and view.localized
+        assert 150 - 60 < view.frame.index <= 150  # 8 frames over 200: about every 28th
+        assert int(view.frame.pixels[0, 0]) == view.frame.index  # that frame's own pixels
+        assert view.detections is not None and view.detections.frame == view.frame.index
+        assert view.detections.x_nm.tolist() == [10.0 * view.frame.index]
+    finally:
+        receiver.stop()
