@@ -57,7 +57,9 @@ def localize_file(
     localizer: Localizer, movie: Path
 ) -> tuple[Localizations, CameraMeta, tuple[int, int, int]]:
     """Offline localization of every frame of a TIFF movie; also its camera and (T, H, W)."""
-    source = ReplaySource([movie], camera_from_card(localizer.card))
+    source = ReplaySource(
+        [movie], camera_from_card(localizer.card), config_keys={}, default_label="model card"
+    )
     try:
         frames = np.stack([f.pixels for f in iter(source.read, None)])
     finally:

@@ -2,12 +2,9 @@
 
 Writes to ``--out``:
 
-- ``movie.ome.tif``: (T, H, W) uint16 OME-TIFF, streamed frame by frame. Pixel size and frame
-  interval are OME ``Pixels`` attributes; the camera metadata (``SimulatedMicroscope
-  .camera_metadata()``: kind, pixel_size_nm, baseline_adu, e_per_adu, em_gain, qe, read_noise_e,
-  spurious_charge_e, exposure_ms, frame_interval_ms) is a ``MapAnnotation`` with namespace
-  :data:`CAMERA_NAMESPACE` and, with the full config, JSON in the ``Image`` ``Description``
-  (``{"live_decode": {"camera": {...}, "laser_mw": ..., "config": {...}}}``).
+- ``movie.ome.tif``: (T, H, W) uint16 OME-TIFF, streamed frame by frame, in the project's movie
+  format (:mod:`live_decode.io.movie`: pixel size, frame interval, the camera metadata of
+  ``SimulatedMicroscope.camera_metadata()``, and the laser power and full config).
 - ``ground_truth.csv``: ThunderSTORM columns via :func:`live_decode.io.thunderstorm
   .write_ground_truth_csv`: frame 1-based, ``id`` the fluorophore (an emitter that spans frames
   keeps its id). The rows are gathered in memory (36 bytes per emitter) and written at the end.
@@ -19,15 +16,12 @@ Writes to ``--out``:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import tifffile
 import torch
 from rich.progress import (
     BarColumn,
@@ -40,19 +34,16 @@ from rich.progress import (
 from live_decode.config import Config, config_from_dict, load_config
 from live_decode.errors import LiveDecodeError
 from live_decode.io.drift_csv import write_drift_csv
+from live_decode.io.movie import write_movie
 from live_decode.io.thunderstorm import write_ground_truth_csv
 from live_decode.simulation.microscope import GroundTruth, SimulatedMicroscope
 
 log = logging.getLogger("live_decode.cli.simulate")
 
-CAMERA_NAMESPACE = "live_decode.camera"
-"""Namespace of the OME ``MapAnnotation`` that holds the camera metadata."""
-
 MOVIE_NAME, TRUTH_NAME, PREVIEW_NAME = "movie.ome.tif", "ground_truth.csv", "preview.png"
 DRIFT_NAME = "ground_truth_drift.csv"
 """The true stage drift per frame (only when ``microscope.drift`` is set)."""
 RENDER_BIN_NM = 10.0
-_BIGTIFF_BYTES = 2**31  # classic TIFF offsets are 32-bit: switch to BigTIFF well before 4 GiB
 
 
 def _positive_int(text: str) -> int:
@@ -124,7 +115,15 @@ def _simulate(cfg: Config, out: Path, n_frames: int, device: torch.device) -> No
                 progress.advance(task)
                 yield frame.adu
 
-        _write_movie(out / MOVIE_NAME, frames(), n_frames, microscope, cfg)
+        write_movie(
+            out / MOVIE_NAME,
+            frames(),
+            n_frames,
+            microscope.fov_px,
+            microscope.camera_metadata(),
+            cfg.microscope.frame_interval_ms,
+            extra={"laser_mw": microscope.laser_power_mw, "config": cfg.model_dump(mode="json")},
+        )
 
     truth = np.concatenate(truth_chunks)
     write_ground_truth_csv(
@@ -191,49 +190,6 @@ def _progress() -> Progress:
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-
-
-def _write_movie(
-    path: Path,
-    frames: Iterator[npt.NDArray[np.uint16]],
-    n_frames: int,
-    microscope: SimulatedMicroscope,
-    cfg: Config,
-) -> None:
-    """Stream ``frames`` (each (H, W) uint16) into a single-series OME-TIFF."""
-    h, w = microscope.fov_px
-    camera = microscope.camera_metadata()
-    pixel_um = cfg.camera.pixel_size_nm / 1000.0
-    description = {
-        "live_decode": {
-            "camera": camera,
-            "laser_mw": microscope.laser_power_mw,
-            "config": cfg.model_dump(mode="json"),
-        }
-    }
-    metadata: dict[str, Any] = {
-        "axes": "TYX",
-        "PhysicalSizeX": pixel_um,
-        "PhysicalSizeXUnit": "µm",
-        "PhysicalSizeY": pixel_um,
-        "PhysicalSizeYUnit": "µm",
-        "TimeIncrement": cfg.microscope.frame_interval_ms,
-        "TimeIncrementUnit": "ms",
-        "Description": json.dumps(description),
-        "MapAnnotation": {
-            "Namespace": CAMERA_NAMESPACE,
-            "Value": {key: str(value) for key, value in camera.items()},
-        },
-    }
-    bigtiff = n_frames * h * w * 2 >= _BIGTIFF_BYTES
-    with tifffile.TiffWriter(path, bigtiff=bigtiff, ome=True) as tif:
-        tif.write(
-            frames,
-            shape=(n_frames, h, w),
-            dtype=np.uint16,
-            photometric="minisblack",
-            metadata=metadata,
-        )
 
 
 def _render_truth(

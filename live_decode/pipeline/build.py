@@ -39,8 +39,14 @@ def load_config_or_demo(path: Path | None) -> Config:
     return load_config(path if path is not None else DEMO_CONFIG)
 
 
-def build_source(cfg: Config, replay: list[Path] | None = None) -> FrameSource:
-    """The frame source the config (or an explicit list of movies) asks for."""
+def build_source(
+    cfg: Config, replay: list[Path] | None = None, config_label: str | None = None
+) -> FrameSource:
+    """The frame source the config (or an explicit list of movies) asks for.
+
+    ``config_label`` names the user's config file; None means ``cfg`` is the demo default, so a
+    replayed file's calibration is never contradicted by it (values it lacks are the demo's).
+    """
     src = cfg.source
     if replay:
         src = ReplaySourceConfig(paths=replay)
@@ -49,7 +55,7 @@ def build_source(cfg: Config, replay: list[Path] | None = None) -> FrameSource:
 
         return SimulatedSource(cfg)
     if isinstance(src, ReplaySourceConfig):
-        from live_decode.sources.replay import ReplaySource
+        from live_decode.sources.replay import ReplaySource, explicit_camera_keys
 
         return ReplaySource(
             src.paths,
@@ -58,6 +64,8 @@ def build_source(cfg: Config, replay: list[Path] | None = None) -> FrameSource:
             stop=src.stop_frame,
             loop=src.loop,
             fps=src.fps,
+            config_keys=None if config_label is None else explicit_camera_keys(cfg, config_label),
+            default_label=f"config default ({config_label})",
         )
     if isinstance(src, MMSourceConfig):
         import importlib

@@ -15,12 +15,13 @@ import zmq
 
 from live_decode.errors import ModelCardError
 from live_decode.inference.worker import InferenceWorker
+from live_decode.io.calibration import write_calibration
 from live_decode.messages import StatsMsg
 from live_decode.pipeline.build import build_localizer, load_config_or_demo
 from live_decode.pipeline.plots import plot_run
 from live_decode.pipeline.supervisor import RunState, write_summary
 from live_decode.sources.base import camera_from_config
-from live_decode.sources.replay import ReplaySource
+from live_decode.sources.replay import ReplaySource, explicit_camera_keys
 from live_decode.sources.runner import SourceRunner
 from live_decode.transport.frames import FramePuller, FramePusher
 from live_decode.transport.results import ResultPublisher, ResultSubscriber
@@ -56,13 +57,21 @@ def localize_files(
     failure stays in the run directory; the failure is raised after the files are closed.
     """
     cfg = load_config_or_demo(config)
-    source = ReplaySource(list(movies), camera_from_config(cfg))  # bad movies fail before loading
+    label = str(config) if config is not None else None
+    source = ReplaySource(  # bad movies and contradicting configs fail before the model loads
+        list(movies),
+        camera_from_config(cfg),
+        config_keys=None if label is None else explicit_camera_keys(cfg, label),
+        default_label=f"config default ({label})",
+    )
     try:
         localizer = build_localizer(cfg, model, device)
     except BaseException:
         source.close()
         raise
     out.mkdir(parents=True, exist_ok=True)
+    cal = source.calibration
+    write_calibration(out, cal.values, cal.sources, files=[str(m) for m in movies])
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     pusher = FramePusher(ctx, "tcp://127.0.0.1:*", lossless=True, sndhwm=8)
     puller = FramePuller(ctx, pusher.endpoint, rcvhwm=8)

@@ -15,10 +15,12 @@ from types import FrameType
 
 import zmq
 
-from live_decode.config import Config
+from live_decode.config import Config, MMSourceConfig
 from live_decode.control import ControlLoop
+from live_decode.io.calibration import CAMERA_KEYS, Calibration, write_calibration
 from live_decode.pipeline.build import build_source, load_config_or_demo
 from live_decode.sources.base import Actuator, FrameSource, activation_laser
+from live_decode.sources.replay import DEMO_LABEL
 from live_decode.sources.runner import SourceRunner, laser_handler
 from live_decode.transport.control import ControlServer
 from live_decode.transport.frames import FramePusher
@@ -66,6 +68,22 @@ def _control_loop(
     return ControlLoop(cfg.control, actuator, sub, run_dir=out)
 
 
+def _calibration_of(
+    source: FrameSource, cfg: Config, label: str | None
+) -> tuple[dict[str, float], dict[str, str]]:
+    """The camera values the source streams with, and where each came from."""
+    cal = getattr(source, "calibration", None)  # a replayed file's own calibration
+    if isinstance(cal, Calibration):
+        return cal.values, cal.sources
+    cam = source.camera
+    values = {k: float(getattr(cam, k)) for k in CAMERA_KEYS}
+    if isinstance(cfg.source, MMSourceConfig):
+        origin = "camera (Micro-Manager core properties) and config"
+    else:
+        origin = f"config {label}" if label is not None else DEMO_LABEL
+    return values, dict.fromkeys(values, origin)
+
+
 def run_source(opts: SourceOptions) -> int:
     """Run the source until its stream ends, its limits are reached, or SIGTERM/SIGINT."""
     import torch
@@ -73,7 +91,10 @@ def run_source(opts: SourceOptions) -> int:
     # Small simulated frames run fastest on one thread and leave the cores to the worker.
     torch.set_num_threads(1)
     cfg = load_config_or_demo(opts.config)
-    source = build_source(cfg, list(opts.replay) if opts.replay else None)
+    label = str(opts.config) if opts.config is not None else None
+    source = build_source(cfg, list(opts.replay) if opts.replay else None, config_label=label)
+    if opts.out is not None:
+        write_calibration(opts.out, *_calibration_of(source, cfg, label))
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     realtime = bool(opts.realtime or getattr(cfg.source, "realtime", False))
     lossless = not source.live and not realtime

@@ -1,135 +1,83 @@
 """Replay a recorded movie (TIFF / OME-TIFF, one file or a multi-file series) as a frame source.
 
-Frames are memory-mapped where the file allows it (uncompressed, contiguous), else read page by
-page, so a movie larger than memory replays fine. Camera metadata comes from the OME-XML /
-live_decode description written by ``live-decode simulate`` when present, else from the config.
+Frames are memory-mapped where the file allows it, else read page by page
+(:class:`~live_decode.io.movie.TiffMovie`), so a movie larger than memory replays fine.
+
+Calibration: what the first file says about its camera (:mod:`live_decode.io.calibration`: this
+project's metadata, OME ``PhysicalSizeX``, Micro-Manager, ImageJ) wins over the config's
+defaults; a value the config sets explicitly that contradicts the file is refused with both
+values named. :attr:`ReplaySource.calibration` keeps every value with its source. A raw
+recording of a live run keeps its camera frame indices, and its replay announces the same gaps.
 """
 
 from __future__ import annotations
 
-import html
-import json
 import logging
-import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import tifffile
 
-from live_decode.errors import MovieError
-from live_decode.messages import FRAME_DTYPES, CameraMeta
+from live_decode.config import Config
+from live_decode.errors import ConfigError, MovieError
+from live_decode.io.calibration import CAMERA_KEYS, Calibration, read_calibration
+from live_decode.io.movie import TiffMovie, camera_from_tiff
+from live_decode.messages import CameraMeta, GapMsg
 from live_decode.sources.base import SourceFrame
+
+__all__ = ["ReplaySource", "camera_from_tiff", "explicit_camera_keys"]
 
 log = logging.getLogger("live_decode.sources.replay")
 
-
-class _TiffMovie:
-    """One TIFF file as a (T, H, W) frame store: memory-mapped, or paged when compressed."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        if not path.is_file():
-            raise MovieError(f"{path}: movie file not found; check the path")
-        try:
-            self._tif = tifffile.TiffFile(path)
-        except Exception as exc:  # tifffile raises many types on corrupt files
-            raise MovieError(
-                f"{path}: cannot read this TIFF ({exc}); is the file complete and a TIFF?"
-            ) from None
-        try:
-            self._inspect()
-        except MovieError:
-            self._tif.close()  # no open file left behind by a rejected movie
-            raise
-
-    def _inspect(self) -> None:
-        path = self.path
-        try:
-            series = self._tif.series[0]
-            self.shape = tuple(int(s) for s in series.shape)
-            self.dtype = np.dtype(series.dtype)
-            first = self._tif.pages.first if self._tif.pages else None
-            self.description = str(getattr(first, "description", "") or "")
-            self.ome = self._tif.ome_metadata
-        except Exception as exc:  # tifffile raises many types on corrupt files
-            raise MovieError(
-                f"{path}: cannot read this TIFF ({exc}); is the file complete and a TIFF?"
-            ) from None
-        if len(self.shape) == 2:
-            self.shape = (1, *self.shape)
-        if len(self.shape) != 3:
-            raise MovieError(
-                f"{path}: expected a stack of 2-D frames (T, H, W), got shape {self.shape}; "
-                "export a single channel, single z-plane movie"
-            )
-        if self.dtype.name not in FRAME_DTYPES:
-            raise MovieError(
-                f"{path}: pixel type {self.dtype} is not supported; use one of "
-                f"{sorted(FRAME_DTYPES)} (camera ADU)"
-            )
-        self._map: npt.NDArray[Any] | None = None
-        try:
-            self._map = tifffile.memmap(path, mode="r").reshape(self.shape)
-        except Exception:  # compressed or non-contiguous: read page by page
-            self._map = None
-        n_pages = len(self._tif.pages)
-        if self._map is None and n_pages < self.shape[0]:
-            raise MovieError(
-                f"{path}: truncated: {n_pages} of {self.shape[0]} frames present; "
-                "copy or export the movie again"
-            )
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def frame(self, i: int) -> npt.NDArray[Any]:
-        if self._map is not None:
-            return np.asarray(self._map[i])
-        try:
-            return np.asarray(self._tif.pages[i].asarray()).reshape(self.shape[1:])
-        except Exception as exc:
-            raise MovieError(
-                f"{self.path}: frame {i} cannot be read ({exc}); the file is truncated or "
-                "corrupt: copy or export the movie again"
-            ) from None
-
-    def close(self) -> None:
-        self._map = None
-        self._tif.close()
+CONTRADICTION_TOLERANCE = 0.01  # relative: unit conversions of one value agree to this
+DEMO_LABEL = "default (demo camera)"
+_CAMERA_FIELDS = {  # CameraMeta field -> the config fields that set it
+    "pixel_size_nm": ("pixel_size_nm",),
+    "baseline_adu": ("baseline_adu",),
+    "e_per_adu": ("e_per_adu",),
+    "em_gain": ("em_gain", "kind"),
+    "qe": ("qe",),
+    "spurious_charge_e": ("spurious_charge_e",),
+    "read_noise_e": ("read_noise_e",),
+}
 
 
-def camera_from_tiff(description: str, ome: str | None) -> dict[str, float]:
-    """Camera metadata that ``live-decode simulate`` stores (JSON in the OME ``Description``).
+def explicit_camera_keys(cfg: Config, label: str) -> dict[str, str]:
+    """The camera values ``cfg`` states itself (not pydantic defaults), with their source label.
 
-    Returns an empty dict for files from other software; the config then supplies the camera.
+    ``label`` names the config (its file); a key maps to e.g. ``"config x.yaml camera.qe"``.
     """
-    texts = [description or ""]
-    if ome:
-        texts += [
-            html.unescape(m)
-            for m in re.findall(r"<Description>(.*?)</Description>", ome, flags=re.S)
-        ]
-    for text in texts:
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, TypeError):
-            continue
-        camera = data.get("live_decode", {}).get("camera") if isinstance(data, dict) else None
-        if isinstance(camera, dict):
-            out = {k: float(v) for k, v in camera.items() if isinstance(v, int | float)}
-            interval = data["live_decode"].get("frame_interval_ms")
-            if isinstance(interval, int | float):
-                out["frame_interval_ms"] = float(interval)
-            return out
-    return {}
+    out: dict[str, str] = {}
+    if "camera" in cfg.model_fields_set:
+        given = cfg.camera.model_fields_set
+        for key, names in _CAMERA_FIELDS.items():
+            hit = next((n for n in names if n in given), None)
+            if hit is not None:
+                out[key] = f"config {label} camera.{hit}"
+    if "microscope" in cfg.model_fields_set and "exposure_ms" in cfg.microscope.model_fields_set:
+        out["exposure_ms"] = f"config {label} microscope.exposure_ms"
+    return out
+
+
+def _differs(a: float, b: float) -> bool:
+    return abs(a - b) > CONTRADICTION_TOLERANCE * max(abs(a), abs(b), 1e-12)
 
 
 class ReplaySource:
-    """Replays frames [start, stop) of one or more TIFF files, optionally looping."""
+    """Replays frames [start, stop) of one or more TIFF files, optionally looping.
+
+    Parameters
+    ----------
+    camera
+        The camera the config describes; the file's own calibration replaces its values.
+    config_keys
+        Camera values the user's config states explicitly (:func:`explicit_camera_keys`): a
+        file that contradicts one of them is refused. None: the config is a default (the demo)
+        and every value the file lacks is reported loudly as the demo camera's.
+    """
 
     def __init__(
         self,
@@ -140,13 +88,15 @@ class ReplaySource:
         loop: bool = False,
         fps: float | None = None,
         prefer_file_metadata: bool = True,
+        config_keys: Mapping[str, str] | None = None,
+        default_label: str = "config",
     ) -> None:
         if not paths:
             raise MovieError("no movie file given")
-        self._movies: list[_TiffMovie] = []
+        self._movies: list[TiffMovie] = []
         try:
             for p in paths:
-                self._movies.append(_TiffMovie(Path(p)))
+                self._movies.append(TiffMovie(Path(p)))
         except MovieError:
             self.close()  # the files opened before the bad one
             raise
@@ -165,28 +115,79 @@ class ReplaySource:
             self.close()
             raise MovieError(f"frame range [{start}, {stop}) is empty for a {total}-frame movie")
         self.loop = loop
-        stored = camera_from_tiff(self._movies[0].description, self._movies[0].ome)
-        if stored and prefer_file_metadata:
-            fields: dict[str, float] = {
-                k: stored[k]
-                for k in (
-                    "pixel_size_nm",
-                    "baseline_adu",
-                    "e_per_adu",
-                    "em_gain",
-                    "qe",
-                    "exposure_ms",
-                    "spurious_charge_e",
-                    "read_noise_e",
-                )
-                if k in stored
-            }
-            camera = CameraMeta(**{**_meta_dict(camera), **fields})
-        self._camera = camera
+        first = self._movies[0]
+        stored = camera_from_tiff(first.description, first.ome)
+        try:
+            self.calibration = self._calibrate(
+                camera, prefer_file_metadata, config_keys, default_label
+            )
+        except ConfigError:
+            self.close()
+            raise
+        self._camera = CameraMeta(**self.calibration.values, extra=dict(camera.extra))
         interval = 1000.0 / fps if fps else stored.get("frame_interval_ms", camera.exposure_ms)
         self._interval_ms = float(interval)
+        self._indices = None if loop else self._recorded_indices()
+        self._gaps: list[GapMsg] = []
+        self._last_index: int | None = None
         self._next = self.start
         self._count = 0
+
+    def _calibrate(
+        self,
+        camera: CameraMeta,
+        prefer_file: bool,
+        config_keys: Mapping[str, str] | None,
+        default_label: str,
+    ) -> Calibration:
+        """The camera values to use, each with its source; refuse a contradicting config."""
+        first = self._movies[0]
+        from_file = read_calibration(first.tif, first.description) if prefer_file else Calibration()
+        base = _meta_dict(camera)
+        explicit = dict(config_keys or {})
+        cal, clashes = Calibration(), []
+        for key in CAMERA_KEYS:
+            if key in from_file.values:
+                value, source = from_file.values[key], from_file.sources[key]
+                if key in explicit and _differs(value, float(base[key])):
+                    clashes.append(
+                        f"  {key}: the file says {value:g} ({source}), the config says "
+                        f"{float(base[key]):g} ({explicit[key]})"
+                    )
+                cal.set(key, value, source)
+            else:
+                label = explicit.get(key, DEMO_LABEL if config_keys is None else default_label)
+                cal.set(key, float(base[key]), label)
+        if clashes:
+            raise ConfigError(
+                f"{first.path}: the movie's calibration contradicts the config:\n"
+                + "\n".join(clashes)
+                + "\nRemove these values from the config to use the file's, or correct the "
+                "file's metadata if the config is right."
+            )
+        demo = [k for k in CAMERA_KEYS if cal.sources[k] == DEMO_LABEL]
+        if demo:
+            log.warning(
+                "%s: no %s in the file and no --config: using the demo camera's (%s). Pass "
+                "--config with your camera section if this is not your camera.",
+                first.path,
+                ", ".join(demo),
+                ", ".join(f"{k} {cal.values[k]:g}" for k in demo),
+            )
+        return cal
+
+    def _recorded_indices(self) -> npt.NDArray[np.int64] | None:
+        """Camera frame indices of every file's frames, when all files record them."""
+        parts = []
+        for m in self._movies:
+            runs = m.frame_runs
+            if runs is None:
+                return None
+            parts += [np.arange(a, a + c, dtype=np.int64) for a, c in runs]
+        indices = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        if len(indices) > 1 and np.any(np.diff(indices) <= 0):
+            return None  # a series of separate recordings: count frames instead
+        return indices
 
     @property
     def camera(self) -> CameraMeta:
@@ -209,6 +210,11 @@ class ReplaySource:
     def n_frames(self) -> int:
         return self.stop - self.start
 
+    def take_gaps(self) -> list[GapMsg]:
+        """Gaps between the recorded camera frame indices, announced before the next frame."""
+        out, self._gaps = self._gaps, []
+        return out
+
     def read(self) -> SourceFrame | None:
         if self._next >= self.stop:
             if not self.loop:
@@ -217,7 +223,13 @@ class ReplaySource:
         i = self._next
         f = int(np.searchsorted(self._offsets, i, side="right") - 1)
         pixels = self._movies[f].frame(i - int(self._offsets[f]))
-        frame = SourceFrame(index=self._count, timestamp_ns=time.time_ns(), pixels=pixels)
+        index = self._count if self._indices is None else int(self._indices[i])
+        if self._indices is not None and self._last_index is not None:
+            missing = index - self._last_index - 1
+            if missing > 0:
+                self._gaps.append(GapMsg(first=self._last_index + 1, count=missing))
+        self._last_index = index
+        frame = SourceFrame(index=index, timestamp_ns=time.time_ns(), pixels=pixels)
         self._next += 1
         self._count += 1
         return frame

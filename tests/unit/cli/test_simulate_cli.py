@@ -13,9 +13,9 @@ import tifffile
 import yaml
 
 from live_decode.cli.main import main
-from live_decode.cli.simulate import CAMERA_NAMESPACE
 from live_decode.config import config_from_dict, load_config
 from live_decode.io.drift_csv import read_drift_csv
+from live_decode.io.movie import CAMERA_NAMESPACE
 from live_decode.io.thunderstorm import read_ground_truth_csv
 from live_decode.simulation.microscope import SimulatedMicroscope
 
