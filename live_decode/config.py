@@ -254,6 +254,7 @@ class SimulatedSourceConfig(Frozen):
     """The simulated microscope of the ``microscope`` section as a live source."""
 
     kind: Literal["simulated"] = "simulated"
+    record_raw: bool = Field(True, description="keep the acquired frames as raw.ome.tif")
 
 
 class ReplaySourceConfig(Frozen):
@@ -277,6 +278,7 @@ class MMSourceConfig(Frozen):
     """
 
     kind: Literal["mm"] = "mm"
+    record_raw: bool = Field(True, description="keep the acquired frames as raw.ome.tif")
     system_config: Path = Field(
         description="Micro-Manager .cfg file, relative to this YAML; '#py' lines = Python devices"
     )

@@ -43,6 +43,12 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replay", type=Path, nargs="+", default=None, help="replay these movies")
     p.add_argument("--realtime", action="store_true", help="replay at camera speed, dropping")
     p.add_argument(
+        "--no-raw",
+        action="store_true",
+        help="do not keep the acquired frames (raw.ome.tif in the run directory; on by default "
+        "for a live source)",
+    )
+    p.add_argument(
         "--ignore-model-mismatch",
         action="store_true",
         help="run even if the model card does not fit the setup (a warning is kept)",
@@ -66,6 +72,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         replay=tuple(args.replay) if args.replay else None,
         realtime=args.realtime,
         ignore_model_mismatch=args.ignore_model_mismatch,
+        record_raw=not args.no_raw,
     )
 
 

@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replay at camera speed, dropping frames like a camera",
     )
+    p.add_argument(
+        "--no-raw", action="store_true", help="do not record the frames as <out>/raw.ome.tif"
+    )
     p.add_argument("--frames", type=int, default=None, help="stop after N frames")
     p.add_argument("--seconds", type=float, default=None, help="stop after S seconds")
     p.add_argument("--out", type=Path, default=None, help="run directory for source_summary.json")
@@ -43,5 +46,6 @@ def run(args: argparse.Namespace) -> int:
             frames=args.frames,
             seconds=args.seconds,
             out=args.out,
+            record_raw=not args.no_raw,
         )
     )

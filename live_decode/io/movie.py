@@ -35,6 +35,8 @@ from live_decode.messages import FRAME_DTYPES
 
 log = logging.getLogger("live_decode.io.movie")
 
+RAW_NAME = "raw.ome.tif"
+"""The frames a live run acquired, in its run directory."""
 CAMERA_NAMESPACE = "live_decode.camera"
 """Namespace of the OME ``MapAnnotation`` that holds the camera metadata."""
 BIGTIFF_BYTES = 2**31  # classic TIFF offsets are 32-bit: switch to BigTIFF well before 4 GiB

@@ -18,6 +18,7 @@ import zmq
 from live_decode.config import Config, MMSourceConfig
 from live_decode.control import ControlLoop
 from live_decode.io.calibration import CAMERA_KEYS, Calibration, write_calibration
+from live_decode.io.movie import RAW_NAME, MovieRecorder
 from live_decode.pipeline.build import build_source, load_config_or_demo
 from live_decode.sources.base import Actuator, FrameSource, activation_laser
 from live_decode.sources.replay import DEMO_LABEL
@@ -44,6 +45,7 @@ class SourceOptions:
     frames: int | None = None
     seconds: float | None = None
     out: Path | None = None
+    record_raw: bool = True
 
 
 def _actuator(source: FrameSource) -> Actuator | None:
@@ -84,6 +86,23 @@ def _calibration_of(
     return values, dict.fromkeys(values, origin)
 
 
+def _raw_recorder(cfg: Config, source: FrameSource, opts: SourceOptions) -> MovieRecorder | None:
+    """``<out>/raw.ome.tif`` for a live source with ``source.record_raw`` (a replay is on disk)."""
+    if opts.out is None or not opts.record_raw or opts.replay:
+        return None
+    if not getattr(cfg.source, "record_raw", False):
+        return None
+    cam = source.camera
+    camera: dict[str, object] = {k: float(getattr(cam, k)) for k in CAMERA_KEYS}
+    camera["kind"] = "emccd" if cam.em_gain > 1 else cfg.camera.kind
+    return MovieRecorder(
+        opts.out / RAW_NAME,
+        camera,
+        source.frame_interval_ms,
+        extra={"source": cfg.source.kind, "config": cfg.model_dump(mode="json")},
+    )
+
+
 def run_source(opts: SourceOptions) -> int:
     """Run the source until its stream ends, its limits are reached, or SIGTERM/SIGINT."""
     import torch
@@ -95,6 +114,7 @@ def run_source(opts: SourceOptions) -> int:
     source = build_source(cfg, list(opts.replay) if opts.replay else None, config_label=label)
     if opts.out is not None:
         write_calibration(opts.out, *_calibration_of(source, cfg, label))
+    recorder = _raw_recorder(cfg, source, opts)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     realtime = bool(opts.realtime or getattr(cfg.source, "realtime", False))
     lossless = not source.live and not realtime
@@ -114,6 +134,7 @@ def run_source(opts: SourceOptions) -> int:
         max_frames=opts.frames,
         max_seconds=opts.seconds,
         on_tick=loop.on_tick if loop is not None else None,
+        recorder=recorder,
     )
 
     def stop(signum: int, _: FrameType | None) -> None:
@@ -132,6 +153,8 @@ def run_source(opts: SourceOptions) -> int:
         for s in (pusher, preview, control):
             if s is not None:
                 s.close()
+        if recorder is not None:
+            recorder.close()  # writes the OME-XML: pixel size, camera, frame indices
         source.close()
         ctx.term()
     if opts.out is not None:

@@ -48,6 +48,7 @@ class RunOptions:
     replay: tuple[Path, ...] | None = None
     realtime: bool = False
     ignore_model_mismatch: bool = False
+    record_raw: bool = True  # a live source keeps its frames as raw.ome.tif (source.record_raw)
 
 
 @dataclass
@@ -146,6 +147,8 @@ class Supervisor:
             a += ["--replay", *map(str, self.opts.replay)]
         if self.opts.realtime:
             a.append("--realtime")
+        if not self.opts.record_raw:
+            a.append("--no-raw")
         return a
 
     def start(self) -> None:

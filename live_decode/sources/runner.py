@@ -13,6 +13,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import numpy.typing as npt
 
 from live_decode.sources.base import (
     FrameSource,
@@ -46,6 +49,12 @@ class SourceSummary:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+class FrameRecorder(Protocol):
+    """Keeps the acquired frames (:class:`~live_decode.io.movie.MovieRecorder`)."""
+
+    def append(self, pixels: npt.NDArray[Any], index: int) -> None: ...
 
 
 Tick = Callable[[int], None]
@@ -82,6 +91,7 @@ class SourceRunner:
         max_frames: int | None = None,
         max_seconds: float | None = None,
         on_tick: Tick | None = None,
+        recorder: FrameRecorder | None = None,
     ) -> None:
         self.source = source
         self.pusher = pusher
@@ -93,6 +103,7 @@ class SourceRunner:
         self.max_frames = max_frames
         self.max_seconds = max_seconds
         self.on_tick = on_tick
+        self.recorder = recorder
         self.summary = SourceSummary()
         self._stop = threading.Event()
 
@@ -136,6 +147,8 @@ class SourceRunner:
                     break
                 self.summary.frames_read += 1
                 last_index = frame.index
+                if self.recorder is not None:  # every acquired frame, sent or dropped
+                    self.recorder.append(frame.pixels, frame.index)
                 for gap in _take_gaps(self.source):
                     self.pusher.report_gap(gap.first, gap.count)
                 cam = self.source.camera  # cheap; follows exposure/binning changes
