@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from rich.progress import Progress
 
+from live_decode import strict_json
 from live_decode.pipeline.offline import localize_files
 
 
@@ -45,5 +45,5 @@ def run(args: argparse.Namespace) -> int:
             ignore_model_mismatch=args.ignore_model_mismatch,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    print(json.dumps(summary, indent=2))
+    print(strict_json.dumps(summary, indent=2))
     return 0

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from live_decode import strict_json
 from live_decode.config import load_config
 from live_decode.errors import LiveDecodeError
 from live_decode.training.trainer import Trainer
@@ -92,5 +92,5 @@ def run(args: argparse.Namespace) -> int:
 
         final = trainer.run(steps, None if minutes is None else minutes * 60.0, on_progress)
     final["simulate_share"] = trainer.times.simulate_share
-    print(json.dumps({"model": str(args.out / f"{args.name}.pt"), **final}, indent=2))
+    print(strict_json.dumps({"model": str(args.out / f"{args.name}.pt"), **final}, indent=2))
     return 0

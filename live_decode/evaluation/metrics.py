@@ -184,6 +184,7 @@ def compute_metrics(
     max_axial_nm: float | None = 500.0,
     alpha_lateral_per_nm: float = ALPHA_LATERAL_PER_NM,
     alpha_axial_per_nm: float = ALPHA_AXIAL_PER_NM,
+    is_3d: bool = True,
 ) -> Metrics:
     """Match (unless ``match`` is given) and compute JI, RMSE and efficiency.
 
@@ -199,13 +200,20 @@ def compute_metrics(
         Matching limits, nm (used only when ``match`` is None).
     alpha_lateral_per_nm, alpha_axial_per_nm
         Efficiency weights, %/nm.
+    is_3d
+        False for 2-D data: z is not compared, and the axial and volumetric RMSE and
+        efficiencies are NaN (they do not apply; a z of 0 against 0 would read as a perfect 0).
     """
     if match is None:
         match = match_localizations(
             pred, gt, max_lateral_nm=max_lateral_nm, max_axial_nm=max_axial_nm
         )
     errors = matched_errors_nm(pred, gt, match)
+    if not is_3d:
+        errors = errors[:, :2]
     lat, ax, vol = rmse_nm(errors, np.zeros_like(errors))
+    if not is_3d:
+        vol = math.nan
     ji = jaccard_index(match.n_tp, match.n_fp, match.n_fn)
     eff_lat = efficiency(ji, lat, alpha_lateral_per_nm)
     eff_ax = efficiency(ji, ax, alpha_axial_per_nm)

@@ -6,7 +6,6 @@ the run directory is the same as a live run writes.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from live_decode.pipeline.supervisor import RunState, write_summary
 from live_decode.sources.base import camera_from_config
 from live_decode.sources.replay import ReplaySource, explicit_camera_keys
 from live_decode.sources.runner import SourceRunner
+from live_decode.strict_json import write_json
 from live_decode.transport.frames import FramePuller, FramePusher
 from live_decode.transport.results import ResultPublisher, ResultSubscriber
 
@@ -114,7 +114,7 @@ def localize_files(
             s.close()
         source.close()
         ctx.term()
-    (out / "source_summary.json").write_text(json.dumps(runner.summary.to_dict(), indent=2))
+    write_json(out / "source_summary.json", runner.summary.to_dict())
     summary = write_summary(out, state)
     plot_run(out, state.stats, cfg)
     if worker_errors or source_errors:

@@ -6,7 +6,6 @@ source has an activation laser, and writes ``source_summary.json`` into the run 
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from live_decode.pipeline.build import build_source, load_config_or_demo
 from live_decode.sources.base import Actuator, FrameSource, activation_laser
 from live_decode.sources.replay import DEMO_LABEL
 from live_decode.sources.runner import SourceRunner, laser_handler
+from live_decode.strict_json import write_json
 from live_decode.transport.control import ControlServer
 from live_decode.transport.frames import FramePusher
 from live_decode.transport.preview import PreviewPublisher
@@ -159,6 +159,6 @@ def run_source(opts: SourceOptions) -> int:
         ctx.term()
     if opts.out is not None:
         opts.out.mkdir(parents=True, exist_ok=True)
-        (opts.out / "source_summary.json").write_text(json.dumps(summary.to_dict(), indent=2))
+        write_json(opts.out / "source_summary.json", summary.to_dict())
     log.info("source done: %d frames sent, %d dropped", summary.frames_sent, summary.frames_dropped)
     return 0

@@ -122,7 +122,7 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, float]:
         metrics = evaluate_held_out(self.net, self.held_out, self.cfg, self.scaling, self.sim)
-        metrics["step"] = float(self.step)
+        metrics["step"] = self.step
         self.history.append(metrics)
         return metrics
 

@@ -80,11 +80,15 @@ def evaluate_held_out(
     px = cfg.camera.pixel_size_nm
     locs = localize(out, torch.arange(out.shape[0]), cfg.postprocess, scaling, px)
     gt = held_out.ground_truth(px)
-    metrics: dict[str, float] = {"loss": loss, "n_pred": float(len(locs)), "n_true": float(len(gt))}
-    metrics.update(score(locs, gt))
+    metrics: dict[str, float] = {"loss": loss, "n_pred": len(locs), "n_true": len(gt)}
+    metrics.update(score(locs, gt, is_3d=scaling.is_3d))
     return metrics
 
 
-def score(locs: np.ndarray, gt: np.ndarray) -> dict[str, float]:
-    """Jaccard, RMSE and efficiency of ``locs`` against ``gt`` (greedy matching, 250/500 nm)."""
-    return {k: float(v) for k, v in compute_metrics(locs, gt).to_dict().items()}
+def score(locs: np.ndarray, gt: np.ndarray, *, is_3d: bool = True) -> dict[str, float]:
+    """Jaccard, RMSE and efficiency of ``locs`` against ``gt`` (greedy matching, 250/500 nm).
+
+    Counts stay integers; for 2-D (``is_3d=False``) the axial figures are NaN (n/a).
+    """
+    metrics = compute_metrics(locs, gt, is_3d=is_3d).to_dict()
+    return {k: v if isinstance(v, int) else float(v) for k, v in metrics.items()}

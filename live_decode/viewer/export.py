@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from live_decode import strict_json
 from live_decode.viewer.accumulator import RenderSettings
 
 
@@ -68,6 +68,6 @@ def export_tiff(
         out,
         imagej=True,
         resolution=(px_per_um, px_per_um),
-        metadata={"unit": "um", "Info": json.dumps({"live_decode": info})},
+        metadata={"unit": "um", "Info": strict_json.dumps({"live_decode": info})},
     )
     return path
