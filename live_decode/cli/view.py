@@ -89,6 +89,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gaussian", action="store_true", help="render each localization with its σ")
     p.add_argument("--min-prob", type=float, default=0.0, help="draw only prob >= this")
     p.add_argument(
+        "--colour",
+        choices=("density", "z", "time"),
+        default="density",
+        help="super-resolution colour: one scale for the count (density), or hue = each "
+        "pixel's mean z (3-D runs) or frame (time), brightness = count",
+    )
+    p.add_argument(
         "--target",
         type=float,
         default=1.0,
@@ -168,7 +175,10 @@ def run(args: argparse.Namespace) -> int:
     curve = client_keys(args.keys) if args.keys is not None else None
     line = model_line(args.model) if args.model is not None else ""
     settings = RenderSettings(
-        pixel_size_nm=args.pixel_size_nm, gaussian=args.gaussian, min_prob=args.min_prob
+        pixel_size_nm=args.pixel_size_nm,
+        gaussian=args.gaussian,
+        min_prob=args.min_prob,
+        colour=args.colour,
     )
     from live_decode.viewer.app import run_app  # Qt from here on
     from live_decode.viewer.window import ViewerOptions

@@ -11,10 +11,10 @@ column). Two renderings:
   image still sums to the number of localizations drawn. Kernels are truncated at
   ``render.KERNEL_SIGMAS`` σ and at ``RenderSettings.max_kernel_radius_px``.
 
-The raw localizations (x, y, σx, σy, prob) are kept in a growable buffer so that changing a
-filter, the pixel size or the rendering re-renders everything kept. The buffer stops growing at
-``capacity`` localizations (20 bytes each): later ones are still drawn but not kept
-(``not_kept`` counts them), so a re-render then shows only the first ``capacity``.
+The raw localizations (x, y, σx, σy, prob, z, frame) are kept in a growable buffer so that
+changing a filter, the pixel size, the rendering or the colour re-renders everything kept. The
+buffer stops growing at ``capacity`` localizations (28 bytes each): later ones are still drawn
+but not kept (``not_kept`` counts them), so a re-render then shows only the first ``capacity``.
 
 Not thread-safe: one thread writes; readers take a lock owned by the caller (the receiver),
 which uses the ``deferred`` mode: :meth:`SuperResAccumulator.add` only keeps, and
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -37,8 +37,12 @@ COARSE_FACTOR: Final = 4
 """Besides the render, a copy summed in 4 × 4 blocks is kept up to date: zoomed-out views bin
 that (16× fewer pixels) instead of the full render."""
 
-_COLUMNS: Final = ("x_nm", "y_nm", "sigma_x_nm", "sigma_y_nm", "prob")
-_X, _Y, _SX, _SY, _PROB = range(5)
+_COLUMNS: Final = ("x_nm", "y_nm", "sigma_x_nm", "sigma_y_nm", "prob", "z_nm", "frame")
+_X, _Y, _SX, _SY, _PROB, _Z, _T = range(7)
+
+Colour = Literal["density", "z", "time"]
+COLOURS: Final[tuple[Colour, ...]] = ("density", "z", "time")
+_COLOUR_COLUMN: Final = {"z": _Z, "time": _T}
 _INITIAL_ROWS: Final = 1 << 16
 _CHUNK_ROWS: Final = 1 << 18  # re-render in chunks: bounded temporary memory
 
@@ -59,6 +63,10 @@ class RenderSettings:
         Localizations whose larger lateral σ exceeds this are not drawn.
     max_kernel_radius_px
         Largest Gaussian kernel radius, in render pixels (bounds the cost per localization).
+    colour
+        ``density``: one colour scale for the localization count. ``z`` (3-D) or ``time``
+        (frame): each pixel's hue is the mean z or frame of what it holds, its brightness the
+        count (:attr:`ImageView.values`).
     """
 
     pixel_size_nm: float = 10.0
@@ -66,19 +74,24 @@ class RenderSettings:
     min_prob: float = 0.0
     max_sigma_nm: float = math.inf
     max_kernel_radius_px: int = 8
+    colour: Colour = "density"
 
     def __post_init__(self) -> None:
         if not self.pixel_size_nm > 0:
             raise ValueError(f"pixel_size_nm must be > 0, got {self.pixel_size_nm}")
         if self.max_kernel_radius_px < 1:
             raise ValueError(f"max_kernel_radius_px must be >= 1, got {self.max_kernel_radius_px}")
+        if self.colour not in COLOURS:
+            raise ValueError(f"colour must be one of {COLOURS}, got {self.colour!r}")
 
 
 @dataclass(frozen=True)
 class ImageView:
     """A region of the render, binned ``bin_factor``× to fit the screen.
 
-    ``image`` is (rows, cols) float32, row 0 at ``y0_px``; the rect is in render pixels.
+    ``image`` is (rows, cols) float32, row 0 at ``y0_px``; the rect is in render pixels. With a
+    ``z``/``time`` colour, ``values`` is the same shape: each pixel's mean z (nm) or frame, NaN
+    where it is empty, and ``value_range`` the (low, high) of all localizations drawn.
     """
 
     image: Image
@@ -87,6 +100,8 @@ class ImageView:
     width_px: int
     height_px: int
     bin_factor: int
+    values: Image | None = None
+    value_range: tuple[float, float] | None = None
 
 
 class SuperResAccumulator:
@@ -100,7 +115,7 @@ class SuperResAccumulator:
         (height, width) of the field of view in nm, if known; the canvas also grows to hold
         localizations beyond it.
     capacity
-        Localizations kept for re-rendering (20 bytes each).
+        Localizations kept for re-rendering (28 bytes each: x, y, σx, σy, prob, z, frame).
     max_pixels
         Largest canvas (render pixels); localizations beyond it count as ``outside``.
     deferred
@@ -128,6 +143,7 @@ class SuperResAccumulator:
         self._buffer = np.empty((len(_COLUMNS), 0), np.float32)
         self._kept = 0
         self.not_kept = 0
+        self._ranges: dict[str, tuple[float, float]] = {}  # colour -> (min, max) seen
         self.version = 0  # increases with every change of the image
         self._alloc(self._shape_for(self._extent_nm))
 
@@ -141,6 +157,16 @@ class SuperResAccumulator:
         """The render, (rows, cols) float32: a view, valid until the next change."""
         p = self._pad
         return self._canvas[p : p + self._shape[0], p : p + self._shape[1]]
+
+    @property
+    def value_image(self) -> Image:
+        """Per pixel, the sum of the colour quantity (z nm or frame) over what it holds (a view;
+        only with a ``z``/``time`` colour): divided by :attr:`image`, the pixel's mean."""
+        p = self._pad
+        canvas = self._value_canvas
+        if canvas is None:
+            raise ValueError("value_image needs a z or time colour (RenderSettings.colour)")
+        return canvas[p : p + self._shape[0], p : p + self._shape[1]]
 
     @property
     def coarse(self) -> Image:
@@ -191,6 +217,11 @@ class SuperResAccumulator:
         if len(locs) == 0:
             return 0
         cols = np.stack([np.asarray(locs[c], np.float32) for c in _COLUMNS])
+        for colour, column in _COLOUR_COLUMN.items():
+            values = cols[column][np.isfinite(cols[column])]
+            if values.size:
+                lo, hi = self._ranges.get(colour, (math.inf, -math.inf))
+                self._ranges[colour] = (min(lo, float(values.min())), max(hi, float(values.max())))
         finite = np.isfinite(cols[_X]) & np.isfinite(cols[_Y])
         if finite.any():
             self._grow_to(float(cols[_Y][finite].max()), float(cols[_X][finite].max()))
@@ -243,6 +274,7 @@ class SuperResAccumulator:
         self._buffer = np.empty((len(_COLUMNS), 0), np.float32)
         self._kept = self._done = 0
         self.not_kept = 0
+        self._ranges = {}
         self._extent_nm = self._fov_nm
         self._alloc(self._shape_for(self._extent_nm))
         self.version += 1
@@ -268,13 +300,21 @@ class SuperResAccumulator:
         r0, c0 = (r0 // f) * f, (c0 // f) * f
         r1, c1 = min(h, -(-r1 // f) * f), min(w, -(-c1 // f) * f)
         if f >= c:
-            crop = self._coarse[r0 // c : -(-r1 // c), c0 // c : -(-c1 // c)]
-            g = f // c
+            window = (slice(r0 // c, -(-r1 // c)), slice(c0 // c, -(-c1 // c)))
+            crop, g = self._coarse[window], f // c
+            value_crop = None if self._value_coarse is None else self._value_coarse[window]
         else:
             crop, g = self.image[r0:r1, c0:c1], f
+            value_crop = None if self._value_canvas is None else self.value_image[r0:r1, c0:c1]
         binned = bin_sum(crop, g) if g > 1 else np.array(crop, np.float32)
         rows_px, cols_px = binned.shape[0] * f, binned.shape[1] * f
-        return ImageView(binned, c0, r0, cols_px, rows_px, f)
+        if value_crop is None:
+            return ImageView(binned, c0, r0, cols_px, rows_px, f)
+        sums = bin_sum(value_crop, g) if g > 1 else value_crop
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(binned > 0, sums / binned, np.nan).astype(np.float32)
+        span = self._ranges.get(self._settings.colour)
+        return ImageView(binned, c0, r0, cols_px, rows_px, f, means, span)
 
     # ------------------------------------------------------------------ internals
     def _shape_for(
@@ -289,6 +329,9 @@ class SuperResAccumulator:
         self._canvas = np.zeros((shape[0] + 2 * self._pad, shape[1] + 2 * self._pad), np.float32)
         c = COARSE_FACTOR
         self._coarse = np.zeros((-(-shape[0] // c), -(-shape[1] // c)), np.float32)
+        coloured = self._settings.colour != "density"
+        self._value_canvas = np.zeros_like(self._canvas) if coloured else None
+        self._value_coarse = np.zeros_like(self._coarse) if coloured else None
         self._drawn = 0
         self._outside = 0
 
@@ -313,16 +356,20 @@ class SuperResAccumulator:
         self._extent_nm = (nh, nw)
         if shape == self._shape:
             return
-        old, (oh, ow), p = self._canvas, self._shape, self._pad
+        old, old_values, (oh, ow), p = self._canvas, self._value_canvas, self._shape, self._pad
         drawn, outside = self._drawn, self._outside
         self._alloc(shape)
         # Same origin; the old margin keeps Gaussian tails that now fall inside the image.
         self._canvas[: oh + 2 * p, : ow + 2 * p] = old
         # Only the old area (and its margin, now inside) holds data: bin just that, not the
         # whole new canvas (a 5120² bin costs half a second on a busy machine).
-        used = self.image[: oh + p, : ow + p]
-        binned = bin_sum(used, COARSE_FACTOR)
+        binned = bin_sum(self.image[: oh + p, : ow + p], COARSE_FACTOR)
         self._coarse[: binned.shape[0], : binned.shape[1]] = binned
+        values, values_coarse = self._value_canvas, self._value_coarse
+        if old_values is not None and values is not None and values_coarse is not None:
+            values[: oh + 2 * p, : ow + 2 * p] = old_values
+            binned = bin_sum(self.value_image[: oh + p, : ow + p], COARSE_FACTOR)
+            values_coarse[: binned.shape[0], : binned.shape[1]] = binned
         self._drawn, self._outside = drawn, outside
 
     def _keep(self, cols: npt.NDArray[np.float32]) -> int:
@@ -354,26 +401,45 @@ class SuperResAccumulator:
         inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)  # NaN compares False: outside
         self._outside += int(inside.size - np.count_nonzero(inside))
         x, y = x[inside], y[inside]
-        if s.gaussian:
-            sx = cols[_SX][ok][inside] / np.float32(s.pixel_size_nm)
-            sy = cols[_SY][ok][inside] / np.float32(s.pixel_size_nm)
+        sx = cols[_SX][ok][inside] / np.float32(s.pixel_size_nm)
+        sy = cols[_SY][ok][inside] / np.float32(s.pixel_size_nm)
+        self._splat(self._canvas, self._coarse, x, y, sx, sy, None)
+        if self._value_canvas is not None and self._value_coarse is not None:
+            values = cols[_COLOUR_COLUMN[s.colour]][ok][inside]
+            values = np.nan_to_num(values, nan=0.0).astype(np.float32)
+            self._splat(self._value_canvas, self._value_coarse, x, y, sx, sy, values)
+        self._drawn += int(x.size)
+        return int(x.size)
+
+    def _splat(
+        self,
+        canvas: Image,
+        coarse: Image,
+        x: npt.NDArray[np.float32],
+        y: npt.NDArray[np.float32],
+        sx: npt.NDArray[np.float32],
+        sy: npt.NDArray[np.float32],
+        weights: npt.NDArray[np.float32] | None,
+    ) -> None:
+        """Draw into ``canvas`` and its block sums ``coarse`` (render pixels, inside)."""
+        if self._settings.gaussian:
             splat_gaussians(
-                self._canvas,
+                canvas,
                 self._pad,
                 x,
                 y,
                 sx,
                 sy,
-                s.max_kernel_radius_px,
-                coarse=self._coarse,
+                self._settings.max_kernel_radius_px,
+                coarse=coarse,
                 factor=COARSE_FACTOR,
+                weights=weights,
             )
         else:
-            splat_counts(self._canvas, x, y)
+            splat_counts(canvas, x, y, weights)
             # Dividing by a power of two is exact: floor(x / 4) == floor(x) // 4.
-            splat_counts(self._coarse, x / np.float32(COARSE_FACTOR), y / np.float32(COARSE_FACTOR))
-        self._drawn += int(x.size)
-        return int(x.size)
+            c = np.float32(COARSE_FACTOR)
+            splat_counts(coarse, x / c, y / c, weights)
 
 
 def _clip_range(span: tuple[float, float] | None, size: int) -> tuple[int, int]:

@@ -15,7 +15,7 @@ import pyqtgraph as pg
 from qtpy.QtCore import QRectF
 from qtpy.QtWidgets import QWidget
 
-from live_decode.viewer.render import percentile_levels
+from live_decode.viewer.render import colour_by_value, percentile_levels
 from live_decode.viewer.snapshots import Detections, PreviewFrame, RenderSnapshot, Traces
 
 RAW_PERCENTILES: Final = (0.5, 99.8)
@@ -100,10 +100,12 @@ class SuperResPanel(pg.GraphicsLayoutWidget):  # type: ignore[misc]
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.addLabel("super-resolution", row=0, col=0, size="11pt")
+        self.title = self.addLabel("super-resolution", row=0, col=0, size="11pt")
         self.vb = self.addViewBox(row=1, col=0, lockAspect=True, invertY=True)
         self.image = pg.ImageItem(axisOrder="row-major")
-        self.image.setLookupTable(_lut("inferno"))
+        self._density_lut = _lut("inferno")
+        self._value_lut = _lut("turbo")
+        self.image.setLookupTable(self._density_lut)
         self.vb.addItem(self.image)
         self.scale_bar = pg.ScaleBar(size=1.0, width=4, suffix="m", offset=(-25, -25))
         self.scale_bar.setParentItem(self.vb)
@@ -142,10 +144,23 @@ class SuperResPanel(pg.GraphicsLayoutWidget):  # type: ignore[misc]
     def show_render(
         self, snap: RenderSnapshot, percentile: float, full_extent_um: tuple[float, float]
     ) -> None:
-        """Draw a render snapshot with levels (0, percentile of its non-zero pixels)."""
+        """Draw a render snapshot with levels (0, percentile of its non-zero pixels).
+
+        With a z/time colour, each pixel's hue is its mean z or frame (turbo colour table, over
+        the range of all localizations, shown in the title) and its brightness the count.
+        """
         v = snap.view
         self.levels = percentile_levels(v.image, percentile)
-        self.image.setImage(v.image, autoLevels=False, levels=self.levels)
+        colour = snap.settings.colour
+        if v.values is None or colour == "density":
+            self.image.setLookupTable(self._density_lut)
+            self.image.setImage(v.image, autoLevels=False, levels=self.levels)
+            self.title.setText("super-resolution")
+        else:
+            rgb = colour_by_value(v.image, v.values, v.value_range, self.levels[1], self._value_lut)
+            self.image.setLookupTable(None)
+            self.image.setImage(rgb, autoLevels=False, levels=(0, 255))
+            self.title.setText(f"super-resolution · colour: {_value_legend(colour, v.value_range)}")
         um = snap.settings.pixel_size_nm / 1000.0
         self.image.setRect(QRectF(v.x0_px * um, v.y0_px * um, v.width_px * um, v.height_px * um))
         self.shown_version = snap.version
@@ -158,6 +173,16 @@ class SuperResPanel(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         if self.extent_um is not None:
             h, w = self.extent_um
             self.vb.setRange(xRange=(0, w), yRange=(0, h), padding=0.02)
+
+
+def _value_legend(colour: str, span: tuple[float, float] | None) -> str:
+    """``z −350 … 420 nm`` or ``frame 0 … 900`` (blue … red)."""
+    if span is None:
+        return colour
+    low, high = span
+    if colour == "z":
+        return f"z {low:.0f} … {high:.0f} nm (blue … red)"
+    return f"frame {low:.0f} … {high:.0f} (blue … red)"
 
 
 class DensityPlot(pg.PlotWidget):  # type: ignore[misc]

@@ -19,15 +19,23 @@ KERNEL_SIGMAS: Final = 2.5
 
 
 def splat_counts(
-    canvas: Image, x_px: npt.NDArray[np.float32], y_px: npt.NDArray[np.float32]
+    canvas: Image,
+    x_px: npt.NDArray[np.float32],
+    y_px: npt.NDArray[np.float32],
+    weights: npt.NDArray[np.float32] | None = None,
 ) -> None:
-    """Add 1 per localization at pixel (floor(y), floor(x)); coordinates must be inside."""
+    """Add 1 (or ``weights``) per localization at pixel (floor(y), floor(x)); coordinates must be
+    inside."""
     if x_px.size == 0:
         return
     flat = y_px.astype(np.int64) * canvas.shape[1] + x_px.astype(np.int64)
     # unique + counts beats np.add.at and a full-canvas bincount (research/pymmcore.md §5).
-    index, counts = np.unique(flat, return_counts=True)
-    canvas.reshape(-1)[index] += counts.astype(np.float32)
+    if weights is None:
+        index, counts = np.unique(flat, return_counts=True)
+        canvas.reshape(-1)[index] += counts.astype(np.float32)
+        return
+    index, inverse = np.unique(flat, return_inverse=True)
+    canvas.reshape(-1)[index] += np.bincount(inverse, weights=weights).astype(np.float32)
 
 
 def splat_gaussians(
@@ -40,8 +48,9 @@ def splat_gaussians(
     max_radius: int,
     coarse: Image | None = None,
     factor: int = 1,
+    weights: npt.NDArray[np.float32] | None = None,
 ) -> None:
-    """Add one pixel-integrated, normalized Gaussian per localization.
+    """Add one pixel-integrated, normalized Gaussian per localization (times ``weights``).
 
     ``canvas`` has ``pad ≥ max_radius`` pixels of margin on each side, so no kernel needs
     clipping; coordinates are in render pixels of the interior (pixel j covers [j, j+1)).
@@ -62,12 +71,14 @@ def splat_gaussians(
         sel = radius == r
         wx, j0 = _axis_weights(x_px[sel], sx[sel], int(r))
         wy, i0 = _axis_weights(y_px[sel], sy[sel], int(r))
+        if weights is not None:
+            wy = wy * weights[sel][:, None]  # the kernel is wy ⊗ wx: weighting one axis suffices
         offsets = np.arange(-r, r + 1)
         kernel_index = offsets[:, None] * stride + offsets[None, :]  # (K, K)
         base = (i0 + pad) * stride + (j0 + pad)
         index = base[:, None, None] + kernel_index[None]
-        weights = wy[:, :, None] * wx[:, None, :]
-        np.add.at(flat_canvas, index.reshape(-1), weights.reshape(-1))
+        kernels = wy[:, :, None] * wx[:, None, :]
+        np.add.at(flat_canvas, index.reshape(-1), kernels.reshape(-1))
         if coarse is not None:
             wxc, c0 = _block_weights(wx, j0 - r, width, factor)
             wyc, r0 = _block_weights(wy, i0 - r, height, factor)
@@ -150,3 +161,43 @@ def percentile_levels(
         values = values[:: values.size // 250_000]
     high = float(np.percentile(values, percentile))
     return 0.0, high if high > 0 else 1.0
+
+
+def colour_by_value(
+    image: Image,
+    values: Image,
+    value_range: tuple[float, float] | None,
+    white: float,
+    lut: npt.NDArray[np.uint8],
+) -> npt.NDArray[np.uint8]:
+    """An RGB picture: hue from ``values`` through ``lut``, brightness from ``image``.
+
+    Parameters
+    ----------
+    image
+        (rows, cols) localization counts (or Gaussian mass).
+    values
+        (rows, cols) mean z (nm) or frame per pixel; NaN where empty.
+    value_range
+        (low, high) mapped onto the ends of ``lut``; None: the range of ``values``.
+    white
+        Count shown at full brightness (the display level).
+    lut
+        (256, 3) uint8 colour table.
+
+    Returns
+    -------
+    (rows, cols, 3) uint8.
+    """
+    finite = np.isfinite(values)
+    if value_range is None:
+        value_range = (
+            (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0, 1)
+        )
+    low, high = value_range
+    span = high - low if high > low else 1.0
+    position = np.clip((np.where(finite, values, low) - low) / span, 0.0, 1.0)
+    rgb = lut[np.rint(position * (len(lut) - 1)).astype(np.intp)].astype(np.float32)
+    brightness = np.clip(image / np.float32(white if white > 0 else 1.0), 0.0, 1.0)
+    out: npt.NDArray[np.uint8] = (rgb * brightness[..., None]).astype(np.uint8)
+    return out

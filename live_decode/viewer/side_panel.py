@@ -9,6 +9,7 @@ from typing import Final
 from qtpy.QtCore import Signal  # type: ignore[attr-defined]  # qtpy re-exports it
 from qtpy.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
@@ -18,7 +19,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from live_decode.viewer.accumulator import RenderSettings
+from live_decode.viewer.accumulator import COLOURS, RenderSettings
 from live_decode.viewer.control_link import FEEDBACK_MODES, ControlLink, laser_power_of
 from live_decode.viewer.density import Health
 
@@ -59,6 +60,10 @@ class RenderControls(QGroupBox):
         self.max_sigma = _spin(0.0, 1000.0, sigma, 5.0, 0, " nm")
         self.max_sigma.setSpecialValueText("off")  # 0 shows as "off": no σ limit
         self.max_sigma.setToolTip("draw only localizations with σ ≤ this (0 = off)")
+        self.colour = QComboBox()
+        self.colour.addItems(COLOURS)
+        self.colour.setCurrentText(settings.colour)
+        self.colour.setToolTip("density: one colour scale; z (3-D) or time: hue = mean z / frame")
         self.percentile = _spin(50.0, 100.0, 99.5, 0.1, 1, " %")
         self.percentile.setToolTip("white level: this percentile of the non-zero pixels")
         self.reset = QPushButton("Reset")
@@ -70,6 +75,7 @@ class RenderControls(QGroupBox):
         form.addRow(self.gaussian)
         form.addRow("prob ≥", self.min_prob)
         form.addRow("σ ≤", self.max_sigma)
+        form.addRow("colour", self.colour)
         form.addRow("white", self.percentile)
         for pair in ((self.reset, self.fit), (self.export_png, self.export_tiff)):
             row = QHBoxLayout()
@@ -79,6 +85,7 @@ class RenderControls(QGroupBox):
         for box in (self.pixel_size, self.min_prob, self.max_sigma):
             box.valueChanged.connect(self.settings_changed)
         self.gaussian.toggled.connect(self.settings_changed)
+        self.colour.currentIndexChanged.connect(self.settings_changed)
 
     def render_settings(self, base: RenderSettings) -> RenderSettings:
         """``base`` with the values shown in the widgets."""
@@ -89,6 +96,7 @@ class RenderControls(QGroupBox):
             min_prob=self.min_prob.value(),
             max_sigma_nm=sigma if sigma > 0 else math.inf,
             max_kernel_radius_px=base.max_kernel_radius_px,
+            colour=COLOURS[self.colour.currentIndex()],
         )
 
 

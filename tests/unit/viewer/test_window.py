@@ -193,6 +193,25 @@ def test_controls_wait_for_the_source(qtbot: QtBot, synthetic_run: SyntheticRun)
         win.close()
 
 
+def test_colour_by_z_from_the_render_controls(
+    qtbot: QtBot, window: ViewerWindow, synthetic_run: SyntheticRun
+) -> None:
+    locs = make_locs(1, [(1010.0, 210.0), (3010.0, 1210.0)])
+    locs["z_nm"] = [-300.0, 300.0]
+    synthetic_run.publish(locs, [1], [0.1])
+    wait_until(lambda: window.receiver.health().locs_received == 2)
+    window.render_controls.colour.setCurrentText("z")
+    qtbot.waitUntil(lambda: window.receiver.settings.colour == "z")
+    wait_until(lambda: window.receiver.render(wait=True).view.values is not None)  # type: ignore[union-attr]
+    wait_until(lambda: window.receiver.health().draw_backlog == 0)
+    window.refresh_render()
+    shown = window.sr.image.image
+    assert shown.ndim == 3 and shown.shape[2] == 3  # an RGB picture: hue = z
+    low, high = shown[10, 50].astype(int), shown[60, 150].astype(int)
+    assert low[2] > low[0] and high[0] > high[2]  # −300 nm blue end, +300 nm red end
+    assert "z -300 … 300 nm" in window.sr.title.text
+
+
 def test_screenshot_of_a_streaming_run(
     qtbot: QtBot, window: ViewerWindow, synthetic_run: SyntheticRun, tmp_path: Path
 ) -> None:
