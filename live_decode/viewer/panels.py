@@ -60,6 +60,7 @@ class RawFramePanel(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         if self._flat_levels:
             self.auto_contrast()
         self.image.setImage(frame.pixels, autoLevels=False, levels=self.levels)
+        self.plot.setTitle(f"raw frame {frame.index}")
         if first:
             h, w = frame.pixels.shape
             self.plot.setRange(xRange=(0, w), yRange=(0, h), padding=0.02)

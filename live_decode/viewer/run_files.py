@@ -47,6 +47,7 @@ class RecordedRun:
     laser_mw: npt.NDArray[np.float64]
     target_per_um2: float | None
     raw: PreviewFrame | None
+    model_line: str = ""
 
 
 def load_run(run_dir: Path, pixel_size_nm: float = 100.0) -> RecordedRun:
@@ -71,13 +72,13 @@ def load_run(run_dir: Path, pixel_size_nm: float = 100.0) -> RecordedRun:
     from live_decode.io.thunderstorm import read_thunderstorm_csv
 
     locs = read_thunderstorm_csv(path)
-    frames, shape, px = _sidecar(run_dir / SIDECAR_NAME)
+    frames, shape, px, model = _sidecar(run_dir / SIDECAR_NAME)
     px = px or pixel_size_nm
     n_frames = max(frames or 0, int(locs["frame"].max()) + 1 if len(locs) else 0)
     stats = frame_stats(locs, n_frames, None if shape is None else shape[0] * shape[1] * px**2)
     laser_frames, laser_mw, target = _control(run_dir / CONTROL_NAME)
     raw = _last_raw_frame(run_dir, px)
-    return RecordedRun(run_dir, locs, stats, px, shape, laser_frames, laser_mw, target, raw)
+    return RecordedRun(run_dir, locs, stats, px, shape, laser_frames, laser_mw, target, raw, model)
 
 
 def frame_stats(locs: Localizations, n_frames: int, fov_nm2: float | None) -> list[FrameStats]:
@@ -110,10 +111,10 @@ def frame_stats(locs: Localizations, n_frames: int, fov_nm2: float | None) -> li
     ]
 
 
-def _sidecar(path: Path) -> tuple[int | None, tuple[int, int] | None, float | None]:
-    """(frames, (height, width) px, pixel size nm) from Picasso's sidecar, where given."""
+def _sidecar(path: Path) -> tuple[int | None, tuple[int, int] | None, float | None, str]:
+    """(frames, (height, width) px, pixel size nm, model line) from Picasso's sidecar."""
     if not path.is_file():
-        return None, None, None
+        return None, None, None, ""
     import yaml
 
     try:
@@ -121,16 +122,19 @@ def _sidecar(path: Path) -> tuple[int | None, tuple[int, int] | None, float | No
             docs = [d for d in yaml.safe_load_all(f) if isinstance(d, dict)]
     except (OSError, yaml.YAMLError) as exc:
         log.warning("%s cannot be read (%s): frame size and pixel size unknown", path, exc)
-        return None, None, None
+        return None, None, None, ""
     info: dict[str, object] = {}
     for doc in docs:
         info.update(doc)
-    frames, height, width, px = (info.get(k) for k in ("Frames", "Height", "Width", "Pixelsize"))
+    frames, height, width, px, model = (
+        info.get(k) for k in ("Frames", "Height", "Width", "Pixelsize", "model")
+    )
     shape = (height, width) if isinstance(height, int) and isinstance(width, int) else None
     return (
         frames if isinstance(frames, int) else None,
         shape,
         float(px) if isinstance(px, int | float) and px > 0 else None,
+        model if isinstance(model, str) else "",
     )
 
 

@@ -341,7 +341,8 @@ def open_recorded_run(
         base = options or ViewerOptions()
         if run.target_per_um2 is not None:
             base = replace(base, target_per_um2=run.target_per_um2)
-        window = ViewerWindow(receiver, None, model_line=model_line, options=base)
+        line = model_line or run.model_line
+        window = ViewerWindow(receiver, None, model_line=line, options=base)
     except BaseException:
         receiver.stop()
         raise

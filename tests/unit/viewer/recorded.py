@@ -35,6 +35,7 @@ def write_recorded_run(run_dir: Path, camera: CameraMeta | None = None) -> Path:
         height_px=FOV_PX[0],
         pixel_size_nm=meta.pixel_size_nm,
         n_frames=N_FRAMES,
+        extra_info={"model": "demo_lite: temporal"},
     ) as writer:
         writer.append(locs)
     with ControlTrace(run_dir / "control.csv") as trace:

@@ -90,6 +90,8 @@ def test_a_finished_run_is_shown_from_its_files(
     assert win.health.text()["stream"] == "ended"
     assert "no source to control" in win.controls.reply.text()
     assert not win.controls.feedback.isEnabled()
+    assert win.model_line.text() == "demo_lite: temporal"  # from the run's locs.yaml
+    assert win.raw.plot.titleLabel.text == f"raw frame {N_FRAMES - 1}"
 
 
 def _parse(*argv: str) -> argparse.Namespace:
