@@ -324,3 +324,59 @@ def test_the_installed_qt_binding_keeps_none_alive() -> None:
     from live_decode.viewer.qt_check import check_qt_binding
 
     check_qt_binding()  # PySide6 6.12.0 on Python 3.11 fails here: see qt_check's docstring
+
+
+class _Laser:
+    """A 405 nm laser at a controller's last value, as the real actuators report it."""
+
+    name = "test laser"
+    limits = (0.0, 50.0)
+
+    def __init__(self, power_mw: float) -> None:
+        self.power_mw = power_mw
+
+    def get(self) -> float:
+        return self.power_mw
+
+    def set(self, value: float) -> float:
+        self.power_mw = value
+        return value
+
+
+def test_controls_mirror_a_real_control_loop(
+    qtbot: QtBot, ctx: object, synthetic_run: SyntheticRun
+) -> None:
+    """The source's own handler (ControlLoop) in closed loop at 8.69238 mW, target 0.7 µm⁻²."""
+    from live_decode.config import ControlConfig
+    from live_decode.control.loop import ControlLoop
+    from live_decode.transport.control import ControlServer
+
+    laser = _Laser(8.69238)
+    loop = ControlLoop(ControlConfig(mode="auto", target_density_per_um2=0.7), laser)
+    server = ControlServer(ctx, loop.handle, "tcp://127.0.0.1:*")  # type: ignore[arg-type]
+    stop = threading.Event()
+    thread = threading.Thread(target=server.serve, args=(stop, 20), daemon=True)
+    thread.start()
+    win = open_viewer(synthetic_run.endpoints(server.endpoint), options=FAST)
+    qtbot.addWidget(win)
+    win.show()  # clicks reach visible widgets only
+    try:
+        qtbot.waitUntil(lambda: _synced(win), timeout=5000)
+        c = win.controls
+        assert c.feedback.isChecked() and c.laser.text() == "8.69 mW" and not c.laser.isEnabled()
+        assert c.target.value() == pytest.approx(0.7)
+        assert (c.laser.minimum(), c.laser.maximum()) == laser.limits
+        # Feedback off in the viewer: the loop goes manual, the laser can be set by hand.
+        qtbot.mouseClick(c.feedback, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: _synced(win) and c.laser.isEnabled(), timeout=5000)
+        assert loop.controller.mode == "off" and not c.feedback.isChecked()
+        c.laser.setValue(3.25)
+        qtbot.mouseClick(c.set_laser, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: laser.power_mw == 3.25, timeout=5000)
+        qtbot.waitUntil(lambda: _synced(win) and c.synced.get("laser_mw") == 3.25, timeout=5000)
+        assert c.laser.value() == 3.25 and "laser 3.25 mW, mode off" in c.reply.text()
+    finally:
+        win.close()
+        stop.set()
+        thread.join(5)
+        server.close()
