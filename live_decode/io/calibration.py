@@ -157,7 +157,8 @@ def _from_imagej(tif: tifffile.TiffFile, cal: Calibration) -> None:
         if num > 0:
             nm = scale * den / num  # XResolution is pixels per unit
             if _plausible_pixel(nm):
-                label = f"file:ImageJ resolution ({num / den:g} px/{meta['unit']})"
+                unit = str(meta["unit"]).replace("\\u00B5", "µ").replace("\\u00b5", "µ")
+                label = f"file:ImageJ resolution ({num / den:g} px/{unit})"
                 cal.set("pixel_size_nm", nm, label)
 
 

@@ -87,7 +87,7 @@ def test_the_public_imagej_movie_says_100_nm() -> None:
     src = replay(movie)
     try:
         assert src.camera.pixel_size_nm == pytest.approx(100.0)
-        assert "ImageJ" in src.calibration.sources["pixel_size_nm"]
+        assert src.calibration.sources["pixel_size_nm"] == "file:ImageJ resolution (10 px/µm)"
     finally:
         src.close()
 
