@@ -333,6 +333,9 @@ class InferenceConfig(Frozen):
     pinned_copy: bool = Field(
         False, description="CUDA: stage frames in pinned buffers, copy on a side stream"
     )
+    idle_timeout_s: Positive | None = Field(
+        120.0, description="a worker that receives nothing for this long stops; None = never"
+    )
 
 
 class ControlConfig(Frozen):

@@ -27,6 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--device", default=None, help="auto (CUDA if present), cpu, cuda, cuda:N; default: config"
     )
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results of an earlier run in --out (refused otherwise)",
+    )
+    p.add_argument(
         "--ignore-model-mismatch",
         action="store_true",
         help="localize even if the model card does not fit the camera (a warning is kept)",
@@ -43,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
             model=args.model,
             device=args.device,
             ignore_model_mismatch=args.ignore_model_mismatch,
+            overwrite=args.overwrite,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     print(strict_json.dumps(summary, indent=2))

@@ -11,6 +11,12 @@ from collections.abc import Sequence
 
 from live_decode import __version__
 from live_decode.errors import LiveDecodeError
+from live_decode.pipeline.exits import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    interrupt_exit_code,
+    raise_on_stop_signals,
+)
 
 # Sub-command name -> module in live_decode.cli with add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, str] = {
@@ -104,16 +110,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(words).parse_args(words)
     configure_logging(verbose=args.verbose)
+    raise_on_stop_signals()  # SIGTERM/SIGHUP clean up like Ctrl-C (run/source/worker: their own)
     try:
         return int(args._module.run(args))
     except LiveDecodeError as exc:
         # A Micro-Manager core caught in a reference cycle must be freed before exit.
         gc.collect()
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt as exc:
+        print(f"interrupted ({exc or 'SIGINT'})", file=sys.stderr)
+        return interrupt_exit_code(exc)
+    except OSError as exc:  # a full disk, an unwritable folder: say so, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -54,6 +55,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="run even if the model card does not fit the setup (a warning is kept)",
     )
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results of an earlier run in --out (refused otherwise)",
+    )
+    p.add_argument(
         "--no-dashboard",
         action="store_true",
         help=f"a plain status line every {STATUS_PERIOD_S:g} s instead of the live table "
@@ -73,6 +79,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         realtime=args.realtime,
         ignore_model_mismatch=args.ignore_model_mismatch,
         record_raw=not args.no_raw,
+        overwrite=args.overwrite,
     )
 
 
@@ -81,7 +88,7 @@ def dashboard(state: RunState) -> Table:
     t = Table(title="live_decode", show_header=False, min_width=48)
     density = state.recent_density_per_um2()
     w = state.worker
-    t.add_row("frames localized", str(len(state.stats)))
+    t.add_row("frames localized", str(state.frames_localized))
     t.add_row("localizations", str(state.localizations))
     shown = f"{density:.2f} /µm²/frame" if density is not None else "-"
     t.add_row("density (last 50 frames)", shown)
@@ -89,7 +96,7 @@ def dashboard(state: RunState) -> Table:
     t.add_row("latency", f"{w.latency_ms:.0f} ms" if w else "-")
     t.add_row("dropped upstream", str(w.dropped_upstream) if w else "0")
     t.add_row("worker restarts", str(state.restarts))
-    t.add_row("errors", str(len(state.errors)))
+    t.add_row("errors", str(state.n_errors))
     return t
 
 
@@ -102,14 +109,14 @@ def status_line(state: RunState) -> str:
     density = state.recent_density_per_um2()
     w = state.worker
     parts = [
-        f"frames {len(state.stats):,}",
+        f"frames {state.frames_localized:,}",
         f"locs {state.localizations:,}",
         "density " + ("-" if density is None else f"{density:.2f}/µm²"),
         "worker " + ("-" if w is None else f"{w.fps:.1f} frames/s"),
         "latency " + ("-" if w is None else f"{w.latency_ms:.0f} ms"),
         f"dropped {w.dropped_upstream if w else 0}",
         f"restarts {state.restarts}",
-        f"errors {len(state.errors)}",
+        f"errors {state.n_errors}",
     ]
     return " | ".join(parts)
 
@@ -151,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
         printer.final()
         print(f"run directory: {result.out}")
         print(json.dumps(result.summary, indent=2))
+        if result.reason is not None:
+            print(f"{result.status}: {result.reason}", file=sys.stderr)
         return result.exit_code
     with Live(
         dashboard(RunState()),
@@ -162,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
         result = run_pipeline(opts, on_update=lambda state: live.update(dashboard(state)))
     console.print(f"run directory: {result.out}")
     console.print_json(json.dumps(result.summary))
+    if result.reason is not None:
+        Console(stderr=True).print(f"[bold red]{result.status}:[/] {result.reason}", markup=True)
     return result.exit_code
 
 

@@ -47,6 +47,8 @@ from live_decode.transport.results import ResultPublisher
 log = logging.getLogger("live_decode.inference.worker")
 
 CSV_NAME, HDF5_NAME, WORKER_SUMMARY_NAME = "locs.csv", "locs.hdf5", "worker_summary.json"
+END_OF_STREAM = "end of stream"
+"""``InferenceWorker.end_reason`` when the stream ended with its ``eos`` message."""
 
 
 @dataclass
@@ -127,6 +129,7 @@ class InferenceWorker:
         self.processor = StreamProcessor(localizer)
         self.summary = WorkerSummary()
         self._stop = threading.Event()
+        self.end_reason = "not started"  # why run() returned: END_OF_STREAM, stopped, idle ...
         self._recent: deque[tuple[float, int]] = deque(maxlen=64)  # (time, frames) for fps
         self._checked = False
         self.resume = resume
@@ -250,6 +253,7 @@ class InferenceWorker:
     def run(self) -> WorkerSummary:
         self._run_started = time.perf_counter()
         last_msg = time.perf_counter()
+        self.end_reason = "stopped"
         try:
             while not self._stop.is_set():
                 msg = self.puller.recv(timeout_ms=100)
@@ -260,11 +264,13 @@ class InferenceWorker:
                         and time.perf_counter() - last_msg > self.idle_timeout_s
                     ):
                         log.warning("no frames for %.0f s: stopping", self.idle_timeout_s)
+                        self.end_reason = f"idle timeout: no frames for {self.idle_timeout_s:g} s"
                         break
                     continue
                 last_msg = time.perf_counter()
                 msgs = self._drain(msg)
                 if self._handle(msgs):
+                    self.end_reason = END_OF_STREAM
                     break
         finally:
             self.close()

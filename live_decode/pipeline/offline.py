@@ -6,19 +6,28 @@ the run directory is the same as a live run writes.
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import zmq
 
-from live_decode.errors import ModelCardError
+from live_decode.errors import LiveDecodeError, ModelCardError
 from live_decode.inference.worker import InferenceWorker
 from live_decode.io.calibration import write_calibration
 from live_decode.messages import StatsMsg
 from live_decode.pipeline.build import build_localizer, load_config_or_demo
+from live_decode.pipeline.exits import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    StopSignal,
+    signal_name,
+)
 from live_decode.pipeline.plots import plot_run
-from live_decode.pipeline.supervisor import RunState, write_summary
+from live_decode.pipeline.run_dir import earlier_results, prepare_run_dir
+from live_decode.pipeline.supervisor import Outcome, RunState, write_summary
 from live_decode.sources.base import camera_from_config
 from live_decode.sources.replay import ReplaySource, explicit_camera_keys
 from live_decode.sources.runner import SourceRunner
@@ -50,13 +59,18 @@ def localize_files(
     device: str | None = None,
     ignore_model_mismatch: bool = False,
     progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> dict[str, object]:
     """Localize ``movies`` (in order, one stream) into the run directory ``out``.
 
     Returns the run summary (also written as ``out/summary.json``). What was localized before a
-    failure stays in the run directory; the failure is raised after the files are closed.
+    failure stays in the run directory, ``summary.json`` says why it stopped (``status``,
+    ``reason``), and the failure is raised after the files are closed. An ``out`` holding an
+    earlier run's results is refused unless ``overwrite`` (which deletes them first).
     """
     cfg = load_config_or_demo(config)
+    if out.is_dir() and earlier_results(out) and not overwrite:
+        prepare_run_dir(out, overwrite=False)  # raises, naming the files and --overwrite
     label = str(config) if config is not None else None
     source = ReplaySource(  # bad movies and contradicting configs fail before the model loads
         list(movies),
@@ -69,7 +83,11 @@ def localize_files(
     except BaseException:
         source.close()
         raise
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        prepare_run_dir(out, overwrite=overwrite)
+    except BaseException:
+        source.close()
+        raise
     cal = source.calibration
     write_calibration(out, cal.values, cal.sources, files=[str(m) for m in movies])
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
@@ -96,6 +114,7 @@ def localize_files(
     runner = SourceRunner(source, pusher)
     src_thread = threading.Thread(target=_catching(runner.run, source_errors), name="source")
     src_thread.start()
+    interrupted: list[BaseException] = []
     try:
         while thread.is_alive():
             msg = sub.recv(timeout_ms=100)
@@ -103,6 +122,8 @@ def localize_files(
                 state.absorb(msg)
             if progress is not None:
                 progress(worker.summary.frames_processed, source.n_frames)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP as StopSignal: files complete
+        interrupted.append(exc)
     finally:
         runner.stop()
         thread.join()
@@ -114,12 +135,27 @@ def localize_files(
             s.close()
         source.close()
         ctx.term()
+    failures = interrupted + worker_errors + source_errors
+    failure = failures[0] if failures else None
+    if isinstance(failure, ModelCardError):
+        failure = ModelCardError(f"{movies[0]}: {failure}")
     write_json(out / "source_summary.json", runner.summary.to_dict())
-    summary = write_summary(out, state)
-    plot_run(out, state.stats, cfg)
-    if worker_errors or source_errors:
-        exc = (worker_errors or source_errors)[0]
-        if isinstance(exc, ModelCardError):
-            raise ModelCardError(f"{movies[0]}: {exc}") from None
-        raise exc
+    summary = write_summary(out, state, _outcome(failure), live=False)
+    plot_run(out, state.trace, cfg)
+    if failure is not None:
+        raise failure
     return summary
+
+
+def _outcome(failure: BaseException | None) -> Outcome:
+    """How an offline analysis ended (see :mod:`live_decode.pipeline.exits`)."""
+    if failure is None:
+        return Outcome("completed", EXIT_OK)
+    if isinstance(failure, ModelCardError):
+        return Outcome("refused", EXIT_BAD_INPUT, str(failure))
+    if isinstance(failure, LiveDecodeError):
+        return Outcome("bad_input", EXIT_BAD_INPUT, str(failure))
+    if isinstance(failure, KeyboardInterrupt):
+        signum = failure.signum if isinstance(failure, StopSignal) else signal.SIGINT
+        return Outcome("interrupted", 128 + signum, f"stopped by {signal_name(signum)}")
+    return Outcome("failed", EXIT_FAILED, f"{type(failure).__name__}: {failure}")

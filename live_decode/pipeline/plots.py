@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +9,13 @@ import numpy as np
 from live_decode.config import Config
 from live_decode.errors import LocalizationFileError
 from live_decode.io.thunderstorm import read_thunderstorm_csv
-from live_decode.messages import FrameStats
+from live_decode.pipeline.density_trace import DensityTrace
 
 RENDER_PX_NM = 20.0
 
 
-def plot_run(out: Path, stats: Sequence[FrameStats], cfg: Config) -> None:
-    """``reconstruction.png`` from the run's CSV and ``density.png`` from the frame stats."""
+def plot_run(out: Path, trace: DensityTrace, cfg: Config) -> None:
+    """``reconstruction.png`` from the run's CSV and ``density.png`` from the density trace."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,16 +55,16 @@ def plot_run(out: Path, stats: Sequence[FrameStats], cfg: Config) -> None:
         fig.tight_layout()
         fig.savefig(out / "reconstruction.png", dpi=120)
         plt.close(fig)
-    if stats:
-        frames = np.array([s.frame for s in stats])
-        dens = np.array([s.density_per_um2 for s in stats])
+    if len(trace):
+        frames, dens = trace.arrays()
         order = np.argsort(frames)
         frames, dens = frames[order], dens[order]
         k = min(25, len(dens))
         smooth = np.convolve(dens, np.ones(k) / k, mode="same")
         fig, ax = plt.subplots(figsize=(7, 3))
-        ax.plot(frames, dens, lw=0.5, alpha=0.5, label="per frame")
-        ax.plot(frames, smooth, lw=1.5, label=f"{k}-frame mean")
+        per = "per frame" if trace.frames_per_point == 1 else f"per {trace.frames_per_point} frames"
+        ax.plot(frames, dens, lw=0.5, alpha=0.5, label=per)
+        ax.plot(frames, smooth, lw=1.5, label=f"{k}-point mean")
         ax.set(xlabel="frame", ylabel="emitters / µm² / frame", title="Density")
         ax.legend()
         fig.tight_layout()

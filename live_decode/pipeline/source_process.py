@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -16,12 +18,18 @@ import zmq
 
 from live_decode.config import Config, MMSourceConfig
 from live_decode.control import ControlLoop
+from live_decode.errors import ConfigError
 from live_decode.io.calibration import CAMERA_KEYS, Calibration, write_calibration
 from live_decode.io.movie import RAW_NAME, MovieRecorder
 from live_decode.pipeline.build import build_source, load_config_or_demo
+from live_decode.pipeline.exits import (
+    exit_with_parent,
+    run_recorded,
+    signal_name,
+)
 from live_decode.sources.base import Actuator, FrameSource, activation_laser
 from live_decode.sources.replay import DEMO_LABEL
-from live_decode.sources.runner import SourceRunner, laser_handler
+from live_decode.sources.runner import SourceRunner, SourceSummary, laser_handler
 from live_decode.strict_json import write_json
 from live_decode.transport.control import ControlServer
 from live_decode.transport.frames import FramePusher
@@ -48,6 +56,15 @@ class SourceOptions:
     record_raw: bool = True
 
 
+def _stop_on_signals(stop: Callable[[int], None]) -> None:
+    def handler(signum: int, _: FrameType | None) -> None:
+        log.info("%s: stopping the source", signal_name(signum))
+        stop(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, handler)
+
+
 def _actuator(source: FrameSource) -> Actuator | None:
     """What the density controller drives: the source's activation laser, if it has one."""
     return activation_laser(source)
@@ -67,7 +84,35 @@ def _control_loop(
             log.warning("control.mode is auto but there is no laser or no stats: running open")
         return None
     sub = ResultSubscriber(ctx, results_endpoint, topics=("stats", "event"))
-    return ControlLoop(cfg.control, actuator, sub, run_dir=out)
+    try:
+        return ControlLoop(cfg.control, actuator, sub, run_dir=out)
+    except ValueError as exc:  # a safe power outside the laser's limits: the config is wrong
+        sub.close()
+        raise ConfigError(str(exc)) from None
+
+
+def _write_summary(out: Path | None, summary: SourceSummary) -> None:
+    """``source_summary.json``, also after a failure (what was sent until then)."""
+    if out is None:
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "source_summary.json", summary.to_dict())
+    except OSError as exc:
+        log.error("cannot write source_summary.json: %s", exc)
+
+
+def _laser_to_safe(cfg: Config, source: FrameSource) -> None:
+    """At the end of a run, however it ends: the activation laser to ``control.safe_power_mw``."""
+    actuator = _actuator(source)
+    if actuator is None:
+        return
+    try:
+        power_mw = actuator.set(cfg.control.safe_power_mw)
+    except Exception as exc:
+        log.critical("cannot set %s to a safe value: %r; switch it off by hand", actuator.name, exc)
+        return
+    log.info("%s -> %g mW (safe)", actuator.name, power_mw)
 
 
 def _calibration_of(
@@ -104,61 +149,69 @@ def _raw_recorder(cfg: Config, source: FrameSource, opts: SourceOptions) -> Movi
 
 
 def run_source(opts: SourceOptions) -> int:
-    """Run the source until its stream ends, its limits are reached, or SIGTERM/SIGINT."""
+    """Run the source until its stream ends, its limits are reached, or SIGTERM/SIGINT/SIGHUP.
+
+    Why it ended is left in ``out/source_exit.json`` (:mod:`live_decode.pipeline.exits`).
+    """
+    return run_recorded("source", opts.out, lambda: _run_source(opts))
+
+
+def _run_source(opts: SourceOptions) -> tuple[int, str]:
+    exit_with_parent()
+    stopped: list[int] = []
+    _stop_on_signals(stopped.append)  # until the runner exists, a signal is remembered
     import torch
 
     # Small simulated frames run fastest on one thread and leave the cores to the worker.
     torch.set_num_threads(1)
     cfg = load_config_or_demo(opts.config)
     label = str(opts.config) if opts.config is not None else None
-    source = build_source(cfg, list(opts.replay) if opts.replay else None, config_label=label)
-    if opts.out is not None:
-        write_calibration(opts.out, *_calibration_of(source, cfg, label))
-    recorder = _raw_recorder(cfg, source, opts)
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    realtime = bool(opts.realtime or getattr(cfg.source, "realtime", False))
-    lossless = not source.live and not realtime
-    pusher = FramePusher(
-        ctx, opts.frames_endpoint, lossless=lossless, sndhwm=cfg.transport.frame_queue
-    )
-    preview = PreviewPublisher(ctx, opts.preview_endpoint) if opts.preview_endpoint else None
-    loop = _control_loop(cfg, source, ctx, opts.results_endpoint, opts.out)
-    handler = loop.handle if loop is not None else laser_handler(source)
-    control = ControlServer(ctx, handler, opts.control_endpoint) if opts.control_endpoint else None
-    runner = SourceRunner(
-        source,
-        pusher,
-        preview=preview,
-        control=control,
-        realtime=True if realtime else None,
-        max_frames=opts.frames,
-        max_seconds=opts.seconds,
-        on_tick=loop.on_tick if loop is not None else None,
-        recorder=recorder,
-    )
-
-    def stop(signum: int, _: FrameType | None) -> None:
-        log.info("signal %d: stopping the source", signum)
-        runner.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        summary = runner.run()
-    finally:
-        if loop is not None:
-            loop.close()
-            if loop.subscriber is not None:
-                loop.subscriber.close()
-        for s in (pusher, preview, control):
-            if s is not None:
-                s.close()
+    with ExitStack() as stack:
+        source = build_source(cfg, list(opts.replay) if opts.replay else None, config_label=label)
+        stack.callback(source.close)
+        stack.callback(_laser_to_safe, cfg, source)  # first thing on the way out
+        if opts.out is not None:
+            write_calibration(opts.out, *_calibration_of(source, cfg, label))
+        recorder = _raw_recorder(cfg, source, opts)
         if recorder is not None:
-            recorder.close()  # writes the OME-XML: pixel size, camera, frame indices
-        source.close()
-        ctx.term()
-    if opts.out is not None:
-        opts.out.mkdir(parents=True, exist_ok=True)
-        write_json(opts.out / "source_summary.json", summary.to_dict())
+            stack.callback(recorder.close)  # writes the OME-XML: pixel size, camera, indices
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        stack.callback(ctx.term)
+        realtime = bool(opts.realtime or getattr(cfg.source, "realtime", False))
+        lossless = not source.live and not realtime
+        pusher = FramePusher(
+            ctx, opts.frames_endpoint, lossless=lossless, sndhwm=cfg.transport.frame_queue
+        )
+        stack.callback(pusher.close)
+        preview = None
+        if opts.preview_endpoint:
+            preview = PreviewPublisher(ctx, opts.preview_endpoint)
+            stack.callback(preview.close)
+        loop = _control_loop(cfg, source, ctx, opts.results_endpoint, opts.out)
+        if loop is not None:
+            if loop.subscriber is not None:
+                stack.callback(loop.subscriber.close)
+            stack.callback(loop.close)
+        handler = loop.handle if loop is not None else laser_handler(source)
+        control = None
+        if opts.control_endpoint:
+            control = ControlServer(ctx, handler, opts.control_endpoint)
+            stack.callback(control.close)
+        runner = SourceRunner(
+            source,
+            pusher,
+            preview=preview,
+            control=control,
+            realtime=True if realtime else None,
+            max_frames=opts.frames,
+            max_seconds=opts.seconds,
+            on_tick=loop.on_tick if loop is not None else None,
+            recorder=recorder,
+        )
+        stack.callback(_write_summary, opts.out, runner.summary)
+        _stop_on_signals(lambda _: runner.stop())
+        if stopped:
+            runner.stop()
+        summary = runner.run()
     log.info("source done: %d frames sent, %d dropped", summary.frames_sent, summary.frames_dropped)
-    return 0
+    return 0, "end of stream sent" if summary.eos_sent else "end of stream not delivered"

@@ -1,35 +1,59 @@
 """The supervisor of one live run: source, worker (and viewer) as processes.
 
-The supervisor restarts a worker that dies (the new one appends to the same files and the frames
-lost meanwhile are reported as a gap), stops everything cleanly on Ctrl-C, and finally writes
-``summary.json`` into the run directory. What it shows while it runs is the caller's business:
+It knows why each child ended (:mod:`live_decode.pipeline.exits`): a crashed worker is restarted
+(the new one appends to the same files; frames lost meanwhile are counted), a refused model or a
+bad input ends the run with exit 2, a dead source ends it with exit 1, and SIGINT, SIGTERM and
+SIGHUP stop it cleanly (the source puts the laser to its safe value first; the worker localizes
+what it has and closes the files). ``summary.json`` says how the run ended (``status``,
+``reason``, ``exit_code``). What it shows while it runs is the caller's business:
 ``supervise(on_update=...)`` hands it the :class:`RunState` a few times a second.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
+from typing import Any, Literal
 
 import numpy as np
 import zmq
 
+from live_decode.inference.worker import END_OF_STREAM
 from live_decode.messages import EosMsg, ErrorMsg, FrameStats, StatsMsg, WorkerStats
 from live_decode.pipeline.build import Endpoints, endpoints_for, load_config_or_demo, model_path
+from live_decode.pipeline.density_trace import DensityTrace
+from live_decode.pipeline.exits import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    PARENT_PID_ENV,
+    ChildExit,
+    classify,
+    clear_exit,
+    read_exit,
+    signal_name,
+)
+from live_decode.pipeline.run_dir import prepare_run_dir
+from live_decode.strict_json import write_json
 from live_decode.transport.results import ResultSubscriber
 
 log = logging.getLogger("live_decode.pipeline.supervisor")
 MAX_RESTARTS = 3
-ORPHAN_GRACE_S = 15.0  # a restarted worker idle this long after the source ended is stopped
+POLL_MS = 200  # a child's death is noticed within this (plus one results batch)
+QUIET_S = 1.5  # after the source died: the worker's last stats this long ago -> stop it
+ORPHAN_GRACE_S = 15.0  # a worker quiet this long after the source ended normally is stopped
+STOP_WAIT_S = 30.0  # longest wait for a child to finish after being asked to stop
 
 
 @dataclass(frozen=True)
@@ -37,6 +61,7 @@ class RunOptions:
     """What one live run is asked to do (``live-decode run`` / ``ld.run``).
 
     ``config`` None runs the embedded demo config; ``out`` None makes ``runs/<time>``.
+    ``overwrite`` allows an ``out`` that holds an earlier run's results (they are deleted).
     """
 
     config: Path | None = None
@@ -49,16 +74,21 @@ class RunOptions:
     realtime: bool = False
     ignore_model_mismatch: bool = False
     record_raw: bool = True  # a live source keeps its frames as raw.ome.tif (source.record_raw)
+    overwrite: bool = False
 
 
 @dataclass
 class RunState:
-    """What the supervisor saw on the results channel."""
+    """What the supervisor saw on the results channel: running totals, never per-frame lists."""
 
-    stats: list[FrameStats] = field(default_factory=list)
-    worker: WorkerStats | None = None
+    frames_localized: int = 0
     localizations: int = 0
-    errors: list[str] = field(default_factory=list)
+    density_sum: float = 0.0
+    recent: deque[FrameStats] = field(default_factory=lambda: deque(maxlen=50))
+    trace: DensityTrace = field(default_factory=DensityTrace)
+    worker: WorkerStats | None = None
+    errors: deque[str] = field(default_factory=lambda: deque(maxlen=100))
+    n_errors: int = 0
     restarts: int = 0
     eos: bool = False
     gave_up: bool = False
@@ -68,28 +98,65 @@ class RunState:
     def absorb(self, msg: object) -> None:
         if isinstance(msg, StatsMsg):
             self.last_stats = time.perf_counter()
-            self.stats.extend(msg.frame_stats)
-            self.localizations += sum(s.count for s in msg.frame_stats)
+            for s in msg.frame_stats:
+                self.frames_localized += 1
+                self.localizations += s.count
+                self.density_sum += s.density_per_um2
+                self.recent.append(s)
+                self.trace.add(s.frame, s.density_per_um2)
             self.worker = msg.worker
         elif isinstance(msg, ErrorMsg):
-            self.errors.append(f"{msg.code}: {msg.message}")
+            self.note(f"{msg.code}: {msg.message}")
         elif isinstance(msg, EosMsg):
             self.eos = True
 
+    def note(self, error: str) -> None:
+        """Keep an error line (the last 100 are kept; all are counted)."""
+        self.errors.append(error)
+        self.n_errors += 1
+
     def recent_density_per_um2(self, n: int = 50) -> float | None:
-        """Mean density of the last ``n`` frames localized (None before the first)."""
-        recent = [s.density_per_um2 for s in self.stats[-n:]]
+        """Mean density of the last ``n`` (≤ 50) frames localized (None before the first)."""
+        recent = [s.density_per_um2 for s in list(self.recent)[-n:]]
         return float(np.mean(recent)) if recent else None
+
+    @property
+    def mean_density_per_um2(self) -> float | None:
+        return self.density_sum / self.frames_localized if self.frames_localized else None
+
+
+RunStatus = Literal["completed", "failed", "refused", "bad_input", "interrupted"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended: ``status``, the ``reason`` (None when it completed) and the exit code."""
+
+    status: RunStatus
+    exit_code: int
+    reason: str | None = None
+
+
+def _outcome_of(child: ChildExit) -> Outcome:
+    """The run's outcome when ``child`` ended it by failing."""
+    if child.status == "refused":
+        return Outcome("refused", EXIT_BAD_INPUT, child.reason)
+    if child.status == "bad_input":
+        return Outcome("bad_input", EXIT_BAD_INPUT, child.reason)
+    return Outcome("failed", EXIT_FAILED, child.reason)
 
 
 def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    """A ``live-decode`` child in its own process group (a Ctrl-C reaches the supervisor only,
+    which stops the children in order), stopped by the kernel if the supervisor dies."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())}
     with open(log_path, "ab") as logf:
         return subprocess.Popen(
             [sys.executable, "-m", "live_decode", *args],
             stdout=logf,
             stderr=subprocess.STDOUT,
             env=env,
+            process_group=0,
         )
 
 
@@ -99,7 +166,7 @@ def display_available() -> bool:
 
 
 class Supervisor:
-    """Owns the child processes of one run."""
+    """Owns the child processes of one run and decides how the run ended."""
 
     def __init__(self, opts: RunOptions) -> None:
         self.opts = opts
@@ -107,17 +174,23 @@ class Supervisor:
         self.model = model_path(self.cfg, opts.model)  # fail fast, before anything starts
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         self.out: Path = opts.out or Path("runs") / stamp
-        self.out.mkdir(parents=True, exist_ok=True)
+        prepare_run_dir(self.out, overwrite=opts.overwrite)
         self.ep: Endpoints = endpoints_for(self.cfg)
         self.common = [] if opts.config is None else [str(opts.config)]
         self.state = RunState()
         self.source: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
         self.viewer: subprocess.Popen[bytes] | None = None
+        self.outcome: Outcome | None = None  # set by the first thing that ends the run
+        self.worker_deaths: list[ChildExit] = []
+        self.signal: int | None = None
         self._worker_started = time.perf_counter()
         self._source_ended: float | None = None
-        self._orphan_stopped = False
+        self._source_exit: ChildExit | None = None
+        self._worker_exit: ChildExit | None = None
+        self._stopping = False
 
+    # ------------------------------------------------------------------ children
     def _worker_args(self, resume: bool) -> list[str]:
         a = [
             "worker",
@@ -151,10 +224,16 @@ class Supervisor:
             a.append("--no-raw")
         return a
 
+    def _spawn_worker(self, resume: bool) -> None:
+        clear_exit(self.out, "worker")
+        self.worker = _spawn(self._worker_args(resume), self.out / "logs" / "worker.log")
+        self._worker_started = time.perf_counter()
+
     def start(self) -> None:
         logs = self.out / "logs"
         logs.mkdir(exist_ok=True)
-        self.worker = _spawn(self._worker_args(False), logs / "worker.log")
+        self._spawn_worker(resume=False)
+        clear_exit(self.out, "source")
         self.source = _spawn(self._source_args(), logs / "source.log")
         if not self.opts.headless and display_available():
             self.viewer = _spawn(
@@ -175,152 +254,308 @@ class Supervisor:
                 logs / "viewer.log",
             )
 
+    def _end(self, outcome: Outcome) -> None:
+        """The first reason to end the run is the one kept."""
+        if self.outcome is None:
+            self.outcome = outcome
+            if outcome.reason:
+                log.error("%s", outcome.reason)
+                self.state.note(outcome.reason)
+
+    def _stop_source(self) -> None:
+        if self.source is not None and self.source.poll() is None:
+            self.source.terminate()  # it puts the laser to safe, sends end of stream, exits
+
+    def _stop_worker(self) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.terminate()  # it localizes what it holds, closes the files, exits
+
+    # ------------------------------------------------------------------ what happened
     def _check_worker(self) -> None:
         assert self.worker is not None
         code = self.worker.poll()
-        if code is None or self.state.eos:
+        if code is None or self._worker_exit is not None:
             return
-        if code == 0 or self.state.gave_up:
+        ex = classify("worker", code, read_exit(self.out, "worker"))
+        if ex.status == "done":
+            self._worker_exit = ex
+            self.state.eos = self.state.eos or ex.reason == END_OF_STREAM
+            if self.state.eos or self._stopping:
+                return
+            if self.source is not None and self.source.poll() is None:
+                # It stopped before the end of the stream (idle timeout) with the source running.
+                reason = f"the worker stopped before the end of the stream ({ex.reason})"
+                self._end(Outcome("failed", EXIT_FAILED, reason))
+                self._stop_source()
             return
-        if self.source is not None and self.source.poll() is not None:
-            # The source has finished: a new worker could never receive a frame (and would wait
-            # forever); what the dead one still had queued is lost.
-            self.state.gave_up = True
-            self.state.errors.append(
-                f"worker exited with {code} after the source had finished; not restarted, "
-                "the frames it still had queued are lost"
+        self.worker_deaths.append(ex)
+        source_alive = self.source is not None and self.source.poll() is None
+        if not ex.restartable or self._stopping:
+            self._worker_exit = ex
+            self._end(_outcome_of(ex))
+            self._stop_source()
+            return
+        if not source_alive:
+            # The source has finished: a new worker could never receive a frame; what the dead
+            # one still had queued is counted as lost (summary: frames_lost_on_restart).
+            self._worker_exit = ex
+            self._end(
+                Outcome(
+                    "failed",
+                    EXIT_FAILED,
+                    f"{ex.reason} after the source had finished; not restarted, "
+                    "the frames it still had queued are lost (frames_lost_on_restart)",
+                )
             )
             return
         if self.state.restarts >= MAX_RESTARTS:
+            self._worker_exit = ex
             self.state.gave_up = True
-            self.state.errors.append(f"worker died ({code}) {MAX_RESTARTS + 1} times; giving up")
+            self._end(
+                Outcome(
+                    "failed",
+                    EXIT_FAILED,
+                    f"the worker died {MAX_RESTARTS + 1} times (last: {ex.reason}); giving up",
+                )
+            )
+            self._stop_source()
             return
         self.state.restarts += 1
-        log.warning("worker exited with %s: restarting (%d)", code, self.state.restarts)
-        self.state.errors.append(f"worker exited with {code}; restarted")
-        self.worker = _spawn(self._worker_args(True), self.out / "logs" / "worker.log")
-        self._worker_started = time.perf_counter()
+        log.warning("%s: restarting it (%d)", ex.reason, self.state.restarts)
+        self.state.note(f"{ex.reason}; restarted")
+        self._spawn_worker(resume=True)
 
-    def _stop_orphaned_worker(self) -> None:
-        """A restarted worker that connected after the source ended never gets end-of-stream:
-        once the source is gone and the worker quiet for ``ORPHAN_GRACE_S``, stop it."""
-        assert self.worker is not None and self.source is not None
-        if self.state.restarts == 0 or self._orphan_stopped or self.worker.poll() is not None:
-            return
-        if self.source.poll() is None:
+    def _check_source(self) -> None:
+        assert self.source is not None
+        code = self.source.poll()
+        if code is None:
             return
         now = time.perf_counter()
-        if self._source_ended is None:
+        if self._source_exit is None:
+            self._source_exit = classify("source", code, read_exit(self.out, "source"))
             self._source_ended = now
+            if self._source_exit.status != "done":
+                self._end(_outcome_of(self._source_exit))
+        assert self._source_ended is not None
+        worker_alive = self.worker is not None and self.worker.poll() is None
+        if not worker_alive:
+            return
         busy = max(self._source_ended, self.state.last_stats, self._worker_started)
-        if now - busy > ORPHAN_GRACE_S:
-            self._orphan_stopped = True
-            self.state.errors.append("the restarted worker missed the end of stream; stopped it")
-            self.worker.terminate()
+        if self._source_exit.status != "done":
+            # No end of stream will come: once the worker has localized what it holds, stop it.
+            if now - busy > QUIET_S:
+                self._stop_worker()
+        elif now - busy > ORPHAN_GRACE_S and not self.state.eos:
+            # A restarted worker that connected after the source ended never gets end of stream.
+            self.state.note("the worker missed the end of stream; stopped it")
+            self._stop_worker()
+
+    def _check_signal(self) -> None:
+        if self.signal is None or self._stopping:
+            return
+        self._stopping = True
+        log.info("%s: stopping; finishing the frames in flight ...", signal_name(self.signal))
+        self._stop_source()
+        if self.viewer is not None and self.viewer.poll() is None:
+            self.viewer.terminate()
 
     def supervise(self, on_update: Callable[[RunState], None] | None = None) -> int:
-        """Watch the children until the run ends; ``on_update(state)`` after each poll."""
+        """Watch the children until the run ends; ``on_update(state)`` after each poll.
+
+        Returns the run's exit code (see :mod:`live_decode.pipeline.exits`); the outcome is in
+        ``self.outcome``.
+        """
+        assert self.worker is not None and self.source is not None
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         sub = ResultSubscriber(ctx, self.ep.results, topics=("stats", "event"))
         try:
             while True:
-                msg = sub.recv(timeout_ms=200)
+                msg = sub.recv(timeout_ms=POLL_MS)
                 while msg is not None:
                     self.state.absorb(msg)
                     msg = sub.recv(timeout_ms=0)
                 if on_update is not None:
                     on_update(self.state)
+                self._check_signal()
                 self._check_worker()
-                self._stop_orphaned_worker()
-                assert self.worker is not None and self.source is not None
-                if self.worker.poll() == 0 or (self.state.eos and self.worker.poll() is not None):
+                self._check_source()
+                both_ended = self.worker.poll() is not None and self.source.poll() is not None
+                if both_ended and self._worker_exit is not None:
                     break
-                if self.source.poll() is not None and self.worker.poll() is not None:
-                    break
-        except KeyboardInterrupt:
-            log.info("stopping: finishing the frames in flight ...")
-            self.stop()
         finally:
             sub.close()
             ctx.term()
-        self.wait()
-        return 0
+            self.wait()
+        self.outcome = self._final_outcome()
+        return self.outcome.exit_code
 
-    def stop(self) -> None:
-        for proc in (self.source, self.viewer):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-        if self.worker is not None:
-            try:
-                self.worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.worker.terminate()
+    def _final_outcome(self) -> Outcome:
+        if self.outcome is not None:
+            return self.outcome
+        if self.signal is not None:
+            return Outcome(
+                "interrupted", 128 + self.signal, f"stopped by {signal_name(self.signal)}"
+            )
+        return Outcome("completed", EXIT_OK)
 
     def wait(self) -> None:
+        """Every child ended: asked to stop, then killed after :data:`STOP_WAIT_S`."""
+        self._stop_source()
         for proc in (self.source, self.worker):
-            if proc is not None:
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout=STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
                 try:
-                    proc.wait(timeout=30)
+                    proc.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+                    proc.wait()
         if self.viewer is not None and self.viewer.poll() is None:
             self.viewer.terminate()
 
 
-def write_summary(out: Path, state: RunState) -> dict[str, object]:
-    """``summary.json`` from the children's summaries and what the supervisor saw."""
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
 
-    def read(name: str) -> dict[str, object]:
-        path = out / name
-        return json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
-    worker, source = read("worker_summary.json"), read("source_summary.json")
-    densities = [s.density_per_um2 for s in state.stats]
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, int | float) else 0
+
+
+def frames_never_localized(source: dict[str, Any], worker: dict[str, Any]) -> int:
+    """Frames the source sent that no worker localized, rejected or counted as lost."""
+    accounted = (
+        _int(worker.get("frames_processed"))
+        + _int(worker.get("frames_lost_on_restart"))
+        + _int(worker.get("rejected_messages"))
+    )
+    return max(0, _int(source.get("frames_sent")) - accounted)
+
+
+def write_summary(
+    out: Path,
+    state: RunState,
+    outcome: Outcome | None = None,
+    *,
+    live: bool = True,
+    worker_died: bool = False,
+) -> dict[str, object]:
+    """``summary.json`` (strict JSON, written atomically) from the children's summaries and what
+    the supervisor saw; ``live=False`` (offline) leaves out latency, drops and restarts.
+
+    ``worker_died``: a worker ended without localizing its queue, so the frames the source sent
+    and nobody accounted for are counted in ``frames_lost_on_restart``.
+    """
+    worker = _read_json(out / "worker_summary.json")
+    source = _read_json(out / "source_summary.json")
+    lost = _int(worker.get("frames_lost_on_restart"))
+    if worker_died:
+        never = frames_never_localized(source, worker)
+        if never:
+            state.note(f"{never} frames sent to a worker that died were never localized")
+        lost += never
+    outcome = outcome or Outcome("completed", EXIT_OK)
     summary: dict[str, object] = {
+        "status": outcome.status,
+        "reason": outcome.reason,
+        "exit_code": outcome.exit_code,
         "frames_in": source.get("frames_read"),
         "frames_sent": source.get("frames_sent"),
         "frames_processed": worker.get("frames_processed"),
         "frames_dropped": source.get("frames_dropped"),
-        "frames_lost_on_restart": worker.get("frames_lost_on_restart", 0),
+        "frames_lost_on_restart": lost,
+        "frames_rejected": worker.get("rejected_messages"),
         "localizations": worker.get("localizations"),
-        "mean_density_per_um2": float(np.mean(densities)) if densities else None,
+        "mean_density_per_um2": state.mean_density_per_um2,
         "throughput_fps": worker.get("fps"),
         "latency_ms_p50": worker.get("latency_ms_p50"),
         "latency_ms_p99": worker.get("latency_ms_p99"),
         "worker_restarts": state.restarts,
-        "errors": state.errors,
+        "model_mismatches": worker.get("mismatches", []),
+        "errors": list(state.errors),
+        "errors_total": state.n_errors,
         "wall_s": round(time.perf_counter() - state.started, 2),
     }
-    summary = {k: _json_safe(v) for k, v in summary.items()}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    if not live:
+        for key in (
+            "frames_dropped",
+            "frames_lost_on_restart",
+            "latency_ms_p50",
+            "latency_ms_p99",
+            "worker_restarts",
+        ):
+            del summary[key]
+    write_json(out / "summary.json", summary)
     return summary
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """The outcome of one run: its directory, ``summary.json``'s content and the exit status."""
+    """The outcome of one run: its directory, ``summary.json``'s content and the exit status.
+
+    ``status``/``reason``: how it ended (``completed`` with no reason, or why not).
+    """
 
     out: Path
     summary: dict[str, object]
     exit_code: int
+    status: RunStatus = "completed"
+    reason: str | None = None
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def stop_signals(sup: Supervisor) -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP ask ``sup`` to stop cleanly (main thread only)."""
+
+    def handler(signum: int, _: FrameType | None) -> None:
+        if sup.signal is None:
+            sup.signal = signum
+
+    try:
+        old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    except ValueError:  # not the main thread: the caller handles signals
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def run_pipeline(
     opts: RunOptions, on_update: Callable[[RunState], None] | None = None
 ) -> RunResult:
-    """Start, supervise and finish one live run; write ``summary.json`` and the plots."""
+    """Start, supervise and finish one live run; write ``summary.json`` and the plots.
+
+    Raises :class:`~live_decode.errors.LiveDecodeError` before anything starts (bad config,
+    model not found, a run directory that holds an earlier run); after that, how the run ended
+    is in the result (``exit_code``, ``status``, ``reason``) and in ``summary.json``.
+    """
     from live_decode.pipeline.plots import plot_run
 
     sup = Supervisor(opts)
-    sup.start()
-    code = sup.supervise(on_update)
-    summary = write_summary(sup.out, sup.state)
-    plot_run(sup.out, sup.state.stats, sup.cfg)
-    return RunResult(sup.out, summary, code)
-
-
-def _json_safe(value: object) -> object:
-    """NaN/inf → None, so strict JSON readers accept summary.json."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    with stop_signals(sup):
+        sup.start()
+        code = sup.supervise(on_update)
+        assert sup.outcome is not None
+        summary = write_summary(
+            sup.out, sup.state, sup.outcome, worker_died=bool(sup.worker_deaths)
+        )
+        try:
+            plot_run(sup.out, sup.state.trace, sup.cfg)
+        except OSError as exc:
+            log.error("cannot write the plots: %s", exc)
+    return RunResult(sup.out, summary, code, sup.outcome.status, sup.outcome.reason)

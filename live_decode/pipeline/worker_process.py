@@ -14,6 +14,7 @@ import zmq
 
 from live_decode.inference.worker import InferenceWorker
 from live_decode.pipeline.build import build_localizer, load_config_or_demo
+from live_decode.pipeline.exits import exit_with_parent, run_recorded, signal_name
 from live_decode.transport.frames import FramePuller
 from live_decode.transport.results import ResultPublisher
 
@@ -37,15 +38,26 @@ class WorkerOptions:
 
 def _stop_on_signals(stop: Callable[[], None]) -> None:
     def handler(signum: int, _: FrameType | None) -> None:
-        log.info("signal %d: finishing", signum)
+        log.info("%s: finishing", signal_name(signum))
         stop()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, handler)
 
 
 def run_worker(opts: WorkerOptions) -> int:
-    """Localize the stream until end of stream, idle timeout or SIGTERM/SIGINT."""
+    """Localize the stream until end of stream, idle timeout or SIGTERM/SIGINT/SIGHUP.
+
+    Why it ended is left in ``out/worker_exit.json`` (:mod:`live_decode.pipeline.exits`); the
+    idle timeout is ``opts.idle_timeout_s``, else the config's ``inference.idle_timeout_s``.
+    """
+    return run_recorded("worker", opts.out, lambda: _run_worker(opts))
+
+
+def _run_worker(opts: WorkerOptions) -> tuple[int, str]:
+    exit_with_parent()
+    stopped: list[bool] = []
+    _stop_on_signals(lambda: stopped.append(True))  # while the model loads
     cfg = load_config_or_demo(opts.config)
     import torch
 
@@ -62,12 +74,14 @@ def run_worker(opts: WorkerOptions) -> int:
         opts.out,
         max_batch=cfg.inference.max_batch,
         override_mismatch=opts.ignore_model_mismatch or cfg.inference.ignore_model_mismatch,
-        idle_timeout_s=opts.idle_timeout_s,
+        idle_timeout_s=opts.idle_timeout_s or cfg.inference.idle_timeout_s,
         resume=opts.resume,
         config=cfg,  # the simulated/configured setup: PSF, z range, temporal context checked
         config_name=str(opts.config) if opts.config is not None else None,
     )
     _stop_on_signals(worker.stop)
+    if stopped:
+        worker.stop()
     log.info("worker: %s on %s", localizer.card.summary(), localizer.device)
     try:
         summary = worker.run()
@@ -76,6 +90,9 @@ def run_worker(opts: WorkerOptions) -> int:
         publisher.close(linger_ms=500)
         ctx.term()
     log.info(
-        "worker done: %d frames, %d localizations", summary.frames_processed, summary.localizations
+        "worker done (%s): %d frames, %d localizations",
+        worker.end_reason,
+        summary.frames_processed,
+        summary.localizations,
     )
-    return 0
+    return 0, worker.end_reason

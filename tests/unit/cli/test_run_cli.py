@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 
 from live_decode.cli.run import PlainStatus, status_line
-from live_decode.messages import FrameStats, WorkerStats
+from live_decode.messages import FrameStats, StatsMsg, WorkerStats
 from live_decode.pipeline.supervisor import RunState
 
 
 def _state(frames: int) -> RunState:
     state = RunState()
-    state.stats = [FrameStats(f, 3, 0.5, 2000.0, 10.0, 15.0) for f in range(frames)]
-    state.localizations = 3 * frames
-    state.worker = WorkerStats(fps=412.34, latency_ms=12.4, queue_depth=1, dropped_upstream=2)
-    state.errors = ["worker exited with 1; restarted"]
+    worker = WorkerStats(fps=412.34, latency_ms=12.4, queue_depth=1, dropped_upstream=2)
+    stats = tuple(FrameStats(f, 3, 0.5, 2000.0, 10.0, 15.0) for f in range(frames))
+    state.absorb(StatsMsg(frame_stats=stats, worker=worker))
+    state.note("worker exited with 1; restarted")
     state.restarts = 1
     return state
 
