@@ -336,6 +336,11 @@ class InferenceConfig(Frozen):
     idle_timeout_s: Positive | None = Field(
         120.0, description="a worker that receives nothing for this long stops; None = never"
     )
+    extra_formats: tuple[Literal["decode_h5", "smap"], ...] = Field(
+        (),
+        description="localization files written when the worker finishes, besides locs.csv "
+        "and locs.hdf5: decode_h5 → locs.decode.h5 (DECODE), smap → locs_sml.mat (SMAP)",
+    )
 
 
 class ControlConfig(Frozen):

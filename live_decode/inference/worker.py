@@ -26,6 +26,7 @@ from live_decode.inference.compat import check_compatible, check_frame, refuse
 from live_decode.inference.door import DEFAULT_DOOR_LIMITS, DoorLimits, FrameDoor
 from live_decode.inference.engine import Localizer
 from live_decode.inference.processor import BatchResult, LocSink, StreamProcessor
+from live_decode.io.formats import write_extra_formats
 from live_decode.io.picasso import PicassoWriter
 from live_decode.io.thunderstorm import ThunderstormWriter, read_thunderstorm_csv
 from live_decode.messages import (
@@ -138,6 +139,7 @@ class InferenceWorker:
         self._elapsed_before = 0.0
         self._run_started = time.perf_counter()
         self.door = FrameDoor(door_limits)  # value checks; keeps the expected frame index
+        self._frame_info: tuple[int, int, dict[str, float]] | None = None  # H, W px; camera
         if resume:
             self._resume_totals()
         self._resume_pending = self.skip_through is not None
@@ -189,7 +191,42 @@ class InferenceWorker:
         )
         if hdf5.n_written < csv.n_written:  # an HDF5 file a crash left unusable: rebuild it
             hdf5.append(read_thunderstorm_csv(self.run_dir / CSV_NAME)[hdf5.n_written :])
+        cam = first.camera
+        self._frame_info = (
+            h,
+            w,
+            {
+                "conversion": cam.e_per_adu,
+                "emgain": cam.em_gain,
+                "offset": cam.baseline_adu,
+                "exposure_ms": cam.exposure_ms,
+            },
+        )
         return [csv, hdf5]
+
+    def _write_extra_formats(self) -> None:
+        """The config's ``inference.extra_formats`` (DECODE h5, SMAP), from the finished CSV."""
+        formats = self.config.inference.extra_formats if self.config is not None else ()
+        if not formats or self._frame_info is None:
+            return
+        h, w, camera = self._frame_info
+        try:
+            locs = read_thunderstorm_csv(self.run_dir / CSV_NAME)
+            written = write_extra_formats(
+                locs,
+                self.run_dir,
+                formats,
+                pixel_size_nm=self.localizer.pixel_size_nm,
+                width_px=w,
+                height_px=h,
+                with_z=self.localizer.scaling.is_3d,
+                camera=camera,
+            )
+        except (LocalizationFileError, OSError) as exc:  # the CSV and HDF5 are complete
+            log.error("could not write %s: %s (%s is complete)", ", ".join(formats), exc, CSV_NAME)
+            return
+        for path in written:
+            log.info("wrote %s (%d localizations)", path, len(locs))
 
     def _first_frame(self, frame: FrameMsg) -> None:
         card = self.localizer.card
@@ -357,6 +394,7 @@ class InferenceWorker:
 
     def close(self) -> None:
         self.processor.close()
+        self._write_extra_formats()
         self._write_summary()
 
 

@@ -1,4 +1,4 @@
-"""Read DECODE's HDF5 emitter files (``EmitterSet.save(... .h5)``, DECODE 0.10).
+"""DECODE's HDF5 emitter files (``EmitterSet.save(... .h5)``, DECODE 0.10): read and write.
 
 Layout (measured on a real DECODE 0.10 file): ``/data/{xyz (N, 3), xyz_sig, xyz_cr, phot,
 phot_sig, phot_cr, frame_ix, id, prob, bg, bg_sig, bg_cr}`` (an all-NaN column is stored as an
@@ -9,11 +9,17 @@ Conventions converted here: DECODE's x is the frame **row** (our y) and its y th
 pixel centres are at integer coordinates; ``px_size`` is ordered like DECODE's (x, y), i.e.
 (row, column). z and its σ are always nm; frames are 0-based like ours. So, in px units,
 ``y_nm = (x_decode + 0.5) · px_size[0]`` and ``x_nm = (y_decode + 0.5) · px_size[1]``.
+
+:func:`write_decode_h5` writes the same layout (px units, float32 like DECODE, empty datasets
+for the Cramér-Rao columns we do not compute), so DECODE's ``EmitterSet.load``, locan's
+``load_decode_file`` and :func:`read_decode_h5` read it. DECODE's ``xyz`` is always (N, 3): a
+2-D table has z = 0 there, as in DECODE's own 2-D files.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import h5py
@@ -21,10 +27,76 @@ import numpy as np
 import numpy.typing as npt
 
 from live_decode.errors import LocalizationFileError
-from live_decode.io._files import PathLike, corrupt, existing_file
+from live_decode import __version__
+from live_decode.io._files import PathLike, as_loc_table, corrupt, existing_file
 from live_decode.messages import Localizations, empty_locs
 
 KIND = "DECODE h5"
+DECODE_LAYOUT_VERSION = "0.10.0"
+"""The DECODE release whose ``EmitterSet.save`` layout we write (``/decode`` ``version``)."""
+
+
+def write_decode_h5(path: PathLike, locs: np.ndarray, pixel_size_nm: float) -> Path:
+    """Write localizations as a DECODE ``.h5`` emitter file (DECODE's axes and pixel centres).
+
+    Parameters
+    ----------
+    path
+        The ``.h5`` file; overwritten.
+    locs
+        (N,) :data:`~live_decode.messages.LOC_DTYPE`, nm, frames 0-based (DECODE's too).
+    pixel_size_nm
+        Square camera pixel, nm; written as ``/meta px_size`` with ``xy_unit = 'px'``.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    if not pixel_size_nm > 0:
+        raise ValueError(f"pixel_size_nm must be > 0, got {pixel_size_nm}.")
+    table = as_loc_table(locs)
+    px = float(pixel_size_nm)
+    # DECODE: x = row (our y), y = column (our x), pixel centres at integers.
+    xyz = np.column_stack(
+        [table["y_nm"] / px - 0.5, table["x_nm"] / px - 0.5, table["z_nm"]]
+    ).astype(np.float32)
+    sig = np.column_stack(
+        [table["sigma_y_nm"] / px, table["sigma_x_nm"] / px, table["sigma_z_nm"]]
+    ).astype(np.float32)
+    columns: dict[str, npt.NDArray[Any] | None] = {
+        "xyz": xyz,
+        "xyz_sig": sig,
+        "xyz_cr": None,
+        "phot": table["photons"].astype(np.float32),
+        "phot_sig": table["sigma_photons"].astype(np.float32),
+        "phot_cr": None,
+        "frame_ix": table["frame"].astype(np.int64),
+        "id": np.arange(table.size, dtype=np.int64),
+        "prob": table["prob"].astype(np.float32),
+        "bg": table["bg"].astype(np.float32),
+        "bg_sig": None,
+        "bg_cr": None,
+    }
+    out = Path(path)
+    try:
+        with h5py.File(out, "w") as f:
+            f.attrs["written_by"] = f"live_decode {__version__}"
+            data = f.create_group("data")
+            for name, values in columns.items():
+                if values is None:  # DECODE's placeholder for an all-NaN column
+                    data.create_dataset(name, data=h5py.Empty(np.float32))
+                else:
+                    data.create_dataset(name, data=values)
+            meta = f.create_group("meta")
+            meta.attrs["px_size"] = np.array([px, px], dtype=np.float32)
+            meta.attrs["xy_unit"] = "px"
+            f.create_group("decode").attrs["version"] = DECODE_LAYOUT_VERSION
+    except OSError as err:
+        raise LocalizationFileError(
+            f"Cannot write {str(out)!r}: {err}. Check that the folder exists and is writable."
+        ) from err
+    return out
 
 
 def read_decode_h5(path: PathLike) -> Localizations:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from live_decode.errors import LocalizationFileError
-from live_decode.io.decode_h5 import read_decode_h5
+from live_decode.io.decode_h5 import read_decode_h5, write_decode_h5
 from live_decode.messages import LOC_DTYPE
 
 ROW_NM, COL_NM = 127.0, 117.0  # the real file's px_size, in DECODE's (x = row, y = column) order
@@ -91,3 +91,44 @@ def test_bad_files_raise_clear_errors(tmp_path: Path) -> None:
         write_decode_like(odd, unit, [[0.0, 0.0, 0.0]], px)
         with pytest.raises(LocalizationFileError, match=r"xy_unit|px_size"):
             read_decode_h5(odd)
+
+
+def _our_locs(n: int = 50, seed: int = 2) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    locs = np.zeros(n, dtype=LOC_DTYPE)
+    locs["frame"] = np.sort(rng.integers(0, 30, n))
+    locs["x_nm"] = rng.uniform(0, 6400, n)  # includes the outer half of edge pixels
+    locs["y_nm"] = rng.uniform(0, 4800, n)
+    locs["z_nm"] = rng.normal(0, 300, n)
+    for name in ("photons", "bg", "prob", "sigma_x_nm", "sigma_y_nm", "sigma_z_nm"):
+        locs[name] = rng.uniform(0.1, 3000, n)
+    locs["sigma_photons"] = rng.uniform(1, 100, n)
+    return locs
+
+
+def test_written_file_round_trips_and_has_decodes_layout(tmp_path: Path) -> None:
+    locs = _our_locs()
+    path = write_decode_h5(tmp_path / "locs.decode.h5", locs, pixel_size_nm=100.0)
+    back = read_decode_h5(path)
+    for name in LOC_DTYPE.names or ():
+        np.testing.assert_allclose(back[name], locs[name], rtol=1e-6, atol=2e-3, err_msg=name)
+    real = {"xyz", "xyz_sig", "xyz_cr", "phot", "phot_sig", "phot_cr", "frame_ix", "id"}
+    with h5py.File(path, "r") as f:
+        assert real | {"prob", "bg", "bg_sig", "bg_cr"} == set(f["data"])
+        assert f["data/xyz"].dtype == np.float32 and f["data/frame_ix"].dtype == np.int64
+        assert f["data/xyz_cr"].shape is None  # DECODE's empty placeholder
+        assert f["meta"].attrs["xy_unit"] == "px"
+        assert f["decode"].attrs["version"] == "0.10.0"
+
+
+def test_locan_reads_our_decode_file_with_the_same_coordinates(tmp_path: Path) -> None:
+    locan = pytest.importorskip("locan")
+    locs = _our_locs()
+    path = write_decode_h5(tmp_path / "locs.decode.h5", locs, pixel_size_nm=100.0)
+    theirs = locan.load_decode_file(path).data  # DECODE px: x = row, centres at integers
+    assert len(theirs) == len(locs)
+    np.testing.assert_allclose((theirs["position_x"] + 0.5) * 100.0, locs["y_nm"], atol=0.01)
+    np.testing.assert_allclose((theirs["position_y"] + 0.5) * 100.0, locs["x_nm"], atol=0.01)
+    np.testing.assert_allclose(theirs["position_z"], locs["z_nm"], atol=0.01)
+    np.testing.assert_array_equal(theirs["frame"], locs["frame"])  # both 0-based
+    np.testing.assert_allclose(theirs["intensity"], locs["photons"], rtol=1e-6)
