@@ -26,8 +26,8 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-from live_decode.errors import LocalizationFileError
 from live_decode import __version__
+from live_decode.errors import LocalizationFileError
 from live_decode.io._files import PathLike, as_loc_table, corrupt, existing_file
 from live_decode.messages import Localizations, empty_locs
 
