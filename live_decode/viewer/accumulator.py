@@ -143,7 +143,6 @@ class SuperResAccumulator:
         self._buffer = np.empty((len(_COLUMNS), 0), np.float32)
         self._kept = 0
         self.not_kept = 0
-        self._ranges: dict[str, tuple[float, float]] = {}  # colour -> (min, max) seen
         self.version = 0  # increases with every change of the image
         self._alloc(self._shape_for(self._extent_nm))
 
@@ -217,11 +216,6 @@ class SuperResAccumulator:
         if len(locs) == 0:
             return 0
         cols = np.stack([np.asarray(locs[c], np.float32) for c in _COLUMNS])
-        for colour, column in _COLOUR_COLUMN.items():
-            values = cols[column][np.isfinite(cols[column])]
-            if values.size:
-                lo, hi = self._ranges.get(colour, (math.inf, -math.inf))
-                self._ranges[colour] = (min(lo, float(values.min())), max(hi, float(values.max())))
         finite = np.isfinite(cols[_X]) & np.isfinite(cols[_Y])
         if finite.any():
             self._grow_to(float(cols[_Y][finite].max()), float(cols[_X][finite].max()))
@@ -274,7 +268,6 @@ class SuperResAccumulator:
         self._buffer = np.empty((len(_COLUMNS), 0), np.float32)
         self._kept = self._done = 0
         self.not_kept = 0
-        self._ranges = {}
         self._extent_nm = self._fov_nm
         self._alloc(self._shape_for(self._extent_nm))
         self.version += 1
@@ -313,8 +306,7 @@ class SuperResAccumulator:
         sums = bin_sum(value_crop, g) if g > 1 else value_crop
         with np.errstate(invalid="ignore", divide="ignore"):
             means = np.where(binned > 0, sums / binned, np.nan).astype(np.float32)
-        span = self._ranges.get(self._settings.colour)
-        return ImageView(binned, c0, r0, cols_px, rows_px, f, means, span)
+        return ImageView(binned, c0, r0, cols_px, rows_px, f, means, self._value_range)
 
     # ------------------------------------------------------------------ internals
     def _shape_for(
@@ -332,6 +324,7 @@ class SuperResAccumulator:
         coloured = self._settings.colour != "density"
         self._value_canvas = np.zeros_like(self._canvas) if coloured else None
         self._value_coarse = np.zeros_like(self._coarse) if coloured else None
+        self._value_range: tuple[float, float] | None = None  # of the values drawn
         self._drawn = 0
         self._outside = 0
 
@@ -357,7 +350,7 @@ class SuperResAccumulator:
         if shape == self._shape:
             return
         old, old_values, (oh, ow), p = self._canvas, self._value_canvas, self._shape, self._pad
-        drawn, outside = self._drawn, self._outside
+        drawn, outside, value_range = self._drawn, self._outside, self._value_range
         self._alloc(shape)
         # Same origin; the old margin keeps Gaussian tails that now fall inside the image.
         self._canvas[: oh + 2 * p, : ow + 2 * p] = old
@@ -370,7 +363,7 @@ class SuperResAccumulator:
             values[: oh + 2 * p, : ow + 2 * p] = old_values
             binned = bin_sum(self.value_image[: oh + p, : ow + p], COARSE_FACTOR)
             values_coarse[: binned.shape[0], : binned.shape[1]] = binned
-        self._drawn, self._outside = drawn, outside
+        self._drawn, self._outside, self._value_range = drawn, outside, value_range
 
     def _keep(self, cols: npt.NDArray[np.float32]) -> int:
         room = self.capacity - self._kept
@@ -401,13 +394,20 @@ class SuperResAccumulator:
         inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)  # NaN compares False: outside
         self._outside += int(inside.size - np.count_nonzero(inside))
         x, y = x[inside], y[inside]
-        sx = cols[_SX][ok][inside] / np.float32(s.pixel_size_nm)
-        sy = cols[_SY][ok][inside] / np.float32(s.pixel_size_nm)
-        self._splat(self._canvas, self._coarse, x, y, sx, sy, None)
+        sigmas = None
+        if s.gaussian:
+            px = np.float32(s.pixel_size_nm)
+            sigmas = (cols[_SX][ok][inside] / px, cols[_SY][ok][inside] / px)
+        self._splat(self._canvas, self._coarse, x, y, sigmas, None)
         if self._value_canvas is not None and self._value_coarse is not None:
             values = cols[_COLOUR_COLUMN[s.colour]][ok][inside]
             values = np.nan_to_num(values, nan=0.0).astype(np.float32)
-            self._splat(self._value_canvas, self._value_coarse, x, y, sx, sy, values)
+            if values.size:
+                low, high = float(values.min()), float(values.max())
+                if self._value_range is not None:
+                    low, high = min(low, self._value_range[0]), max(high, self._value_range[1])
+                self._value_range = (low, high)
+            self._splat(self._value_canvas, self._value_coarse, x, y, sigmas, values)
         self._drawn += int(x.size)
         return int(x.size)
 
@@ -417,12 +417,13 @@ class SuperResAccumulator:
         coarse: Image,
         x: npt.NDArray[np.float32],
         y: npt.NDArray[np.float32],
-        sx: npt.NDArray[np.float32],
-        sy: npt.NDArray[np.float32],
+        sigmas: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None,
         weights: npt.NDArray[np.float32] | None,
     ) -> None:
-        """Draw into ``canvas`` and its block sums ``coarse`` (render pixels, inside)."""
-        if self._settings.gaussian:
+        """Draw into ``canvas`` and its block sums ``coarse`` (render pixels, inside): Gaussians
+        of (σx, σy) = ``sigmas``, or counts when None."""
+        if sigmas is not None:
+            sx, sy = sigmas
             splat_gaussians(
                 canvas,
                 self._pad,
