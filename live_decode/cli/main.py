@@ -28,7 +28,7 @@ COMMANDS: dict[str, str] = {
     "localize": "Localize recorded movies offline through the worker; writes a run directory.",
     "source": "The source process: simulated microscope, replay or Micro-Manager.",
     "worker": "The inference worker process.",
-    "view": "Watch a run live: raw frames, super-resolution image, density, laser, controls.",
+    "view": "Watch a run live (or open a finished one): frames, image, density, laser, controls.",
     "keys": "Generate ZeroMQ CURVE keys (needed to bind a non-loopback address).",
 }
 

@@ -30,7 +30,10 @@ if TYPE_CHECKING:
     from live_decode.viewer.run_files import RecordedRun
     from live_decode.viewer.snapshots import Endpoints
 
-HELP = "Watch a run live: raw frames, super-resolution image, density, laser, health, controls."
+HELP = (
+    "Watch a run live, or open a finished one: raw frames, super-resolution image, density, "
+    "laser, health, controls."
+)
 
 # The transport's defaults (DESIGN.md §1): where a run started without options listens.
 DEFAULT_RESULTS_PORT = int(parse_endpoint(DEFAULT_RESULTS_ENDPOINT).port)
@@ -55,6 +58,7 @@ def _positive(text: str) -> float:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "address",
+        metavar="ADDRESS|RUN_DIR",
         help="host of the run (127.0.0.1, a host name or [IPv6]), or a run directory: joins it "
         "while it runs (at the endpoints it recorded), else shows its files",
     )
