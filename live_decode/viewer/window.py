@@ -348,4 +348,6 @@ def open_recorded_run(
         raise
     window.setWindowTitle(f"live-decode view — {run.run_dir} (finished)")
     window.controls.reply.setText(f"recorded run {run.run_dir}: no source to control")
+    if run.raw is None:
+        window.raw.plot.setTitle("raw frame: none recorded in this run")
     return window

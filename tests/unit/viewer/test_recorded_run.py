@@ -155,3 +155,16 @@ def test_view_joins_a_live_run_at_its_recorded_endpoints(
         thread.join(5)
     assert shot.is_file() and seen
     assert f"joining the live run in {live}" in capsys.readouterr().err
+
+
+@pytest.mark.qt
+def test_a_run_without_raw_frames_says_so(qtbot: QtBot, run_dir: Path) -> None:
+    (run_dir / "raw.ome.tif").unlink()
+    win = open_recorded_run(load_run(run_dir))
+    qtbot.addWidget(win)
+    try:
+        win.refresh_frame()
+        assert win.raw.frame is None
+        assert win.raw.plot.titleLabel.text == "raw frame: none recorded in this run"
+    finally:
+        win.close()
