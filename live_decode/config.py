@@ -362,6 +362,11 @@ class ControlConfig(Frozen):
     min_power_mw: NonNegative = Field(0.0, description="lowest power the loop commands in auto")
     safe_power_mw: NonNegative = Field(0.0, description="power on a watchdog or error event")
     watchdog_s: Positive = Field(1.0, description="no stats for this long -> safe power")
+    max_stats_age_s: Positive = Field(
+        0.5,
+        description="stats of a frame taken longer ago than this are stale: not acted on, the "
+        "integrator holds (counted in control.csv and the source summary)",
+    )
     autotune_step_mw: Positive = Field(4.0, description="power step of the tuning step test")
     autotune_baseline_frames: Annotated[int, Field(ge=5)] = Field(
         60, description="frames held at the starting power before the step"

@@ -124,6 +124,7 @@ class DensityController:
         self.integral = float(output)
         self._goal = float(output)
         self.saturation: Saturation = ""
+        self.saturations = 0  # times the output entered a limit
         self.model: FopdtModel | None = None
         self._mode: Mode = "off"
         self._bumpless = True
@@ -224,6 +225,22 @@ class DensityController:
             self._mode = self._return_mode
             self._note("autotune", "autotune abandoned")
 
+    def resume(self, goal: float, integral: float) -> None:
+        """After a safety hold: slew back to ``goal`` (mW, the power in use before it) and go on
+        with the integral of then, so control continues where it left off instead of winding up
+        again from the safe value. The smoother restarts: what it held described the old state.
+        """
+        lo, hi = self.output_limits
+        self._goal = min(max(float(goal), lo), hi)
+        self.integral = float(integral)
+        self._bumpless = False
+        self.smoother.reset()
+
+    @property
+    def goal(self) -> float:
+        """The value the output is slewing towards (mW)."""
+        return self._goal
+
     def drain_events(self) -> tuple[ControlEvent, ...]:
         """Events noted since the last :meth:`update` (which would otherwise return them)."""
         events, self._pending = tuple(self._pending), []
@@ -293,6 +310,7 @@ class DensityController:
             state = "low"
         if state != self.saturation:
             if state:
+                self.saturations += 1
                 bound = hi if state == "high" else lo
                 self._note(
                     "saturation", f"saturated {state}: wants {wanted:.3g}, limited to {bound:g} mW"

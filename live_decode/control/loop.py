@@ -8,21 +8,28 @@ thread, so the loop needs no locks. Each tick:
 1. drains the results subscriber without blocking (``stats`` and ``event`` topics);
 2. safety: a worker ``error`` or ``eos``, or no stats for ``watchdog_s`` (injectable clock),
    sets the actuator to ``safe_power_mw`` while the loop has authority (modes auto/autotune);
-3. feeds the new densities to the :class:`DensityController` and applies its output;
-4. writes a row of ``control.csv``.
+3. ages the new densities: a frame ticked more than ``max_stats_age_s`` ago (a worker that lags
+   or a backlog after a stall) is *stale* — counted, not acted on, so the integrator holds and
+   the output stays at its last goal;
+4. feeds the fresh densities to the :class:`DensityController` and applies its output;
+5. writes a row of ``control.csv`` (with the data age, why the integrator held, and the
+   cumulative safety trips and saturations).
 
 Any exception inside a tick also sets the safe value and switches the mode to off; the tick never
 raises, except when the actuator cannot even be set to its safe value (then the acquisition must
 stop: :class:`ActuatorSafetyError`).
 
 Safety semantics: after a watchdog trip or ``eos`` the mode stays auto and control resumes
-(bumpless, from the safe value, rate-limited) when stats return; after a worker ``error`` or an
-exception the mode becomes off and the operator must switch auto on again. In mode off the
-operator owns the laser: faults are reported but the laser is left as set.
+when stats return, bumplessly: the output ramps (rate-limited) from the safe value back to the
+power in use before the trip, with the integral of then, and densities of frames taken before
+the ramp ended (they describe the safe state, not the plant) are not acted on. After a worker
+``error`` or an exception the mode becomes off and the operator must switch auto on again. In
+mode off the operator owns the laser: faults are reported but the laser is left as set.
+:meth:`ControlLoop.counts` has every trip, saturation and stale episode for the run summary.
 
-Events (mode, target, gains, saturation, autotune, manual, resumed, and the safety reasons
-watchdog / worker_error / worker_eos / exception) are logged on ``live_decode.control``, kept in
-:attr:`ControlLoop.events`, written to the trace's ``event`` column, and — if a
+Events (mode, target, gains, saturation, autotune, manual, resumed, stale, fresh, and the safety
+reasons watchdog / worker_error / worker_eos / exception) are logged on ``live_decode.control``,
+kept in :attr:`ControlLoop.events`, written to the trace's ``event`` column, and — if a
 :class:`~live_decode.transport.results.ResultPublisher` is given — published as
 :class:`~live_decode.messages.ErrorMsg` with ``code = "control.<kind>"`` (the protocol has no
 informational event kind yet). Error messages whose code starts with ``control.`` are ignored on
@@ -38,6 +45,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import zmq
 
 from live_decode.config import ControlConfig
@@ -56,6 +64,8 @@ log = logging.getLogger("live_decode.control")
 # Before the first stats the worker may still be loading its model: hold the laser as set for
 # this long before the watchdog calls it a fault.
 STARTUP_GRACE_S = 20.0
+#: Frames whose tick time is remembered to age their stats (older stats count as stale).
+TICK_MEMORY = 8192
 
 
 class ActuatorSafetyError(LiveDecodeError):
@@ -155,7 +165,19 @@ class ControlLoop:
         self.safety_events = 0
         self.errors = 0
         self.publish_errors = 0
-        self._inbox: list[float] = []
+        self.stale_measurements = 0  # densities not acted on: their frame was too old
+        self.stale_episodes = 0
+        self.settling_measurements = 0  # densities of frames before a resume ramp ended
+        self.data_age_s = math.nan  # age of the newest density at the last tick that had any
+        self._inbox: list[tuple[int, float]] = []  # (frame, density) since the last tick
+        self._tick_frame = np.full(TICK_MEMORY, -1, dtype=np.int64)
+        self._tick_s = np.zeros(TICK_MEMORY, dtype=np.float64)
+        self._stale = False
+        self._held = ""  # why the integrator held at this tick: "", "stale", "settling"
+        self._tick_age_s = math.nan  # age of the oldest density that arrived at this tick
+        self._resume: tuple[float, float] | None = None  # (output, integral) before a trip
+        self._settling = False
+        self._ignore_before = -1  # densities of frames before this one are not acted on
         self._stats_msgs = 0
         self._fault: tuple[str, str] | None = None
         self._ever_stats = False
@@ -180,7 +202,7 @@ class ControlLoop:
             self.stats_received += 1
             for s in msg.frame_stats:
                 if math.isfinite(s.density_per_um2):
-                    self._inbox.append(s.density_per_um2)
+                    self._inbox.append((s.frame, s.density_per_um2))
                     self.frames_measured += 1
         elif isinstance(msg, ErrorMsg):
             if msg.code in BENIGN_WORKER_CODES:
@@ -207,6 +229,9 @@ class ControlLoop:
     def on_tick(self, frame_index: int) -> None:
         """Run one control step after frame ``frame_index`` (plug into ``SourceRunner``)."""
         self.frame = frame_index
+        slot = frame_index % TICK_MEMORY
+        self._tick_frame[slot], self._tick_s[slot] = frame_index, self._clock()
+        self._held, self._tick_age_s = "", math.nan
         try:
             self._poll()
             self._tick(frame_index)
@@ -217,14 +242,54 @@ class ControlLoop:
         finally:
             self._write_row(frame_index)
 
+    def _age_s(self, frame: int) -> float:
+        """Seconds since the tick of ``frame`` (inf if not remembered: older, or never ticked)."""
+        slot = frame % TICK_MEMORY
+        if frame < 0 or self._tick_frame[slot] != frame:
+            return math.inf
+        return float(self._clock() - self._tick_s[slot])
+
+    def _usable(self, frame: int, arrived: list[tuple[int, float]]) -> list[float]:
+        """The densities to act on; stale ones and those of a resume ramp are counted instead."""
+        if not arrived:
+            return []
+        used: list[float] = []
+        limit = self.cfg.max_stats_age_s
+        ages = [self._age_s(f) for f, _ in arrived]
+        self.data_age_s, self._tick_age_s = min(ages), max(ages)
+        for (f, d), age in zip(arrived, ages, strict=True):
+            if age > limit:
+                self.stale_measurements += 1
+                self._held = "stale"
+            elif f < self._ignore_before:
+                self.settling_measurements += 1
+                self._held = self._held or "settling"
+            else:
+                used.append(d)
+        if not used and self._held == "stale" and not self._stale:
+            self._stale = True
+            self.stale_episodes += 1
+            self._emit(
+                frame,
+                "stale",
+                f"stats are {self.data_age_s:.2f} s old (> {limit:g} s): holding the "
+                f"integrator and the laser at {self._commanded:g} mW",
+            )
+        elif used and self._stale:
+            self._stale = False
+            self._emit(frame, "fresh", f"stats fresh again ({self.data_age_s:.2f} s old)")
+        return used
+
     def _tick(self, frame: int) -> None:
-        densities, self._inbox = self._inbox, []
+        arrived, self._inbox = self._inbox, []
         got_stats, self._stats_msgs = self._stats_msgs > 0, 0
         if got_stats:
             silence = self.watchdog.silence_s
             if self.watchdog.feed():
                 self._emit(frame, "resumed", f"stats back after {silence:.2f} s: control resumes")
+                self._start_resume(frame)
             self._ever_stats = True
+        densities = self._usable(frame, arrived)
         fault, self._fault = self._fault, None
         authority = self.controller.mode != "off"
         if fault is not None:
@@ -250,7 +315,22 @@ class ControlLoop:
         for event in step.events:
             self._emit(frame, event.kind, event.message)
         self._apply(step.output)
+        if self._settling:
+            # Frames taken before the laser was back describe the safe state: not acted on.
+            self._ignore_before = frame + 1
+            if self.controller.output == self.controller.goal or self.controller.mode != "auto":
+                self._settling = False
+                self._resume = None
         self._sync_watchdog()
+
+    def _start_resume(self, frame: int) -> None:
+        """Stats are back after a trip: ramp to the power of before with its integral."""
+        if self._resume is None or self.controller.mode != "auto":
+            self._resume = None
+            return
+        self.controller.resume(*self._resume)
+        self._settling = True
+        self._ignore_before = frame + 1
 
     def _apply(self, value: float) -> None:
         if value != self._commanded:
@@ -266,6 +346,12 @@ class ControlLoop:
 
     def _go_safe(self, frame: int, kind: str, reason: str, *, mode_off: bool) -> None:
         safe = self.cfg.safe_power_mw
+        c = self.controller
+        if mode_off or c.mode != "auto":
+            self._resume = None
+        elif self._resume is None:  # the first trip of a series: remember the good state
+            self._resume = (c.goal if self._settling else c.output, c.integral)
+        self._settling = False
         try:
             self._commanded = self.actuator.set(safe)
         except Exception as exc:
@@ -319,6 +405,10 @@ class ControlLoop:
             self._commanded,
             c.mode,
             events,
+            data_age_s=self._tick_age_s,
+            held=self._held,
+            safety_trips=self.safety_events,
+            saturations=c.saturations,
         )
 
     # ------------------------------------------------------------------ control socket
@@ -380,6 +470,9 @@ class ControlLoop:
             "frames_measured": self.frames_measured,
             "safety_events": self.safety_events,
             "errors": self.errors,
+            "data_age_s": _json_number(self.data_age_s),
+            "stale": self._stale,
+            **self.counts(),
             "last_event": None if last is None else f"{last.kind}: {last.message}",
             "autotune": None
             if model is None
@@ -388,6 +481,19 @@ class ControlLoop:
                 "time_constant_frames": model.time_constant_frames,
                 "dead_time_frames": model.dead_time_frames,
             },
+        }
+
+    def counts(self) -> dict[str, int]:
+        """Every trip, saturation and stale episode of the run (for the run summary)."""
+        return {
+            "safety_trips": self.safety_events,
+            "watchdog_trips": self.watchdog.trips,
+            "saturations": self.controller.saturations,
+            "stale_episodes": self.stale_episodes,
+            "stale_measurements": self.stale_measurements,
+            "settling_measurements": self.settling_measurements,
+            "frames_measured": self.frames_measured,
+            "errors": self.errors,
         }
 
     # ------------------------------------------------------------------ shutdown

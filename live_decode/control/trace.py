@@ -3,7 +3,11 @@
 Columns: ``frame`` (source frame index at the tick), ``density_per_um2`` (mean of the densities
 that arrived at that tick; empty if none — they belong to frames a little earlier, by the
 worker's latency), ``smoothed_per_um2``, ``target_per_um2``, ``actuator_value`` (mW applied after
-the tick), ``mode`` and ``event`` (``; ``-joined event messages, empty if none).
+the tick), ``mode``, ``event`` (``; ``-joined event messages, empty if none), ``data_age_s`` (s
+since the oldest frame whose stats arrived at that tick was ticked; empty if none), ``held`` (why
+those stats were not acted on: ``stale`` — older than ``max_stats_age_s`` — or ``settling`` —
+taken before a resume ramp ended; empty if they were), and the run's cumulative
+``safety_trips`` and ``saturations``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ COLUMNS = (
     "actuator_value",
     "mode",
     "event",
+    "data_age_s",
+    "held",
+    "safety_trips",
+    "saturations",
 )
 #: Rows between flushes; an event flushes at once so a crash keeps its reason on disk.
 FLUSH_EVERY = 50
@@ -58,8 +66,13 @@ class ControlTrace(Closeable):
         actuator_value: float,
         mode: str,
         events: tuple[str, ...] = (),
+        *,
+        data_age_s: float = math.nan,
+        held: str = "",
+        safety_trips: int = 0,
+        saturations: int = 0,
     ) -> None:
-        """Append one row; densities in emitters µm⁻² frame⁻¹, actuator value in mW."""
+        """Append one row; densities in emitters µm⁻² frame⁻¹, actuator value in mW, age in s."""
         self._writer.writerow(
             [
                 frame,
@@ -69,6 +82,10 @@ class ControlTrace(Closeable):
                 _num(actuator_value),
                 mode,
                 "; ".join(events),
+                _num(data_age_s),
+                held,
+                safety_trips,
+                saturations,
             ]
         )
         self.rows += 1
@@ -94,6 +111,10 @@ class TraceData:
     actuator_value: npt.NDArray[np.float64]
     mode: tuple[str, ...]
     event: tuple[str, ...]
+    data_age_s: npt.NDArray[np.float64]
+    held: tuple[str, ...]
+    safety_trips: npt.NDArray[np.int64]
+    saturations: npt.NDArray[np.int64]
 
 
 def read_control_trace(path: Path) -> TraceData:
@@ -121,6 +142,10 @@ def read_control_trace(path: Path) -> TraceData:
         actuator_value=col(4),
         mode=tuple(r[5] for r in body),
         event=tuple(r[6] for r in body),
+        data_age_s=col(7),
+        held=tuple(r[8] for r in body),
+        safety_trips=np.array([int(r[9]) for r in body], dtype=np.int64),
+        saturations=np.array([int(r[10]) for r in body], dtype=np.int64),
     )
 
 

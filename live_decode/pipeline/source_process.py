@@ -156,6 +156,11 @@ def run_source(opts: SourceOptions) -> int:
     return run_recorded("source", opts.out, lambda: _run_source(opts))
 
 
+def _record_control(summary: SourceSummary, loop: ControlLoop) -> None:
+    """The density loop's trips, saturations and stale episodes, for source_summary.json."""
+    summary.control = loop.counts()
+
+
 def _run_source(opts: SourceOptions) -> tuple[int, str]:
     exit_with_parent()
     stopped: list[int] = []
@@ -209,6 +214,8 @@ def _run_source(opts: SourceOptions) -> tuple[int, str]:
             recorder=recorder,
         )
         stack.callback(_write_summary, opts.out, runner.summary)
+        if loop is not None:  # callbacks run last-in first: this one before the summary is written
+            stack.callback(_record_control, runner.summary, loop)
         _stop_on_signals(lambda _: runner.stop())
         if stopped:
             runner.stop()

@@ -46,6 +46,9 @@ class SourceSummary:
     control_requests: int = 0
     elapsed_s: float = 0.0
     eos_sent: bool = False
+    #: The density loop's :meth:`~live_decode.control.loop.ControlLoop.counts` (trips,
+    #: saturations, stale episodes...), when one ran.
+    control: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

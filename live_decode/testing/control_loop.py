@@ -2,9 +2,12 @@
 
 Each frame's ground-truth density (:attr:`SimulatedFrame.density_per_um2`, what a perfect
 localizer would report) reaches the :class:`ControlLoop` as a ``stats`` message after
-``latency_frames`` frames (the worker's one frame of temporal context plus transport), through
+``latency_frames`` frames (the worker's one frame of temporal context plus transport) — or after
+``delay_frames(k)`` frames, in order, to inject a worker stall or lag — through
 the same :meth:`ControlLoop.ingest` / :meth:`ControlLoop.on_tick` / :meth:`ControlLoop.handle`
-path the live loop uses; only the sockets are left out. Fixed seeds make a run deterministic.
+path the live loop uses; only the sockets are left out. The loop's clock is the frame clock
+(frame interval × frames), so the watchdog and the data age see the time the camera would.
+Fixed seeds make a run deterministic.
 
 Metrics: :func:`holding_error` (RMS relative error against the target, per frame and over
 blocks that average out counting noise) and :func:`step_response` (settling frames and overshoot
@@ -15,8 +18,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +37,16 @@ Schedule = Callable[[int], float]
 """Target density (emitters µm⁻²) in force at a frame index."""
 
 _WORKER = WorkerStats(fps=0.0, latency_ms=0.0, queue_depth=0, dropped_upstream=0)
+
+
+class _FrameClock:
+    """The loop's clock in a simulation: seconds of camera time, advanced frame by frame."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def bleaching_config(seed: int = 0, **control: object) -> Config:
@@ -70,7 +83,7 @@ class LoopRecord:
 
     ``density_per_um2`` is the true density of each frame, ``laser_mw`` the power during it,
     ``target_per_um2`` the target in force when it was taken. ``gains`` = (kp, ki) at the end;
-    ``model`` the autotune fit, if one ran.
+    ``model`` the autotune fit, if one ran; ``counts`` the loop's :meth:`ControlLoop.counts`.
     """
 
     density_per_um2: FloatArray
@@ -79,6 +92,7 @@ class LoopRecord:
     fov_area_um2: float
     gains: tuple[float, float]
     model: FopdtModel | None = None
+    counts: Mapping[str, int] = field(default_factory=dict)
 
 
 def run_simulated_loop(
@@ -87,6 +101,7 @@ def run_simulated_loop(
     *,
     target: Schedule | None = None,
     latency_frames: int = 2,
+    delay_frames: Callable[[int], int] | None = None,
     autotune: bool = False,
     run_dir: Path | None = None,
 ) -> LoopRecord:
@@ -100,26 +115,38 @@ def run_simulated_loop(
         Target density per frame; changes are sent as ``set_target`` commands.
     latency_frames
         Frames between a frame and the arrival of its density.
+    delay_frames
+        If given, frames between frame ``k`` (counted from the start of the recorded frames)
+        and the arrival of its density, instead of ``latency_frames``; deliveries stay in
+        order, so a long delay also holds back the frames after it (a stalled worker's queue).
     autotune
         Run a step test first (``set_mode autotune``); the frames it takes are not recorded.
     run_dir
         Where ``control.csv`` and ``control.png`` go (None: no trace).
     """
     source = SimulatedSource(cfg)
-    loop = ControlLoop(cfg.control, SimulatedLaserActuator(source), run_dir=run_dir)
-    pending: deque[FrameStats] = deque()
+    frame_s = cfg.microscope.frame_interval_ms / 1000.0
+    clock = _FrameClock()
+    loop = ControlLoop(cfg.control, SimulatedLaserActuator(source), run_dir=run_dir, clock=clock)
+    pending: deque[tuple[int, FrameStats]] = deque()  # (frame it arrives at, its stats)
     area = source.microscope.fov_area_um2
+    recorded_from: list[int] = []  # source index of the first recorded frame
 
     def advance() -> tuple[float, float]:
         sf = source.read()
         truth = source.last
         if sf is None or truth is None:  # pragma: no cover - the simulated source is endless
             raise RuntimeError("the simulated source ended")
+        clock.now += frame_s
         n = len(truth.truth)
         nan = math.nan
-        pending.append(FrameStats(sf.index, n, truth.density_per_um2, nan, nan, nan))
-        if len(pending) > latency_frames:
-            loop.ingest(StatsMsg(frame_stats=(pending.popleft(),), worker=_WORKER))
+        row = FrameStats(sf.index, n, truth.density_per_um2, nan, nan, nan)
+        k = sf.index - recorded_from[0] if recorded_from else -1
+        delay = delay_frames(k) if delay_frames is not None and k >= 0 else latency_frames
+        due = max(sf.index + delay, pending[-1][0] if pending else 0)
+        pending.append((due, row))
+        while pending and pending[0][0] <= sf.index:
+            loop.ingest(StatsMsg(frame_stats=(pending.popleft()[1],), worker=_WORKER))
         loop.on_tick(sf.index)
         return truth.density_per_um2, truth.laser_mw
 
@@ -129,6 +156,7 @@ def run_simulated_loop(
             while loop.controller.mode == "autotune":
                 advance()
         density, laser, targets = np.empty(frames), np.empty(frames), np.empty(frames)
+        recorded_from.append(source.microscope.frame_index)
         for k in range(frames):
             if target is not None and target(k) != loop.controller.target:
                 loop.handle(Command("set_target", {"density_per_um2": target(k)}))
@@ -138,7 +166,7 @@ def run_simulated_loop(
         loop.close()
         source.close()
     c = loop.controller
-    return LoopRecord(density, targets, laser, area, (c.kp, c.ki), c.model)
+    return LoopRecord(density, targets, laser, area, (c.kp, c.ki), c.model, loop.counts())
 
 
 def holding_error(

@@ -177,6 +177,7 @@ class ControlsPanel(QGroupBox):
             parts.append("source: " + describe_status(status))
             if status is not self.synced:
                 self.mirror(status)
+            parts.extend(_loop_health(status))
         else:
             parts.append(f"source: no status from {self.link.endpoint} yet")
         self.reply.setText("\n".join(parts))
@@ -231,6 +232,18 @@ def describe_status(status: Mapping[str, object]) -> str:
     if target is not None:
         text += f", target {target:.3g} µm⁻²"
     return text
+
+
+def _loop_health(status: Mapping[str, object]) -> list[str]:
+    """The density loop's trips, saturations and stale data, and its last event, if any."""
+    names = (("safety_trips", "trips"), ("saturations", "saturations"), ("stale_episodes", "stale"))
+    counts = [(label, status.get(key)) for key, label in names]
+    shown = [f"{label} {n}" for label, n in counts if isinstance(n, int) and n > 0]
+    lines = ["loop: " + ", ".join(shown) + (" (stale now)" if status.get("stale") else "")]
+    last = status.get("last_event")
+    if isinstance(last, str):
+        lines.append(f"last: {last}")
+    return lines if shown else lines[1:]
 
 
 class HealthPanel(QGroupBox):

@@ -238,3 +238,52 @@ def test_trace_rows_events_and_plot(
     [safe_row] = [i for i, e in enumerate(trace.event) if e.startswith("watchdog: safe")]
     assert trace.actuator_value[safe_row] == 0.5
     assert (tmp_path / "control.png").stat().st_size > 10_000
+
+
+# --------------------------------------------------------------------------- data age
+def test_stale_stats_hold_the_integrator_and_are_counted(
+    actuator: RecordingActuator, clock: FakeClock, tmp_path: Path
+) -> None:
+    loop = make_loop(actuator, clock, run_dir=tmp_path, max_stats_age_s=0.5, watchdog_s=10.0)
+    run_frames(loop, clock, range(50), density=0.5)  # too few emitters: the power rises
+    integral, power = loop.controller.integral, actuator.value
+    # The worker lags 1 s (50 frames): each tick brings the stats of a frame 1 s old.
+    for f in range(50, 150):
+        clock.advance(FRAME_S)
+        loop.ingest(stats(0.5, first=f - 50))
+        loop.on_tick(f)
+    assert loop.controller.integral == integral  # held
+    assert actuator.value == pytest.approx(power, abs=1.0)  # only the slew to the last goal
+    assert loop.stale_measurements == 100 and loop.stale_episodes == 1
+    assert [e.kind for e in loop.events].count("stale") == 1
+    assert loop.status()["stale"] is True and loop.status()["stale_episodes"] == 1
+    run_frames(loop, clock, range(150, 160), density=0.5)  # fresh again: control goes on
+    assert loop.events[-1].kind == "fresh" or any(e.kind == "fresh" for e in loop.events)
+    assert loop.controller.integral > integral
+    loop.close(plot=False)
+    trace = read_control_trace(tmp_path / "control.csv")
+    assert set(trace.held[50:150]) == {"stale"} and set(trace.held[150:]) == {""}
+    assert trace.data_age_s[100] == pytest.approx(1.0) and trace.data_age_s[10] == 0.0
+
+
+def test_after_a_trip_control_ramps_back_to_the_power_of_before(
+    actuator: RecordingActuator, clock: FakeClock
+) -> None:
+    loop = make_loop(actuator, clock, max_rate_mw_per_frame=0.5, safe_power_mw=0.0)
+    run_frames(loop, clock, range(100), density=1.0)  # at the target: the power holds
+    before = actuator.value
+    run_frames(loop, clock, range(100, 160), density=None)  # the worker stalls
+    assert actuator.value == 0.0 and loop.counts()["watchdog_trips"] == 1
+    # Stats return, still low (the laser was off): they describe the safe state, not the plant.
+    ramp_end = 160 + round(before / 0.5)
+    run_frames(loop, clock, range(160, ramp_end), density=0.0)
+    assert actuator.value == pytest.approx(before)  # back where it was, not wound up
+    assert loop.settling_measurements > 0
+    assert loop.counts() | {"safety_trips": 1} == loop.counts()
+
+
+def test_saturations_are_counted(actuator: RecordingActuator, clock: FakeClock) -> None:
+    loop = make_loop(actuator, clock, max_rate_mw_per_frame=50.0, kp=20.0, ki=10.0)
+    run_frames(loop, clock, range(40), density=0.0)  # wants more than 100 mW
+    run_frames(loop, clock, range(40, 200), density=5.0)  # then less than 0
+    assert loop.counts()["saturations"] == 2
