@@ -120,9 +120,8 @@ def _print(report: EvaluationReport, title: str) -> None:
         table.add_row(f"σ {k}", _cell(v, ".3g"))
     console.print(table)
     if report.photon_bins:
-        crlb_table = Table(title="RMSE vs √CRLB by photons (isolated emitters)")
-        columns = ("photons", "detected", "rmse_x_nm", "sqrt_crlb_x_nm", "rmse_y_nm")
-        for col in (*columns, "sqrt_crlb_y_nm", ""):
+        crlb_table = Table(title="RMSE vs √CRLB by photons (isolated emitters, nm)")
+        for col in ("photons", "detected", "RMSE x", "√CRLB x", "RMSE y", "√CRLB y", "flag"):
             crlb_table.add_column(col, justify="right")
         for b in report.photon_bins:
             crlb_table.add_row(
@@ -132,7 +131,7 @@ def _print(report: EvaluationReport, title: str) -> None:
                 _cell(b.sqrt_crlb_x_nm, ".1f"),
                 _cell(b.rmse_y_nm, ".1f"),
                 _cell(b.sqrt_crlb_y_nm, ".1f"),
-                "low detection: selection" if b.low_detection else "",
+                "selected" if b.low_detection else "",
             )
         console.print(crlb_table)
     for note in report.notes:

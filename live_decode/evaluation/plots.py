@@ -9,7 +9,7 @@ import numpy.typing as npt
 
 from live_decode.evaluation.matching import match_localizations, matched_errors_nm
 from live_decode.evaluation.metrics import calibration_curve
-from live_decode.evaluation.report import EvaluationReport
+from live_decode.evaluation.report import LOW_DETECTION_FRACTION, EvaluationReport
 
 
 def plot_evaluation(
@@ -43,7 +43,7 @@ def plot_evaluation(
         ax.plot(mid, [r.sqrt_crlb_x_nm for r in rows], "k--", label="√CRLB x")
         title = "Localization error vs CRLB"
         if low.any():
-            title += "\n(hollow: < 50 % detected, selection)"
+            title += f"\n(hollow: < {LOW_DETECTION_FRACTION:.0%} detected: selection)"
         ax.set(xlabel="photons", ylabel="nm", title=title)
         ax.legend()
         fig.tight_layout()

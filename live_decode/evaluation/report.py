@@ -34,8 +34,10 @@ from live_decode.evaluation.metrics import (
     sigma_calibration,
 )
 
-LOW_DETECTION_FRACTION = 0.5
-"""Bins where fewer than this fraction of the emitters were detected are flagged."""
+LOW_DETECTION_FRACTION = 0.9
+"""Bins where fewer than this fraction of the emitters were detected are flagged: the missed
+ones are the worst-placed, so the RMSE of the rest is biased low (the demo model's lowest bin,
+3-777 photons, detects 74 % and shows RMSE 18 nm beside √CRLB 38 nm)."""
 
 N_PHOTON_BINS = 5
 
@@ -196,10 +198,13 @@ def evaluate_localizations(
         notes.append(SELECTION_NOTE)
         for b in bins:
             if b.low_detection:
+                below = min(b.rmse_x_nm / b.sqrt_crlb_x_nm, b.rmse_y_nm / b.sqrt_crlb_y_nm) < 1
                 notes.append(
                     f"{b.photons_lo:.0f}-{b.photons_hi:.0f} photons: only "
                     f"{b.detected_fraction:.0%} of {b.n_emitters} emitters detected; their RMSE "
-                    "is that of the lucky few (selection), not the precision at this brightness."
+                    + ("(below √CRLB) " if below else "")
+                    + "is that of the lucky ones (selection), not the precision at this "
+                    "brightness."
                 )
     return EvaluationReport(
         is_3d=is_3d,
