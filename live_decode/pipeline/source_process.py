@@ -125,9 +125,9 @@ def _calibration_of(
     cam = source.camera
     values = {k: float(getattr(cam, k)) for k in CAMERA_KEYS}
     if isinstance(cfg.source, MMSourceConfig):
-        origin = "camera (Micro-Manager core properties) and config"
-    else:
-        origin = f"config {label}" if label is not None else DEMO_LABEL
+        sources = getattr(source, "calibration_sources", {})  # per value: core, property, config
+        return values, {k: str(sources.get(k, "Micro-Manager source")) for k in values}
+    origin = f"config {label}" if label is not None else DEMO_LABEL
     return values, dict.fromkeys(values, origin)
 
 

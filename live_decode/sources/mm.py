@@ -483,6 +483,22 @@ class MMSource(Closeable):
         if pixel_um > 0:
             reported["pixel_size_nm"] = pixel_um * 1000.0
         values = {**NEUTRAL, **self._defaults, **reported, **self._overrides}
+        prop_of = {field: prop for prop, field in REPORTED_PROPERTIES.items()}
+        self.calibration_sources: dict[str, str] = {  # where each value came from
+            k: (
+                f"config source.{k} (override)"
+                if k in self._overrides
+                else f"camera property {prop_of[k]}"
+                if k in reported and k in prop_of
+                else "Micro-Manager pixel size preset"
+                if k in reported
+                else f"config camera.{k}"
+                if k in self._defaults
+                else "neutral default (photons = ADU)"
+            )
+            for k in values
+        }
+        self.calibration_sources["exposure_ms"] = "Micro-Manager core exposure"
         if "pixel_size_nm" not in values:
             raise MMDeviceError(
                 "the core has no pixel size for the current configuration: add a pixel size "

@@ -54,7 +54,12 @@ def _camera(name: str) -> CameraMeta:
 
     source = MMSource.from_config(cfg)
     try:
-        return source.camera
+        camera = source.camera
+        # calibration.json records where each value came from: the core, a property, the config
+        assert source.calibration_sources["baseline_adu"] == "camera property Offset"
+        assert source.calibration_sources["e_per_adu"] == "config source.e_per_adu (override)"
+        assert source.calibration_sources["read_noise_e"] == "config camera.read_noise_e"
+        return camera
     finally:
         source.close()
 
