@@ -5,7 +5,8 @@ Read, in this order (the first that has a value wins):
 1. this project's own metadata (``live-decode simulate`` / ``run``'s raw recording): the camera
    JSON in the OME ``Description``, else the ``live_decode.camera`` ``MapAnnotation``;
 2. OME-XML ``Pixels`` ``PhysicalSizeX`` (with its unit) and ``TimeIncrement``;
-3. Micro-Manager metadata (``PixelSizeUm`` / ``PixelSize_um``, ``Exposure-ms``);
+3. Micro-Manager metadata (``PixelSizeUm`` / ``PixelSize_um``, ``Exposure-ms``, the camera's
+   ``Offset`` and ``EMGain`` properties);
 4. ImageJ TIFF: ``XResolution`` in pixels per ImageJ ``unit`` (µm, nm), ``finterval``.
 
 Every value is paired with a source label such as ``"file:OME PhysicalSizeX"``, which the run
@@ -51,6 +52,8 @@ _NM_PER_UNIT = {
     "å": 0.1,
     "angstrom": 0.1,
 }
+MM_CAMERA_PROPERTIES = {"Offset": "baseline_adu", "EMGain": "em_gain"}
+"""Micro-Manager camera properties that are calibrations (as the live Micro-Manager source)."""
 _PLAUSIBLE_PIXEL_NM = (1.0, 100_000.0)  # a back-projected camera pixel, 1 nm .. 100 µm
 
 
@@ -136,6 +139,16 @@ def _from_micromanager(tif: tifffile.TiffFile, cal: Calibration) -> None:
             continue
         if nm > 0 and _plausible_pixel(nm):
             cal.set("pixel_size_nm", nm, f"file:Micro-Manager {key}")
+    camera = meta.get("Camera")
+    for prop, name in MM_CAMERA_PROPERTIES.items():  # "<camera label>-<property>" keys
+        key = f"{camera}-{prop}"
+        try:
+            value = float(meta[key]) if isinstance(camera, str) and key in meta else None
+        except (TypeError, ValueError):
+            value = None
+        if value is not None:
+            value = max(1.0, value) if name == "em_gain" else value  # EMGain 0 = EM off
+            cal.set(name, value, f"file:Micro-Manager {key}")
     for key in ("Exposure-ms", "Exposure"):
         try:
             exposure = float(meta.get(key, "nan"))

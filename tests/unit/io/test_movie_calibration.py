@@ -67,7 +67,16 @@ def test_pixel_size_from_an_imagej_tiff(tmp_path: Path) -> None:
 
 def test_pixel_size_and_exposure_from_micro_manager_metadata(tmp_path: Path) -> None:
     path = tmp_path / "mm.tif"
-    tag = json.dumps({"PixelSizeUm": 0.13, "Exposure-ms": 12.5, "Camera": "Camera"})
+    tag = json.dumps(
+        {
+            "PixelSizeUm": 0.13,
+            "Exposure-ms": 12.5,
+            "Camera": "EMCCD",
+            "EMCCD-Offset": "480",
+            "EMCCD-EMGain": "0",  # EM gain switched off
+            "EMCCD-Gain": "2",  # a setting, not a calibration: not read
+        }
+    )
     with tifffile.TiffWriter(path) as tif:
         for frame in noise(3):
             tif.write(frame, extratags=[(51123, "s", 0, tag, True)], contiguous=False)
@@ -76,6 +85,9 @@ def test_pixel_size_and_exposure_from_micro_manager_metadata(tmp_path: Path) -> 
         assert src.camera.pixel_size_nm == pytest.approx(130.0)
         assert src.camera.exposure_ms == pytest.approx(12.5)
         assert src.calibration.sources["pixel_size_nm"] == "file:Micro-Manager PixelSizeUm"
+        assert src.camera.baseline_adu == 480.0 and src.camera.em_gain == 1.0
+        assert src.calibration.sources["baseline_adu"] == "file:Micro-Manager EMCCD-Offset"
+        assert src.calibration.sources["e_per_adu"] == DEMO_LABEL
     finally:
         src.close()
 
