@@ -56,9 +56,14 @@ class Mismatch:
 
 
 def _train_hint(config_name: str | None) -> str:
-    cfg = config_name or "YOUR_CONFIG.yaml"
+    if config_name is None:  # the embedded demo config stood in for the user's
+        return (
+            "train a model for your setup: `live-decode train YOUR_CONFIG.yaml --out "
+            "models/NAME`, then pass it and --model models/NAME/model.pt (no config was "
+            "given: the demo's was used)"
+        )
     return (
-        f"train a model for this config: `live-decode train {cfg} --out models/NAME`, "
+        f"train a model for this config: `live-decode train {config_name} --out models/NAME`, "
         "then pass --model models/NAME/model.pt"
     )
 
