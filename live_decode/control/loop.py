@@ -75,7 +75,15 @@ class ActuatorSafetyError(LiveDecodeError):
 SAFETY_KINDS = frozenset({"watchdog", "worker_error", "worker_eos", "exception"})
 EVENT_CODE_PREFIX = "control."
 # Worker reports that do not make its stats untrustworthy (a stray bad message, frames lost).
-BENIGN_WORKER_CODES = frozenset({"rejected_message", "frames_lost", "model_mismatch_ignored"})
+BENIGN_WORKER_CODES = frozenset(
+    {
+        "rejected_message",
+        "frames_lost",
+        "model_mismatch_ignored",
+        "model_mismatch",  # the live residual alarm (quality): the density is still measured
+        "model_mismatch_cleared",
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from live_decode.errors import LocalizationFileError
 from live_decode.inference.compat import check_compatible, check_frame, refuse
 from live_decode.inference.door import DEFAULT_DOOR_LIMITS, DoorLimits, FrameDoor
 from live_decode.inference.engine import Localizer
+from live_decode.inference.mismatch_watch import MismatchWatch
 from live_decode.inference.processor import BatchResult, LocSink, StreamProcessor
 from live_decode.io.formats import write_extra_formats
 from live_decode.io.picasso import PicassoWriter
@@ -50,6 +51,7 @@ log = logging.getLogger("live_decode.inference.worker")
 CSV_NAME, HDF5_NAME, WORKER_SUMMARY_NAME = "locs.csv", "locs.hdf5", "worker_summary.json"
 END_OF_STREAM = "end of stream"
 """``InferenceWorker.end_reason`` when the stream ended with its ``eos`` message."""
+MISMATCH_NAME = "mismatch.json"
 
 
 @dataclass
@@ -117,8 +119,10 @@ class InferenceWorker:
         config: Config | None = None,
         config_name: str | None = None,
         door_limits: DoorLimits = DEFAULT_DOOR_LIMITS,
+        mismatch: MismatchWatch | None = None,
     ) -> None:
         self.localizer = localizer
+        self.mismatch = mismatch  # the model-mismatch alarm's thread (quality), or None
         self.config = config  # the run's config: PSF, z range, temporal context are checked
         self.config_name = config_name
         self.puller = puller
@@ -356,6 +360,8 @@ class InferenceWorker:
                 self._reject(f"a {m.kind} message does not belong on the frame stream")
         result = self.processor.process(stream)
         self._publish(result, queue_depth=len(msgs) - 1)
+        if self.mismatch is not None:
+            self._watch_mismatch(self.mismatch, stream, result)
         if result.finished and self.publisher is not None:
             self.publisher.publish(EosMsg(last_index=self.summary.last_frame))
         return result.finished
@@ -386,6 +392,22 @@ class InferenceWorker:
         if self.publisher is not None:
             self.publisher.publish_batch(result.locs, result.stats, worker)
 
+    def _watch_mismatch(
+        self, watch: MismatchWatch, stream: list[Message], result: BatchResult
+    ) -> None:
+        """Hand a sample of the frames to the mismatch thread; publish its alarms (O(1) here)."""
+        watch.offer_frames([m for m in stream if isinstance(m, FrameMsg)])
+        if result.stats:
+            watch.offer_locs(result.locs, result.stats[-1].frame)
+        for e in watch.events():
+            state = "left" if e.raised else "is back in"
+            self._report(
+                "model_mismatch" if e.raised else "model_mismatch_cleared",
+                f"frame {e.frame}: forward-model residual χ²/px {e.running_chi2:.3f} {state} "
+                f"the band [{e.band.lo:.3f}, {e.band.hi:.3f}] calibrated on the card; check the "
+                "camera calibration (gain, offset) and the PSF against the model card",
+            )
+
     def _write_summary(self) -> None:
         """Totals on disk after every batch, atomically: a killed worker leaves them behind."""
         self._update_totals(self._run_started)
@@ -396,6 +418,10 @@ class InferenceWorker:
         self.processor.close()
         self._write_extra_formats()
         self._write_summary()
+        if self.mismatch is not None:
+            self.mismatch.close()
+            if self.run_dir.is_dir():
+                write_json(self.run_dir / MISMATCH_NAME, self.mismatch.summary())
 
 
 def _or_none(x: float) -> float | None:

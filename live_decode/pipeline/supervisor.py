@@ -29,7 +29,8 @@ from typing import Any, Literal
 import numpy as np
 import zmq
 
-from live_decode.inference.worker import END_OF_STREAM
+from live_decode.control.stop import stop_reason
+from live_decode.inference.worker import END_OF_STREAM, MISMATCH_NAME
 from live_decode.messages import EosMsg, ErrorMsg, FrameStats, StatsMsg, WorkerStats
 from live_decode.pipeline.build import Endpoints, endpoints_for, load_config_or_demo, model_path
 from live_decode.pipeline.density_trace import DensityTrace
@@ -44,6 +45,7 @@ from live_decode.pipeline.exits import (
     read_exit,
     signal_name,
 )
+from live_decode.pipeline.quality_monitor import QualityMonitor
 from live_decode.pipeline.run_dir import prepare_run_dir
 from live_decode.strict_json import write_json
 from live_decode.transport.results import ResultSubscriber
@@ -94,6 +96,8 @@ class RunState:
     gave_up: bool = False
     started: float = field(default_factory=time.perf_counter)
     last_stats: float = field(default_factory=time.perf_counter)
+    stop_reason: str | None = None  # why control.stop_when ended the acquisition
+    quality: dict[str, object] = field(default_factory=dict)  # the quality monitor's summary
 
     def absorb(self, msg: object) -> None:
         if isinstance(msg, StatsMsg):
@@ -189,6 +193,9 @@ class Supervisor:
         self._source_exit: ChildExit | None = None
         self._worker_exit: ChildExit | None = None
         self._stopping = False
+        self.monitor: QualityMonitor | None = None
+        if self.cfg.quality.enabled:
+            self.monitor = QualityMonitor(self.cfg, self.ep.results, self.ep.preview)
 
     # ------------------------------------------------------------------ children
     def _worker_args(self, resume: bool) -> list[str]:
@@ -232,6 +239,8 @@ class Supervisor:
     def start(self) -> None:
         logs = self.out / "logs"
         logs.mkdir(exist_ok=True)
+        if self.monitor is not None:
+            self.monitor.start()
         self._spawn_worker(resume=False)
         clear_exit(self.out, "source")
         self.source = _spawn(self._source_args(), logs / "source.log")
@@ -350,6 +359,27 @@ class Supervisor:
             self.state.note("the worker missed the end of stream; stopped it")
             self._stop_worker()
 
+    def _check_stop_when(self) -> None:
+        """Auto-stop: end the acquisition cleanly (the source sends end of stream) once met."""
+        if self.state.stop_reason is not None or self._stopping:
+            return
+        reason = stop_reason(
+            self.cfg.control.stop_when,
+            frc_nm=self.monitor.frc_nm if self.monitor is not None else None,
+            localizations=self.state.localizations,
+            minutes=(time.perf_counter() - self.state.started) / 60.0,
+        )
+        if reason is None:
+            return
+        self.state.stop_reason = reason
+        log.info("auto-stop (control.stop_when): %s", reason)
+        self._stop_source()  # Micro-Manager: the sequence stops; simulated/replay: end of stream
+
+    def finish_quality(self) -> None:
+        """The quality monitor's last computation and files (``quality.csv`` ...)."""
+        if self.monitor is not None:
+            self.state.quality = self.monitor.finish(self.out)
+
     def _check_signal(self) -> None:
         if self.signal is None or self._stopping:
             return
@@ -377,6 +407,7 @@ class Supervisor:
                 if on_update is not None:
                     on_update(self.state)
                 self._check_signal()
+                self._check_stop_when()
                 self._check_worker()
                 self._check_source()
                 both_ended = self.worker.poll() is not None and self.source.poll() is not None
@@ -481,6 +512,9 @@ def write_summary(
         "latency_ms_p99": worker.get("latency_ms_p99"),
         "worker_restarts": state.restarts,
         "model_mismatches": worker.get("mismatches", []),
+        **state.quality,
+        "stopped_because": state.stop_reason,
+        "model_mismatch": _read_json(out / MISMATCH_NAME) or None,
         "errors": list(state.errors),
         "errors_total": state.n_errors,
         "wall_s": round(time.perf_counter() - state.started, 2),
@@ -551,6 +585,7 @@ def run_pipeline(
         sup.start()
         code = sup.supervise(on_update)
         assert sup.outcome is not None
+        sup.finish_quality()
         summary = write_summary(
             sup.out, sup.state, sup.outcome, worker_died=bool(sup.worker_deaths)
         )

@@ -12,6 +12,7 @@ from types import FrameType
 
 import zmq
 
+from live_decode.inference.mismatch_watch import MismatchWatch
 from live_decode.inference.worker import InferenceWorker
 from live_decode.pipeline.build import build_localizer, load_config_or_demo
 from live_decode.pipeline.exits import exit_with_parent, run_recorded, signal_name
@@ -67,6 +68,9 @@ def _run_worker(opts: WorkerOptions) -> tuple[int, str]:
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     puller = FramePuller(ctx, opts.frames_endpoint, rcvhwm=cfg.transport.frame_queue)
     publisher = ResultPublisher(ctx, opts.results_endpoint)
+    mismatch = None
+    if cfg.quality.mismatch:
+        mismatch = MismatchWatch(localizer.card.parsed_config, cfg.quality.mismatch_max_rate_hz)
     worker = InferenceWorker(
         localizer,
         puller,
@@ -78,6 +82,7 @@ def _run_worker(opts: WorkerOptions) -> tuple[int, str]:
         resume=opts.resume,
         config=cfg,  # the simulated/configured setup: PSF, z range, temporal context checked
         config_name=str(opts.config) if opts.config is not None else None,
+        mismatch=mismatch,
     )
     _stop_on_signals(worker.stop)
     if stopped:

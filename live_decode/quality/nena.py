@@ -102,16 +102,23 @@ class NenaAccumulator:
         Neighbours farther than this are not counted (the histogram's range).
     bin_nm : float
         Histogram bin width, nm.
+    frame_gap : int
+        Pair frame t with frame t + ``frame_gap`` (1: adjacent frames, as Endesfelder). A network
+        that sees frames t−1, t, t+1 (temporal context) makes the errors of t and t+1 (and t+2)
+        correlated, which shrinks the distances: 3 pairs frames whose inputs share no frame.
     """
 
-    def __init__(self, max_distance_nm: float = 150.0, bin_nm: float = 1.0) -> None:
-        if max_distance_nm <= 0 or bin_nm <= 0:
-            raise ValueError("max_distance_nm and bin_nm must be > 0")
+    def __init__(
+        self, max_distance_nm: float = 150.0, bin_nm: float = 1.0, frame_gap: int = 1
+    ) -> None:
+        if max_distance_nm <= 0 or bin_nm <= 0 or frame_gap < 1:
+            raise ValueError("max_distance_nm and bin_nm must be > 0, frame_gap >= 1")
+        self.frame_gap = int(frame_gap)
         self.max_distance_nm = float(max_distance_nm)
         self.bin_nm = float(bin_nm)
         n_bins = math.ceil(max_distance_nm / bin_nm)
         self.counts = np.zeros(n_bins, dtype=np.float64)
-        self._prev: tuple[int, FloatArray] | None = None  # last complete frame
+        self._recent: dict[int, FloatArray] = {}  # the last frame_gap complete frames
         self._open: tuple[int, FloatArray] | None = None  # frame still arriving
         self.n_pairs = 0
 
@@ -146,16 +153,18 @@ class NenaAccumulator:
         self._open = (frame, xy)
 
     def _close(self, frame: int, xy: FloatArray) -> None:
-        """Frame ``frame`` is complete: pair the previous frame's localizations with it."""
-        if self._prev is not None and self._prev[0] == frame - 1 and len(xy) and len(self._prev[1]):
-            dist, _ = cKDTree(xy).query(
-                self._prev[1], k=1, distance_upper_bound=self.max_distance_nm
-            )
+        """Frame ``frame`` is complete: pair frame ``frame − frame_gap``'s localizations with it."""
+        earlier = self._recent.get(frame - self.frame_gap)
+        if earlier is not None and len(xy) and len(earlier):
+            tree = cKDTree(xy)
+            dist, _ = tree.query(earlier, k=1, distance_upper_bound=self.max_distance_nm)
             dist = dist[np.isfinite(dist)]
             idx = np.minimum((dist / self.bin_nm).astype(np.int64), self.counts.size - 1)
             np.add.at(self.counts, idx, 1.0)
             self.n_pairs += int(dist.size)
-        self._prev = (frame, xy)
+        self._recent[frame] = xy
+        for old in [f for f in self._recent if f <= frame - self.frame_gap]:
+            del self._recent[old]
 
     def fit(self, min_pairs: int = 100) -> NenaResult:
         """Fit the three-term model to the histogram so far (O(bins), not O(localizations))."""
@@ -196,7 +205,7 @@ def fit_nena_histogram(d_nm: FloatArray, counts: FloatArray) -> FloatArray | Non
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", OptimizeWarning)
                 popt, _ = curve_fit(
-                    nena_density, d_nm, counts, p0=p0, bounds=(lower, upper), maxfev=20000
+                    nena_density, d_nm, counts, p0=p0, bounds=(lower, upper), max_nfev=400
                 )
         except (RuntimeError, ValueError) as exc:
             log.debug("NeNA fit start %s failed: %s", p0, exc)

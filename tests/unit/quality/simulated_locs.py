@@ -22,9 +22,15 @@ def simulate_locs(
     on_frames: float = 3.0,
     precision_nm: float = 12.0,
     drift_nm: npt.NDArray[np.float64] | None = None,
+    error_window_frames: int = 1,
     seed: int = 0,
 ) -> Localizations:
-    """(N,) LOC_DTYPE rows in frame order; ``drift_nm`` is (n_frames, 2) as (dx, dy) or None."""
+    """(N,) LOC_DTYPE rows in frame order; ``drift_nm`` is (n_frames, 2) as (dx, dy) or None.
+
+    ``error_window_frames`` > 1 makes a fluorophore's errors in nearby frames correlated, as a
+    network with temporal context makes them: the error of frame t is the normalised sum of
+    independent noise of frames t − w//2 .. t + w//2 (same variance, precision_nm²).
+    """
     rng = np.random.default_rng(seed)
     pos = rng.uniform(0.05 * fov_nm, 0.95 * fov_nm, size=(n_fluorophores, 2))
     remaining = np.zeros(n_fluorophores)  # on-frames left
@@ -42,7 +48,14 @@ def simulate_locs(
     i = np.concatenate(idx)
     locs = empty_locs(f.size)
     locs["frame"] = f
-    xy = pos[i] + rng.normal(0.0, precision_nm, size=(f.size, 2))
+    if error_window_frames == 1:
+        err = rng.normal(0.0, precision_nm, size=(f.size, 2))
+    else:
+        half = error_window_frames // 2
+        noise = rng.normal(0.0, precision_nm, size=(n_fluorophores, n_frames + 2 * half, 2))
+        err = sum(noise[i, f + k] for k in range(error_window_frames))
+        err = err / np.sqrt(error_window_frames)
+    xy = pos[i] + err
     if drift_nm is not None:
         xy += drift_nm[f]
     locs["x_nm"], locs["y_nm"] = xy[:, 0], xy[:, 1]

@@ -94,6 +94,20 @@ def test_nena_worse_precision_gives_larger_nena() -> None:
     assert acc.fit().sigma_nm == pytest.approx(25.0, rel=0.15)
 
 
+def test_frame_gap_undoes_temporal_correlation() -> None:
+    """Errors shared over 3 frames (a temporal-context network): adjacent-frame NeNA is too
+    small; pairing frames 3 apart, whose errors are independent, gives the precision back."""
+    locs = simulate_locs(2000, on_frames=8.0, error_window_frames=3, seed=6)
+    values = {}
+    for gap in (1, 3):
+        acc = NenaAccumulator(frame_gap=gap)
+        acc.add(locs["frame"], locs["x_nm"], locs["y_nm"])
+        values[gap] = acc.fit().sigma_nm
+    # Adjacent errors correlate by 2/3: the difference has variance 2σ²/3, NeNA ≈ σ/√3.
+    assert values[1] == pytest.approx(PRECISION_NM / np.sqrt(3.0), rel=0.15)
+    assert values[3] == pytest.approx(PRECISION_NM, rel=0.15)
+
+
 def test_nena_without_enough_pairs_is_nan() -> None:
     acc = NenaAccumulator()
     acc.add([0, 1], [100.0, 103.0], [100.0, 99.0])
