@@ -14,6 +14,7 @@ import torch
 import yaml
 import zmq
 
+from live_decode.cli.main import main
 from live_decode.config import Config, config_from_dict
 from live_decode.errors import ModelCardError
 from live_decode.inference.engine import Localizer
@@ -100,3 +101,21 @@ def test_an_ignored_mismatch_is_published_for_the_viewer(tmp_path: Path) -> None
     assert [c for c, _ in codes] == ["model_mismatch_ignored"]
     assert codes[0][1].startswith("PSF shape") and "σ 200 nm" in codes[0][1]
     assert worker.summary.mismatches == [codes[0][1]]
+
+
+def test_localize_refuses_a_config_that_contradicts_the_file(
+    tmp_path: Path, tiny_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``live-decode localize`` on an OME-TIFF at 160 nm with a config that says 100 nm: exit 2,
+    both values and their sources on the console, nothing written."""
+    movie = tmp_path / "m.ome.tif"
+    frames = np.random.default_rng(0).poisson(150, size=(6, 32, 32)).astype(np.uint16)
+    tifffile.imwrite(movie, frames, ome=True, metadata={"axes": "TYX", "PhysicalSizeX": 0.16})
+    cfg = REPO / "configs" / "demo.yaml"
+    out = tmp_path / "run"
+    argv = ["localize", str(movie), "--config", str(cfg), "--model", str(tiny_model)]
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "the file says 160 (file:OME PhysicalSizeX)" in err
+    assert f"the config says 100 (config {cfg} camera.pixel_size_nm)" in err
+    assert not (out / "locs.csv").exists()
