@@ -184,8 +184,13 @@ def _run_source(opts: SourceOptions) -> tuple[int, str]:
         stack.callback(ctx.term)
         realtime = bool(opts.realtime or getattr(cfg.source, "realtime", False))
         lossless = not source.live and not realtime
+        h, w = source.shape_px  # uint16 frames: the kernel buffer bounds frames in flight
         pusher = FramePusher(
-            ctx, opts.frames_endpoint, lossless=lossless, sndhwm=cfg.transport.frame_queue
+            ctx,
+            opts.frames_endpoint,
+            lossless=lossless,
+            sndhwm=cfg.transport.frame_queue,
+            frame_bytes=h * w * 2,
         )
         stack.callback(pusher.close)
         preview = None

@@ -4,6 +4,14 @@ Back-pressure (DESIGN.md §2): a live source never waits. When the worker's queu
 (``SNDHWM`` + ``RCVHWM`` messages plus kernel buffers) the frame is dropped and counted, and a
 ``gap`` message announcing the dropped frames precedes the next frame that goes out. Replay uses
 ``lossless=True``: ``send_frame`` waits for room instead.
+
+Frames in flight are bounded by configuration only if the kernel's TCP buffers are too: left to
+the OS they grow to megabytes, i.e. hundreds of small frames beyond the HWMs (measured: 363
+frames of 64² in flight with HWMs of 16 + 16, and 1.3 s of stale backlog after a 2 s stall).
+Given ``frame_bytes``, each side sets ``SNDBUF``/``RCVBUF`` to :data:`KERNEL_BUFFER_FRAMES`
+frames (:func:`socket_buffer_bytes`), which bounds the stream to about ``sndhwm + rcvhwm +
+4 × KERNEL_BUFFER_FRAMES`` frames (Linux doubles the value set, on each side); see
+``benchmarks/bench_backpressure.py``.
 """
 
 from __future__ import annotations
@@ -43,6 +51,20 @@ from live_decode.transport.sockets import (
 
 log = logging.getLogger("live_decode.transport")
 
+#: Kernel socket buffer per side, in frames, when the frame size is known.
+KERNEL_BUFFER_FRAMES = 2
+#: ... but never below this (Linux's own minimum is ~4.6 kB).
+MIN_SOCKET_BUFFER_BYTES = 8 << 10
+
+
+def socket_buffer_bytes(frame_bytes: int, frames: int = KERNEL_BUFFER_FRAMES) -> int:
+    """``SNDBUF``/``RCVBUF`` (bytes) that hold ``frames`` frames of ``frame_bytes`` bytes."""
+    return max(MIN_SOCKET_BUFFER_BYTES, int(frame_bytes) * frames)
+
+
+def _buffer_option(option: int, frame_bytes: int | None) -> dict[int, int]:
+    return {} if frame_bytes is None else {option: socket_buffer_bytes(frame_bytes)}
+
 
 class FramePusher(SocketEnd):
     """Sends frames (PUSH). Not thread-safe: use it from one thread.
@@ -59,6 +81,10 @@ class FramePusher(SocketEnd):
         False (live camera): never wait, drop when full. True (replay): wait for room.
     sndhwm
         Send queue length in messages (each a whole frame): bounds memory at the source.
+    frame_bytes
+        Size of one frame's pixels, if known (H × W × itemsize): the kernel's send buffer is
+        then limited to :data:`KERNEL_BUFFER_FRAMES` frames, so frames in flight stay bounded.
+        None: the OS default (autotuned, megabytes).
     curve
         CURVE keys of this side (required to bind a non-loopback address).
     linger_ms
@@ -77,11 +103,13 @@ class FramePusher(SocketEnd):
         bind: bool = True,
         lossless: bool = False,
         sndhwm: int = 16,
+        frame_bytes: int | None = None,
         curve: ServerKeys | ClientKeys | None = None,
         linger_ms: int = 1000,
     ) -> None:
+        options = {zmq.SNDHWM: sndhwm} | _buffer_option(zmq.SNDBUF, frame_bytes)
         self._handle = open_socket(
-            context, zmq.PUSH, endpoint, bind=bind, curve=curve, options={zmq.SNDHWM: sndhwm}
+            context, zmq.PUSH, endpoint, bind=bind, curve=curve, options=options
         )
         self.lossless = lossless
         self.linger_ms = linger_ms
@@ -196,7 +224,9 @@ class FramePuller(SocketEnd):
     """Receives and validates frame-stream messages (PULL). Not thread-safe.
 
     A malformed message is logged, counted in ``rejected`` and skipped; :meth:`recv` never raises
-    on bad input. Memory is bounded by ``rcvhwm`` messages (plus the sender's ``sndhwm``).
+    on bad input. Memory is bounded by ``rcvhwm`` messages (plus the sender's ``sndhwm``), and
+    the kernel's receive buffer by :data:`KERNEL_BUFFER_FRAMES` frames if ``frame_bytes`` (the
+    size of one frame's pixels) is given.
     """
 
     def __init__(
@@ -207,10 +237,12 @@ class FramePuller(SocketEnd):
         bind: bool = False,
         rcvhwm: int = 16,
         limits: Limits = DEFAULT_LIMITS,
+        frame_bytes: int | None = None,
         curve: ServerKeys | ClientKeys | None = None,
     ) -> None:
+        options = {zmq.RCVHWM: rcvhwm} | _buffer_option(zmq.RCVBUF, frame_bytes)
         self._handle = open_socket(
-            context, zmq.PULL, endpoint, bind=bind, curve=curve, options={zmq.RCVHWM: rcvhwm}
+            context, zmq.PULL, endpoint, bind=bind, curve=curve, options=options
         )
         self.limits = limits
         self.received = 0

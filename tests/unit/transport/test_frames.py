@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,13 @@ from live_decode.messages import (
     Message,
     encode,
 )
-from live_decode.transport.frames import FramePuller, FramePusher
+from live_decode.transport.frames import (
+    KERNEL_BUFFER_FRAMES,
+    MIN_SOCKET_BUFFER_BYTES,
+    FramePuller,
+    FramePusher,
+    socket_buffer_bytes,
+)
 
 Ctx = zmq.Context[zmq.Socket[bytes]]
 Closing = Callable[[Any], Any]
@@ -140,6 +147,46 @@ def test_live_pusher_drops_counts_and_announces_gaps(
     assert gapped == push.frames_dropped
     assert push.gaps_sent == sum(isinstance(m, GapMsg) for m in msgs)
     assert pull.rejected == 0
+
+
+def _fill_until_full(push: FramePusher, camera: CameraMeta, shape: tuple[int, int]) -> int:
+    """Send live frames, at 1 kHz, to a puller that reads nothing, until 50 drops in a row."""
+    pixels = np.zeros(shape, np.uint16)
+    in_a_row = i = 0
+    while in_a_row < 50 and i < 5000:
+        in_a_row = (
+            0 if push.send_frame(pixels, index=i, timestamp_ns=i, camera=camera) else (in_a_row + 1)
+        )
+        i += 1
+        time.sleep(0.001)  # let the I/O threads move what they can into the kernel buffers
+    return push.frames_sent
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (512, 512)])
+def test_frames_in_flight_are_bounded_by_the_queues_when_the_frame_size_is_known(
+    ctx: Ctx, closing: Closing, camera: CameraMeta, shape: tuple[int, int]
+) -> None:
+    frame_bytes = shape[0] * shape[1] * 2
+    puller = closing(FramePuller(ctx, LOOPBACK, bind=True, rcvhwm=8, frame_bytes=frame_bytes))
+    push = closing(FramePusher(ctx, puller.endpoint, bind=False, sndhwm=8, frame_bytes=frame_bytes))
+    in_flight = _fill_until_full(push, camera, shape)
+    # HWMs 8 + 8, plus KERNEL_BUFFER_FRAMES per side, doubled by Linux (measured: 20 at both
+    # sizes; 340 at 64² and 32 at 512² without frame_bytes).
+    assert in_flight <= 8 + 8 + 4 * KERNEL_BUFFER_FRAMES + 2
+
+
+def test_without_the_frame_size_kernel_buffers_hold_hundreds_of_small_frames(
+    ctx: Ctx, closing: Closing, camera: CameraMeta
+) -> None:
+    """Why ``frame_bytes`` exists: the OS-sized buffers of a loopback connection hold far more
+    than the configured queues (measured: 340 frames of 64² with queues of 8 + 8)."""
+    push, _ = _pair(ctx, closing, sndhwm=8, rcvhwm=8)
+    assert _fill_until_full(push, camera, (64, 64)) > 8 + 8 + 50
+
+
+def test_socket_buffer_size() -> None:
+    assert socket_buffer_bytes(512 * 512 * 2) == KERNEL_BUFFER_FRAMES * 512 * 512 * 2
+    assert socket_buffer_bytes(16) == MIN_SOCKET_BUFFER_BYTES
 
 
 def test_frames_dropped_before_the_worker_connects_become_one_gap(
