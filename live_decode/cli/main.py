@@ -21,6 +21,7 @@ from live_decode.pipeline.exits import (
 # Sub-command name -> module in live_decode.cli with add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, str] = {
     "simulate": "Simulate an SMLM acquisition: OME-TIFF movie, ground-truth CSV, preview PNG.",
+    "calibrate": "Estimate a setup (camera, PSF, photophysics) from a raw movie: setup.yaml.",
     "train": "Train a DECODE network on simulations of a config; writes a checkpoint + model card.",
     "evaluate": "Localize a movie with a model and score it against ground truth.",
     "run": "Run the live pipeline (source, worker, viewer) for a config and supervise it.",

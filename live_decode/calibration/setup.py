@@ -1,0 +1,501 @@
+"""``calibrate``: a complete setup (config) for a lab's microscope, from its own raw movie.
+
+camera (photon transfer) → photons → spots (PSF σ, photons) → sample (on-time, background,
+density corrected by simulation) → ``setup.yaml`` + ``calibration.json`` + ``calibration.png``,
+with a check that movies simulated from the setup look like the real one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import yaml
+from scipy import stats
+
+from live_decode.calibration.camera_fit import (
+    EXCESS_NOISE_FACTOR_SQ,
+    CameraEstimate,
+    CameraKind,
+    estimate_camera,
+    to_photons,
+)
+from live_decode.calibration.sample import SampleEstimate, estimate_sample, invert_count_curve
+from live_decode.calibration.spots import background_maps, detect, find_spots
+from live_decode.config import Config, area_um2, config_from_dict
+from live_decode.errors import CalibrationError
+from live_decode.io.calibration import Calibration, read_calibration
+from live_decode.io.movie import TiffMovie
+from live_decode.simulation.batch import WindowSimulator
+from live_decode.strict_json import write_json
+
+log = logging.getLogger("live_decode.calibration.setup")
+
+MAX_FRAMES = 1000
+"""Frames read at most: the estimates converge well before (bounded time on a long movie)."""
+MIN_FITTED_SPOTS = 30
+NOMINAL_EM_GAIN = 100.0
+"""EM gain written for an EMCCD whose file does not say: only gain / (e⁻/ADU) is identifiable,
+and the simulation depends on that ratio alone."""
+ASSUMED_READ_NOISE_E = {"emccd": 50.0, "scmos": 1.5}
+"""Read noise written where it cannot be measured (no dark series): typical datasheet values;
+negligible beside an EMCCD's gain, and ~1 photon²/px beside the background of an sCMOS."""
+CHECK_FRAMES = 60
+SIM_CROP_PX = 64
+
+
+@dataclass
+class CalibrationResult:
+    """What ``calibrate`` found, and the files it wrote."""
+
+    config: Config
+    camera: CameraEstimate
+    sample: SampleEstimate
+    psf_sigma_nm: tuple[float, float]
+    density_per_um2: float
+    distances: dict[str, float]
+    sources: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def read_movies(
+    paths: list[Path], max_frames: int = MAX_FRAMES
+) -> tuple[npt.NDArray[np.generic], Calibration, str]:
+    """Frames (T, H, W) of one or more TIFF movies (in order) and the first file's calibration."""
+    frames: list[npt.NDArray[Any]] = []
+    cal = Calibration()
+    dtype = ""
+    for i, path in enumerate(paths):
+        movie = TiffMovie(Path(path))
+        try:
+            if i == 0:
+                cal = read_calibration(movie.tif, movie.description)
+                dtype = movie.dtype.name
+            elif frames and movie.shape[1:] != frames[0].shape:
+                raise CalibrationError(
+                    f"{path}: frames of {movie.shape[1]}×{movie.shape[2]} px, but {paths[0]} has "
+                    f"{frames[0].shape[0]}×{frames[0].shape[1]}: calibrate one camera ROI at a time"
+                )
+            take = min(len(movie), max_frames - len(frames))
+            frames.extend(movie.frame(j) for j in range(take))
+        finally:
+            movie.close()
+        if len(frames) >= max_frames:
+            break
+    return np.stack(frames), cal, dtype
+
+
+def _kind(camera: str | None, cal: Calibration) -> tuple[CameraKind, str]:
+    if camera is not None:
+        if camera not in EXCESS_NOISE_FACTOR_SQ:
+            raise CalibrationError(f"--camera must be emccd or scmos, not {camera!r}")
+        return ("emccd" if camera == "emccd" else "scmos"), "given (--camera)"
+    gain = cal.values.get("em_gain")
+    if gain is not None:
+        return ("emccd" if gain > 1.0 else "scmos"), f"{cal.sources['em_gain']} (EM gain {gain:g})"
+    raise CalibrationError(
+        "the file does not say which camera recorded it: pass --camera emccd or --camera scmos "
+        "(an EMCCD's gain register doubles the noise variance, which the pixels alone cannot "
+        "tell from a higher gain)"
+    )
+
+
+def _pixel_size(pixel_size_nm: float | None, cal: Calibration) -> tuple[float, str]:
+    if pixel_size_nm is not None:
+        return float(pixel_size_nm), "given (--pixel-size-nm)"
+    if "pixel_size_nm" in cal.values:
+        return cal.values["pixel_size_nm"], cal.sources["pixel_size_nm"]
+    raise CalibrationError(
+        "the file does not carry its pixel size: pass --pixel-size-nm (the camera pixel "
+        "back-projected into the sample, e.g. 100 for a 16 µm pixel behind a 160× magnification)"
+    )
+
+
+def _compare_with_file(cam: CameraEstimate, cal: Calibration, warnings: list[str]) -> None:
+    """Warn, naming both, where the file's own camera numbers disagree with the pixels."""
+    v = cal.values
+    if "baseline_adu" in v and abs(v["baseline_adu"] - cam.baseline_adu) > 5.0:
+        warnings.append(
+            f"baseline: the file says {v['baseline_adu']:g} ADU ({cal.sources['baseline_adu']}), "
+            f"the pixels {cam.baseline_adu:.1f} ADU"
+        )
+    if "e_per_adu" in v:
+        gain = v.get("em_gain", 1.0) if cam.kind == "emccd" else 1.0
+        file_g = gain * v.get("qe", 1.0) / v["e_per_adu"]
+        if abs(file_g / cam.adu_per_photon - 1.0) > 0.15:
+            warnings.append(
+                f"ADU per photon: the file's camera settings give {file_g:.3g} "
+                f"({cal.sources['e_per_adu']}), the photon-transfer curve {cam.adu_per_photon:.3g}"
+            )
+
+
+def _camera_section(
+    cam: CameraEstimate, pixel_size_nm: float, qe: float, cal: Calibration, max_adu: int
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The config's camera section and where each value came from."""
+    src: dict[str, str] = {"baseline_adu": cam.baseline_source, "adu_per_photon": "photon transfer"}
+    if cam.kind == "emccd":
+        em_gain = cal.values.get("em_gain", NOMINAL_EM_GAIN)
+        src["em_gain"] = cal.sources.get(
+            "em_gain", "nominal (only gain/e⁻ per ADU is identifiable)"
+        )
+    else:
+        em_gain = 1.0
+    e_per_adu = em_gain * qe / cam.adu_per_photon
+    if cam.read_noise_adu is not None:
+        read_noise_e = cam.read_noise_adu * e_per_adu
+        src["read_noise_e"] = "dark series"
+    else:
+        read_noise_e = cal.values.get("read_noise_e", ASSUMED_READ_NOISE_E[cam.kind])
+        src["read_noise_e"] = cal.sources.get(
+            "read_noise_e", "assumed datasheet value (pass --dark to measure it)"
+        )
+    section = {
+        "kind": cam.kind,
+        "pixel_size_nm": round(pixel_size_nm, 3),
+        "qe": qe,
+        "baseline_adu": round(max(cam.baseline_adu, 0.0), 2),
+        "e_per_adu": float(f"{e_per_adu:.5g}"),
+        "em_gain": float(em_gain),
+        "read_noise_e": round(float(read_noise_e), 3),
+        "spurious_charge_e": 0.0,
+        "max_adu": max_adu,
+    }
+    return section, src
+
+
+def _setup_dict(
+    camera: dict[str, Any],
+    sigma_nm: float,
+    sample: SampleEstimate,
+    density: float,
+    density_p95: float,
+    shape: tuple[int, int],
+    exposure_ms: float,
+) -> dict[str, Any]:
+    lo, hi = sample.background_photons
+    return {
+        "camera": camera,
+        "psf": {"kind": "gaussian", "sigma_nm": round(sigma_nm, 1)},
+        "emitters": {"structure": "uniform", "density_per_um2": round(density, 3)},
+        "photophysics": {
+            "photons_mean": round(sample.photons_mean, 1),
+            "photons_sigma": round(max(sample.photons_sigma, 0.0), 1),
+            "on_time_mean_frames": round(sample.on_time_mean_frames, 2),
+        },
+        "background": {
+            "uniform_photons": [round(lo, 2), round(hi, 2)],
+            "variation_fraction": round(sample.background_variation_fraction, 3),
+        },
+        "microscope": {
+            "fov_px": [int(shape[0]), int(shape[1])],
+            "exposure_ms": exposure_ms,
+            "frame_interval_ms": exposure_ms,
+        },
+        "training": {
+            # Real samples are locally far denser than their field average: cover 1.5× the
+            # densest frames.
+            "density_range_per_um2": [0.0, round(max(2.0, 1.5 * density_p95), 2)],
+        },
+    }
+
+
+def _simulated_frames(
+    cfg: Config, densities: npt.NDArray[np.float64], frames_each: int, seed: int
+) -> npt.NDArray[np.float32]:
+    """(len(densities)·frames_each, h, w) simulated ADU frames of the setup, crops of the FOV."""
+    h, w = (min(int(s), SIM_CROP_PX) for s in cfg.microscope.fov_px)
+    sim = WindowSimulator(cfg, (h, w), n_frames=1)
+    gen = torch.Generator().manual_seed(seed)
+    d = torch.tensor(np.repeat(densities, frames_each), dtype=torch.float32)
+    with torch.no_grad():
+        adu = sim.sample(d, gen).adu[:, 0]
+    return adu.numpy().astype(np.float32)
+
+
+def _count_curve(
+    cfg: Config, cam: CameraEstimate, observed: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Detections per µm² of the movie's detector on frames simulated at known densities."""
+    top = max(2.0, 3.0 * observed)
+    grid = np.round(top * np.array([0.05, 0.1, 0.25, 0.5, 0.75, 1.0]), 3)
+    frames_each = 12
+    adu = _simulated_frames(cfg, grid, frames_each, seed=7)
+    ph = to_photons(adu, cam)
+    points = detect(ph, background_maps(ph), EXCESS_NOISE_FACTOR_SQ[cam.kind])
+    area = area_um2(adu.shape[1:], cfg.camera.pixel_size_nm)
+    counts = np.bincount(points[:, 0], minlength=len(adu)).reshape(len(grid), frames_each)
+    return grid, counts.mean(axis=1) / area
+
+
+def _ks(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> float:
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if len(a) < 5 or len(b) < 5:
+        return math.nan
+    return float(stats.ks_2samp(a, b).statistic)
+
+
+def check_against_simulation(
+    cfg: Config,
+    cam: CameraEstimate,
+    movie: npt.NDArray[np.generic],
+    real_spots: npt.NDArray[np.void],
+    real_bg: npt.NDArray[np.float32],
+) -> tuple[dict[str, float], npt.NDArray[np.float32], npt.NDArray[np.void]]:
+    """Kolmogorov–Smirnov distances (0 = identical, 1 = disjoint) real vs simulated movie."""
+    sim = _simulated_frames(cfg, np.array([cfg.emitters.density_per_um2]), CHECK_FRAMES, seed=11)
+    sim_ph = to_photons(sim, cam)
+    sim_spots = find_spots(sim_ph, EXCESS_NOISE_FACTOR_SQ[cam.kind])
+    sim_bg = background_maps(sim_ph)
+    h, w = sim.shape[1:]
+    real = np.asarray(movie[: min(len(movie), 200), :h, :w], dtype=np.float64)
+    rs, ss = real_spots[real_spots["ok"]], sim_spots[sim_spots["ok"]]
+    distances = {
+        "pixel_values_adu": _ks(real.ravel(), sim.astype(np.float64).ravel()),
+        "spot_photons": _ks(rs["photons"], ss["photons"]),
+        "psf_sigma_px": _ks(
+            0.5 * (rs["sigma_x_px"] + rs["sigma_y_px"]), 0.5 * (ss["sigma_x_px"] + ss["sigma_y_px"])
+        ),
+        "background_photons": _ks(
+            np.median(real_bg.reshape(len(real_bg), -1), axis=1),
+            np.median(sim_bg.reshape(len(sim_bg), -1), axis=1),
+        ),
+    }
+    return distances, sim, sim_spots
+
+
+@dataclass(frozen=True)
+class Measured:
+    """The raw estimates of one movie (before any correction)."""
+
+    camera: CameraEstimate
+    spots: npt.NDArray[np.void]
+    bg: npt.NDArray[np.float32]
+    sample: SampleEstimate
+    sigma_x_nm: float
+    sigma_y_nm: float
+
+    @property
+    def sigma_nm(self) -> float:
+        return 0.5 * (self.sigma_x_nm + self.sigma_y_nm)
+
+
+def _measure(
+    movie: npt.NDArray[np.generic],
+    kind: CameraKind,
+    dark: npt.NDArray[np.generic] | None,
+    qe: float,
+    max_adu: int,
+    px_nm: float,
+    camera: CameraEstimate | None = None,
+) -> Measured:
+    """Raw estimates of ``movie``; with ``camera`` given (a simulation's own), it is not fitted."""
+    cam = camera or estimate_camera(movie, kind=kind, dark=dark, qe=qe, max_adu=max_adu)
+    photons = to_photons(movie, cam)
+    spots = find_spots(photons, EXCESS_NOISE_FACTOR_SQ[kind])
+    fitted = spots[spots["ok"]]
+    if len(fitted) < MIN_FITTED_SPOTS:
+        raise CalibrationError(
+            f"only {len(fitted)} isolated spots could be fitted (need {MIN_FITTED_SPOTS}): the "
+            "movie is too dense, too dim or too short to measure the PSF; record a few hundred "
+            "frames at a lower 405 nm power (sparser blinking)"
+        )
+    bg = background_maps(photons)
+    shape = (int(movie.shape[1]), int(movie.shape[2]))
+    sample = estimate_sample(spots, bg, area_um2(shape, px_nm), len(movie))
+    return Measured(
+        camera=cam,
+        spots=spots,
+        bg=bg,
+        sample=sample,
+        sigma_x_nm=float(np.median(fitted["sigma_x_px"]) * px_nm),
+        sigma_y_nm=float(np.median(fitted["sigma_y_px"]) * px_nm),
+    )
+
+
+def _simulated_movie(cfg: Config, density: float, frames: int = 300) -> npt.NDArray[np.float32]:
+    """A blinking movie (frames, h, w) of the setup: three windows of frames/3, ADU."""
+    h, w = (min(int(s), SIM_CROP_PX) for s in cfg.microscope.fov_px)
+    per = frames // 3
+    sim = WindowSimulator(cfg, (h, w), n_frames=per)
+    with torch.no_grad():
+        adu = sim.sample(torch.full((3,), float(density)), torch.Generator().manual_seed(3)).adu
+    return adu.reshape(3 * per, h, w).numpy().astype(np.float32)
+
+
+def _true_camera(cfg: Config) -> CameraEstimate:
+    """The camera of a config as an estimate (to convert a simulation of it with its own)."""
+    c = cfg.camera
+    gain = (c.em_gain if c.kind == "emccd" else 1.0) * c.qe / c.e_per_adu
+    return CameraEstimate(
+        kind=c.kind,
+        baseline_adu=c.baseline_adu,
+        adu_per_photon=gain,
+        read_noise_adu=c.read_noise_e / c.e_per_adu,
+        slope_adu=EXCESS_NOISE_FACTOR_SQ[c.kind] * gain / c.qe,
+        intercept_adu2=0.0,
+        mean_range_adu=(c.baseline_adu, c.baseline_adu),
+        n_samples=0,
+        baseline_source="simulation",
+    )
+
+
+def _corrected(raw: Measured, on_sim: Measured, truth: Config) -> Measured:
+    """``raw`` with the bias its spot estimators showed on a simulation of ``truth`` removed.
+
+    The spot detector misses the dim first and last frames of an on-event (the on-time comes out
+    short), and the fit's photons and σ carry small biases; the simulation, measured with the same
+    estimators and its own true camera, shows each bias, which is divided out. The camera and the
+    background keep their direct estimates (a simulation's background is not the movie's, so it
+    cannot calibrate those).
+    """
+    pp = truth.photophysics
+
+    def ratio(true: float, measured: float) -> float:
+        return true / measured if measured > 0 and math.isfinite(measured) else 1.0
+
+    sim_s = on_sim.sample
+    sample = replace(
+        raw.sample,
+        photons_mean=raw.sample.photons_mean * ratio(pp.photons_mean, sim_s.photons_mean),
+        photons_sigma=raw.sample.photons_sigma * ratio(pp.photons_sigma, sim_s.photons_sigma),
+        on_time_mean_frames=raw.sample.on_time_mean_frames
+        * ratio(pp.on_time_mean_frames, sim_s.on_time_mean_frames),
+    )
+    psf_sigma = float(getattr(truth.psf, "sigma_nm", on_sim.sigma_nm))
+    s = ratio(psf_sigma, on_sim.sigma_nm)
+    return replace(
+        raw,
+        sample=sample,
+        sigma_x_nm=raw.sigma_x_nm * s,
+        sigma_y_nm=raw.sigma_y_nm * s,
+    )
+
+
+def calibrate(
+    movies: list[Path],
+    out: Path,
+    pixel_size_nm: float | None = None,
+    camera: str | None = None,
+    dark: Path | None = None,
+    qe: float | None = None,
+    plot: bool = True,
+    refine: bool = True,
+) -> CalibrationResult:
+    """Estimate a setup from raw movies; write ``out/setup.yaml``, ``calibration.json/.png``.
+
+    Raises
+    ------
+    CalibrationError
+        With what to supply instead: a missing camera type or pixel size, a movie too short, too
+        dense, constant or saturated, a dark series of another size.
+    """
+    movie, cal, dtype = read_movies(movies)
+    warnings: list[str] = []
+    kind, kind_source = _kind(camera, cal)
+    px_nm, px_source = _pixel_size(pixel_size_nm, cal)
+    qe_value = float(qe if qe is not None else cal.values.get("qe", 1.0))
+    max_adu = int(np.iinfo(np.dtype(dtype)).max) if dtype.startswith("uint") else 65535
+    dark_frames = read_movies([dark])[0] if dark is not None else None
+    raw = _measure(movie, kind, dark_frames, qe_value, max_adu, px_nm)
+    warnings += raw.camera.warnings
+    _compare_with_file(raw.camera, cal, warnings)
+    if abs(raw.sigma_x_nm - raw.sigma_y_nm) > 0.1 * raw.sigma_nm:
+        warnings.append(
+            f"the PSF is elliptical (σx {raw.sigma_x_nm:.0f} nm, σy {raw.sigma_y_nm:.0f} nm): an "
+            "astigmatic 3-D setup needs a bead stack (--beads); the setup uses their mean"
+        )
+    shape = (int(movie.shape[1]), int(movie.shape[2]))
+    exposure = float(cal.values.get("exposure_ms", 20.0))
+    sources: dict[str, str] = {
+        "kind": kind_source,
+        "pixel_size_nm": px_source,
+        "exposure_ms": cal.sources.get("exposure_ms", "default (the file does not say)"),
+    }
+
+    def setup(est: Measured) -> tuple[dict[str, Any], dict[str, str], float]:
+        """The setup of an estimate, its sources, and the density read off the count curve."""
+        cam_section, cam_sources = _camera_section(est.camera, px_nm, qe_value, cal, max_adu)
+        first = _setup_dict(
+            cam_section, est.sigma_nm, est.sample, est.sample.detected_per_um2, 0.0, shape, exposure
+        )
+        grid, detected = _count_curve(
+            config_from_dict(first), raw.camera, raw.sample.detected_per_um2
+        )
+        density = invert_count_curve(grid, detected, raw.sample.detected_per_um2)
+        p95 = invert_count_curve(grid, detected, raw.sample.detected_per_um2_p95)
+        data = _setup_dict(cam_section, est.sigma_nm, est.sample, density, p95, shape, exposure)
+        data["_count_curve"] = {"true": grid, "detected": detected}
+        return data, cam_sources, density
+
+    data, cam_sources, density = setup(raw)
+    if refine:
+        # Indirect inference: the spot estimators' biases are those they show on a movie
+        # simulated from the setup itself; remove them once.
+        truth = config_from_dict({k: v for k, v in data.items() if not k.startswith("_")})
+        sim = _simulated_movie(truth, density)
+        on_sim = _measure(sim, kind, None, qe_value, max_adu, px_nm, camera=_true_camera(truth))
+        corrected = _corrected(raw, on_sim, truth)
+        data, cam_sources, density = setup(corrected)
+        estimate = corrected
+    else:
+        estimate = raw
+    sources.update(cam_sources)
+    curve = data.pop("_count_curve")
+    grid, detected = np.asarray(curve["true"]), np.asarray(curve["detected"])
+    if density > grid[-1]:
+        warnings.append(
+            f"the movie is denser ({density:.1f} µm⁻²) than a spot detector can count reliably: "
+            "the density is extrapolated; count it with a network trained on this setup"
+        )
+    cfg = config_from_dict(data, source="calibrate")
+    cam, sample = estimate.camera, estimate.sample
+    sx, sy = estimate.sigma_x_nm, estimate.sigma_y_nm
+    fitted = raw.spots[raw.spots["ok"]]
+    spots, bg = raw.spots, raw.bg
+    distances, sim_frames, sim_spots = check_against_simulation(cfg, cam, movie, spots, bg)
+    result = CalibrationResult(
+        config=cfg,
+        camera=cam,
+        sample=sample,
+        psf_sigma_nm=(sx, sy),
+        density_per_um2=density,
+        distances=distances,
+        sources=sources,
+        warnings=warnings,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    setup_path = out / "setup.yaml"
+    header = "# Written by `live-decode calibrate` from " + ", ".join(map(str, movies)) + "\n"
+    setup_path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    report = {
+        "movies": [str(p) for p in movies],
+        "frames_used": len(movie),
+        "camera": cam.to_dict(),
+        "psf_sigma_nm": {"x": sx, "y": sy, "spots_fitted": len(fitted)},
+        "sample": sample.to_dict(),
+        "density_per_um2": {
+            "detected": sample.detected_per_um2,
+            "corrected": density,
+            "count_curve": {"true": grid, "detected": detected},
+        },
+        "sources": sources,
+        "distances_ks": distances,
+        "warnings": warnings,
+    }
+    result.files = {"setup": setup_path, "json": write_json(out / "calibration.json", report)}
+    if plot:
+        from live_decode.calibration.report import plot_calibration
+
+        png = out / "calibration.png"
+        result.files["png"] = plot_calibration(png, movie, spots, sim_frames, sim_spots, result)
+    for w in warnings:
+        log.warning("%s", w)
+    return result

