@@ -24,11 +24,24 @@ __version__ = "0.1.0"
 
 # Public name -> module (in live_decode) that defines it.
 _EXPORTS: dict[str, str] = {
+    "load_config": "live_decode.api.configs",
+    "demo_config": "live_decode.api.configs",
+    "load_model": "live_decode.api.models",
+    "Model": "live_decode.api.models",
+    "simulate": "live_decode.api.data",
+    "Simulation": "live_decode.api.data",
+    "evaluate": "live_decode.api.data",
+    "save": "live_decode.api.data",
+    "read_locs": "live_decode.api.data",
+    "run": "live_decode.api.runs",
+    "RunHandle": "live_decode.api.runs",
+    "LOC_COLUMNS": "live_decode.api.tables",
     "Config": "live_decode.config",
     "CameraMeta": "live_decode.messages",
     "LiveDecodeError": "live_decode.errors",
-    "load_config": "live_decode.api.configs",
-    "demo_config": "live_decode.api.configs",
+    "ConfigError": "live_decode.errors",
+    "ModelCardError": "live_decode.errors",
+    "MovieError": "live_decode.errors",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -36,8 +49,21 @@ __all__ = ["__version__", *_EXPORTS]
 if TYPE_CHECKING:
     from live_decode.api.configs import demo_config as demo_config
     from live_decode.api.configs import load_config as load_config
+    from live_decode.api.data import Simulation as Simulation
+    from live_decode.api.data import evaluate as evaluate
+    from live_decode.api.data import read_locs as read_locs
+    from live_decode.api.data import save as save
+    from live_decode.api.data import simulate as simulate
+    from live_decode.api.models import Model as Model
+    from live_decode.api.models import load_model as load_model
+    from live_decode.api.runs import RunHandle as RunHandle
+    from live_decode.api.runs import run as run
+    from live_decode.api.tables import LOC_COLUMNS as LOC_COLUMNS
     from live_decode.config import Config as Config
+    from live_decode.errors import ConfigError as ConfigError
     from live_decode.errors import LiveDecodeError as LiveDecodeError
+    from live_decode.errors import ModelCardError as ModelCardError
+    from live_decode.errors import MovieError as MovieError
     from live_decode.messages import CameraMeta as CameraMeta
 
 

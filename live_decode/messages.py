@@ -45,6 +45,19 @@ LOC_DTYPE = np.dtype(
 
 Localizations = npt.NDArray[np.void]
 
+TRUTH_DTYPE = np.dtype(
+    [
+        ("frame", "<i8"),
+        ("id", "<i8"),
+        ("x_nm", "<f4"),
+        ("y_nm", "<f4"),
+        ("z_nm", "<f4"),
+        ("photons", "<f4"),
+    ]
+)
+"""The one ground-truth table: frame (0-based), fluorophore id, position in nm (x = column),
+photons. The simulator emits it, training validates on it, the ground-truth CSV reads into it."""
+
 
 def empty_locs(n: int = 0) -> Localizations:
     """A zero-filled localization table of ``n`` rows."""

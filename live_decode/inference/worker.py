@@ -178,23 +178,7 @@ class InferenceWorker:
 
     # ------------------------------------------------------------------ set-up on first frame
     def _open_sinks(self, first: FrameMsg) -> list[LocSink]:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         h, w = (int(s) for s in first.pixels.shape)
-        card = self.localizer.card
-        csv = ThunderstormWriter(
-            self.run_dir / CSV_NAME, resume=self.resume, with_z=self.localizer.scaling.is_3d
-        )
-        hdf5 = PicassoWriter(
-            self.run_dir / HDF5_NAME,
-            width_px=w,
-            height_px=h,
-            pixel_size_nm=self.localizer.pixel_size_nm,
-            with_z=self.localizer.scaling.is_3d,
-            extra_info={"model": card.summary(), "camera": _camera_info(first)},
-            resume=self.resume,
-        )
-        if hdf5.n_written < csv.n_written:  # an HDF5 file a crash left unusable: rebuild it
-            hdf5.append(read_thunderstorm_csv(self.run_dir / CSV_NAME)[hdf5.n_written :])
         cam = first.camera
         self._frame_info = (
             h,
@@ -206,7 +190,7 @@ class InferenceWorker:
                 "exposure_ms": cam.exposure_ms,
             },
         )
-        return [csv, hdf5]
+        return open_loc_files(self.run_dir, first, self.localizer, resume=self.resume)
 
     def _write_extra_formats(self) -> None:
         """The config's ``inference.extra_formats`` (DECODE h5, SMAP), from the finished CSV."""
@@ -426,6 +410,33 @@ class InferenceWorker:
 
 def _or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
+
+
+def open_loc_files(
+    run_dir: Path, first: FrameMsg, localizer: Localizer, *, resume: bool = False
+) -> list[LocSink]:
+    """The run directory's localization files (ThunderSTORM CSV, Picasso HDF5 + YAML).
+
+    ``first`` is the stream's first frame (its size and camera go into the Picasso sidecar);
+    with ``resume`` both files are appended to, and an HDF5 file a crash left behind the CSV is
+    completed from the CSV.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    h, w = (int(s) for s in first.pixels.shape)
+    with_z = localizer.scaling.is_3d
+    csv = ThunderstormWriter(run_dir / CSV_NAME, resume=resume, with_z=with_z)
+    hdf5 = PicassoWriter(
+        run_dir / HDF5_NAME,
+        width_px=w,
+        height_px=h,
+        pixel_size_nm=localizer.pixel_size_nm,
+        with_z=with_z,
+        extra_info={"model": localizer.card.summary(), "camera": _camera_info(first)},
+        resume=resume,
+    )
+    if hdf5.n_written < csv.n_written:  # an HDF5 file a crash left unusable: rebuild it
+        hdf5.append(read_thunderstorm_csv(run_dir / CSV_NAME)[hdf5.n_written :])
+    return [csv, hdf5]
 
 
 def _camera_info(frame: FrameMsg) -> dict[str, object]:

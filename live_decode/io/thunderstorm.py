@@ -32,7 +32,7 @@ import numpy.typing as npt
 from live_decode.closeable import Closeable
 from live_decode.errors import LocalizationFileError
 from live_decode.io._files import PathLike, as_loc_table, corrupt, existing_file
-from live_decode.messages import Localizations, empty_locs
+from live_decode.messages import TRUTH_DTYPE, Localizations, empty_locs
 
 logger = logging.getLogger("live_decode.io.thunderstorm")
 
@@ -60,16 +60,7 @@ LOC_COLUMNS_2D = tuple(c for c in LOC_COLUMNS if c not in _Z_COLUMNS)
 
 GROUND_TRUTH_COLUMNS = ("id", "frame", "x [nm]", "y [nm]", "z [nm]", "intensity [photon]")
 
-GROUND_TRUTH_DTYPE = np.dtype(
-    [
-        ("frame", "<i8"),
-        ("id", "<i8"),
-        ("x_nm", "<f8"),
-        ("y_nm", "<f8"),
-        ("z_nm", "<f8"),
-        ("photons", "<f8"),
-    ]
-)
+GROUND_TRUTH_DTYPE = TRUTH_DTYPE  # the one ground-truth table (live_decode.messages)
 """Ground-truth emitters: frame (0-based), emitter id, position in nm, photons in that frame."""
 
 # float32 needs 9 significant digits to survive a text round trip.

@@ -1,22 +1,41 @@
-"""Offline analysis of recorded movies through the worker code, as fast as it goes.
+"""Offline analysis without sockets: frames in, localizations out, with the worker's checks.
 
-The replay source and the worker run as two threads of this process over a loopback socket;
-the run directory is the same as a live run writes.
+:class:`OfflineStream` is the one path from frames to localizations outside a live run: the
+model card is checked against the camera on the first frame exactly as the worker checks it
+(:func:`~live_decode.inference.compat.check_card`), frames go through the worker's
+:class:`~live_decode.inference.processor.StreamProcessor` in fixed chunks of ``batch_frames``
+(so two analyses of the same frames batch, and therefore compute, identically), and memory stays
+bounded by one chunk whatever the movie's length. ``live-decode localize`` (:func:`localize_files`)
+and ``ld.load_model().localize`` both run it, so they give the same rows.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
-import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-import zmq
+import numpy as np
+import numpy.typing as npt
 
-from live_decode.errors import LiveDecodeError, ModelCardError
-from live_decode.inference.worker import InferenceWorker
+from live_decode.config import Config
+from live_decode.errors import LiveDecodeError, LocalizationFileError, ModelCardError
+from live_decode.inference.compat import check_card
+from live_decode.inference.engine import Localizer
+from live_decode.inference.processor import BatchResult, LocSink, StreamProcessor
+from live_decode.inference.worker import (
+    CSV_NAME,
+    WORKER_SUMMARY_NAME,
+    WorkerSummary,
+    open_loc_files,
+)
 from live_decode.io.calibration import write_calibration
-from live_decode.messages import StatsMsg
+from live_decode.io.formats import write_extra_formats
+from live_decode.io.thunderstorm import read_thunderstorm_csv
+from live_decode.messages import CameraMeta, EosMsg, FrameMsg, Message, StatsMsg, WorkerStats
 from live_decode.pipeline.build import build_localizer, load_config_or_demo
 from live_decode.pipeline.exits import (
     EXIT_BAD_INPUT,
@@ -30,25 +49,114 @@ from live_decode.pipeline.run_dir import earlier_results, prepare_run_dir
 from live_decode.pipeline.supervisor import Outcome, RunState, write_summary
 from live_decode.sources.base import camera_from_config
 from live_decode.sources.replay import ReplaySource, explicit_camera_keys
-from live_decode.sources.runner import SourceRunner
+from live_decode.sources.runner import SourceSummary
 from live_decode.strict_json import write_json
-from live_decode.transport.frames import FramePuller, FramePusher
-from live_decode.transport.results import ResultPublisher, ResultSubscriber
 
-# progress(frames_done, frames_total)
+log = logging.getLogger("live_decode.pipeline.offline")
+
+# progress(frames_done, frames_total); frames_total is 0 when unknown (an iterator of frames)
 Progress = Callable[[int, int], None]
+OpenSinks = Callable[[FrameMsg], Sequence[LocSink]]
 
 
-def _catching(target: Callable[[], object], errors: list[BaseException]) -> Callable[[], None]:
-    """``target`` for a thread: an exception is kept for the main thread instead of printed."""
+class OfflineStream:
+    """Localize a stream of (H, W) ADU frames in order, as the live worker would.
 
-    def run() -> None:
-        try:
-            target()
-        except BaseException as exc:
-            errors.append(exc)
+    Parameters
+    ----------
+    localizer
+        The loaded model (:func:`~live_decode.pipeline.build.build_localizer`).
+    camera
+        The camera the frames come from: its calibration converts ADU to photons, and the model
+        card is checked against it.
+    config
+        The setup's config: PSF, z range and temporal context are checked against the card too
+        when given (the worker's check with a config); None checks the camera only.
+    ignore_model_mismatch
+        Localize although the card does not fit; the mismatches are kept in :attr:`mismatches`.
+    batch_frames
+        Frames per network call (``inference.max_batch``).
+    open_sinks
+        Called with the first frame; returns the files the localizations are appended to.
+    """
 
-    return run
+    def __init__(
+        self,
+        localizer: Localizer,
+        camera: CameraMeta,
+        *,
+        config: Config | None = None,
+        ignore_model_mismatch: bool = False,
+        batch_frames: int = 32,
+        open_sinks: OpenSinks | None = None,
+    ) -> None:
+        if batch_frames < 1:
+            raise ValueError(f"batch_frames must be >= 1, got {batch_frames}")
+        self.localizer = localizer
+        self.camera = camera
+        self.config = config
+        self.ignore_model_mismatch = ignore_model_mismatch
+        self.batch_frames = batch_frames
+        self.open_sinks = open_sinks
+        self.processor = StreamProcessor(localizer)
+        self.mismatches: list[str] = []
+        self.frames_in = 0
+
+    def _message(self, index: int, pixels: npt.ArrayLike) -> FrameMsg:
+        frame = np.asarray(pixels)
+        if frame.ndim != 2:
+            raise ValueError(
+                f"frame {index} has shape {frame.shape}; frames must be (H, W) camera ADU "
+                "(pass a (T, H, W) movie or an iterator of (H, W) frames)"
+            )
+        msg = FrameMsg(index=index, timestamp_ns=time.time_ns(), camera=self.camera, pixels=frame)
+        if index == 0:
+            self._first_frame(msg)
+        return msg
+
+    def _first_frame(self, msg: FrameMsg) -> None:
+        card = self.localizer.card
+        self.mismatches = check_card(
+            card, msg.camera, msg.pixels, self.ignore_model_mismatch, self.config
+        )
+        for problem in self.mismatches:
+            log.warning("model mismatch ignored (ignore_model_mismatch): %s", problem)
+        if self.open_sinks is not None:
+            self.processor.sinks = list(self.open_sinks(msg))
+
+    def batches(self, frames: Iterable[npt.ArrayLike]) -> Iterator[BatchResult]:
+        """One :class:`BatchResult` per chunk of frames, the last one at end of stream.
+
+        A frame that cannot be read (the iterator raises) ends the stream there: the frames
+        before it are localized and written first, then the error is raised.
+        """
+        chunk: list[Message] = []
+        it = iter(frames)
+        while True:
+            try:
+                pixels = next(it)
+            except StopIteration:
+                break
+            except BaseException:
+                # The frames before the one that failed are localized (and written) first.
+                yield self.processor.process([*chunk, EosMsg(last_index=self.frames_in - 1)])
+                raise
+            chunk.append(self._message(self.frames_in, pixels))
+            self.frames_in += 1
+            if len(chunk) == self.batch_frames:
+                yield self.processor.process(chunk)
+                chunk = []
+        yield self.processor.process([*chunk, EosMsg(last_index=self.frames_in - 1)])
+
+    def close(self) -> None:
+        """Close the files (the localizations are flushed after every chunk already)."""
+        self.processor.close()
+
+
+def source_frames(source: ReplaySource) -> Iterator[npt.NDArray[Any]]:
+    """The pixels of every frame the replay source reads, in order."""
+    while (frame := source.read()) is not None:
+        yield frame.pixels
 
 
 def localize_files(
@@ -63,10 +171,13 @@ def localize_files(
 ) -> dict[str, object]:
     """Localize ``movies`` (in order, one stream) into the run directory ``out``.
 
-    Returns the run summary (also written as ``out/summary.json``). What was localized before a
-    failure stays in the run directory, ``summary.json`` says why it stopped (``status``,
-    ``reason``), and the failure is raised after the files are closed. An ``out`` holding an
-    earlier run's results is refused unless ``overwrite`` (which deletes them first).
+    The camera comes from the files' metadata (as ``live-decode simulate`` writes it), else from
+    ``config`` (default: the demo config). Writes ``locs.csv``, ``locs.hdf5`` (+ ``.yaml``),
+    ``calibration.json``, ``worker_summary.json``, ``source_summary.json``, ``summary.json`` and
+    the plots; returns the summary. What was localized before a failure stays in the run
+    directory, ``summary.json`` says why it stopped (``status``, ``reason``), and the failure is
+    raised after the files are closed. An ``out`` holding an earlier run's results is refused
+    unless ``overwrite`` (which deletes them first).
     """
     cfg = load_config_or_demo(config)
     if out.is_dir() and earlier_results(out) and not overwrite:
@@ -80,71 +191,107 @@ def localize_files(
     )
     try:
         localizer = build_localizer(cfg, model, device)
-    except BaseException:
-        source.close()
-        raise
-    try:
         prepare_run_dir(out, overwrite=overwrite)
     except BaseException:
         source.close()
         raise
     cal = source.calibration
     write_calibration(out, cal.values, cal.sources, files=[str(m) for m in movies])
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    pusher = FramePusher(ctx, "tcp://127.0.0.1:*", lossless=True, sndhwm=8)
-    puller = FramePuller(ctx, pusher.endpoint, rcvhwm=8)
-    publisher = ResultPublisher(ctx, "tcp://127.0.0.1:*")
-    sub = ResultSubscriber(ctx, publisher.endpoint, topics=("stats",))
-    worker = InferenceWorker(
+    stream = OfflineStream(
         localizer,
-        puller,
-        publisher,
-        out,
-        max_batch=cfg.inference.max_batch,
-        override_mismatch=ignore_model_mismatch,
+        source.camera,
         # Without --config the demo config describes nothing about the file: camera checks only.
         config=cfg if config is not None else None,
-        config_name=str(config) if config is not None else None,
+        ignore_model_mismatch=ignore_model_mismatch,
+        batch_frames=cfg.inference.max_batch,
+        open_sinks=lambda first: open_loc_files(out, first, localizer),
     )
     state = RunState()
-    worker_errors: list[BaseException] = []
-    source_errors: list[BaseException] = []
-    thread = threading.Thread(target=_catching(worker.run, worker_errors), name="worker")
-    thread.start()
-    runner = SourceRunner(source, pusher)
-    src_thread = threading.Thread(target=_catching(runner.run, source_errors), name="source")
-    src_thread.start()
-    interrupted: list[BaseException] = []
+    worker = WorkerSummary()
+    started = time.perf_counter()
+    failure: BaseException | None = None
     try:
-        while thread.is_alive():
-            msg = sub.recv(timeout_ms=100)
-            if isinstance(msg, StatsMsg):
-                state.absorb(msg)
+        for result in stream.batches(source_frames(source)):
+            _count(worker, result, state, started)
             if progress is not None:
-                progress(worker.summary.frames_processed, source.n_frames)
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP as StopSignal: files complete
-        interrupted.append(exc)
+                progress(worker.frames_processed, source.n_frames)
+    except BaseException as exc:  # Ctrl-C, or SIGTERM/SIGHUP as StopSignal: files complete
+        failure = exc
     finally:
-        runner.stop()
-        thread.join()
-        # A worker that stopped early no longer reads: drain so a lossless send cannot block.
-        while src_thread.is_alive():
-            puller.recv(timeout_ms=50)
-        src_thread.join()
-        for s in (pusher, puller, publisher, sub):
-            s.close()
+        stream.close()
         source.close()
-        ctx.term()
-    failures = interrupted + worker_errors + source_errors
-    failure = failures[0] if failures else None
+    worker.frames_received = stream.frames_in
+    worker.mismatches = stream.mismatches
+    worker.elapsed_s = time.perf_counter() - started
     if isinstance(failure, ModelCardError):
         failure = ModelCardError(f"{movies[0]}: {failure}")
-    write_json(out / "source_summary.json", runner.summary.to_dict())
+    write_json(out / WORKER_SUMMARY_NAME, worker.to_dict())
+    if config is not None and failure is None and worker.first_frame is not None:
+        _extra_formats(out, cfg, localizer, source.shape_px, source.camera)
+    write_json(out / "source_summary.json", _source_summary(stream, worker).to_dict())
     summary = write_summary(out, state, _outcome(failure), live=False)
     plot_run(out, state.trace, cfg)
     if failure is not None:
         raise failure
     return summary
+
+
+def _count(worker: WorkerSummary, result: BatchResult, state: RunState, started: float) -> None:
+    """Add one batch to the worker's totals and to what a supervisor would have seen."""
+    if not result.stats:
+        return
+    worker.batches += 1
+    worker.frames_processed += len(result.stats)
+    worker.localizations += len(result.locs)
+    if worker.first_frame is None:
+        worker.first_frame = result.stats[0].frame
+    worker.last_frame = result.stats[-1].frame
+    worker.elapsed_s = time.perf_counter() - started
+    fps = worker.frames_processed / worker.elapsed_s if worker.elapsed_s > 0 else 0.0
+    stats = WorkerStats(fps=fps, latency_ms=float("nan"), queue_depth=0, dropped_upstream=0)
+    state.absorb(StatsMsg(frame_stats=tuple(result.stats), worker=stats))
+    if result.finished:
+        state.eos = True
+
+
+def _extra_formats(
+    out: Path,
+    cfg: Config,
+    localizer: Localizer,
+    shape_px: tuple[int, int],
+    camera: CameraMeta,
+) -> None:
+    """The config's ``inference.extra_formats`` (DECODE h5, SMAP), as the worker writes them."""
+    formats = cfg.inference.extra_formats
+    if not formats:
+        return
+    try:
+        write_extra_formats(
+            read_thunderstorm_csv(out / CSV_NAME),
+            out,
+            formats,
+            pixel_size_nm=localizer.pixel_size_nm,
+            width_px=shape_px[1],
+            height_px=shape_px[0],
+            with_z=localizer.scaling.is_3d,
+            camera={
+                "conversion": camera.e_per_adu,
+                "emgain": camera.em_gain,
+                "offset": camera.baseline_adu,
+                "exposure_ms": camera.exposure_ms,
+            },
+        )
+    except (LocalizationFileError, OSError) as exc:  # the CSV and HDF5 are complete
+        log.error("could not write %s: %s (%s is complete)", ", ".join(formats), exc, CSV_NAME)
+
+
+def _source_summary(stream: OfflineStream, worker: WorkerSummary) -> SourceSummary:
+    return SourceSummary(
+        frames_read=stream.frames_in,
+        frames_sent=stream.frames_in,
+        elapsed_s=worker.elapsed_s,
+        eos_sent=True,
+    )
 
 
 def _outcome(failure: BaseException | None) -> Outcome:
@@ -159,3 +306,6 @@ def _outcome(failure: BaseException | None) -> Outcome:
         signum = failure.signum if isinstance(failure, StopSignal) else signal.SIGINT
         return Outcome("interrupted", 128 + signum, f"stopped by {signal_name(signum)}")
     return Outcome("failed", EXIT_FAILED, f"{type(failure).__name__}: {failure}")
+
+
+__all__ = ["OfflineStream", "localize_files", "source_frames"]

@@ -578,19 +578,22 @@ def run_pipeline(
     model not found, a run directory that holds an earlier run); after that, how the run ended
     is in the result (``exit_code``, ``status``, ``reason``) and in ``summary.json``.
     """
-    from live_decode.pipeline.plots import plot_run
-
     sup = Supervisor(opts)
     with stop_signals(sup):
         sup.start()
         code = sup.supervise(on_update)
-        assert sup.outcome is not None
-        sup.finish_quality()
-        summary = write_summary(
-            sup.out, sup.state, sup.outcome, worker_died=bool(sup.worker_deaths)
-        )
-        try:
-            plot_run(sup.out, sup.state.trace, sup.cfg)
-        except OSError as exc:
-            log.error("cannot write the plots: %s", exc)
+        return finish_run(sup, code)
+
+
+def finish_run(sup: Supervisor, code: int) -> RunResult:
+    """After :meth:`Supervisor.supervise` returned ``code``: ``summary.json``, plots, result."""
+    from live_decode.pipeline.plots import plot_run
+
+    assert sup.outcome is not None
+    sup.finish_quality()
+    summary = write_summary(sup.out, sup.state, sup.outcome, worker_died=bool(sup.worker_deaths))
+    try:
+        plot_run(sup.out, sup.state.trace, sup.cfg)
+    except OSError as exc:
+        log.error("cannot write the plots: %s", exc)
     return RunResult(sup.out, summary, code, sup.outcome.status, sup.outcome.reason)

@@ -27,24 +27,13 @@ import torch
 from torch import Tensor
 
 from live_decode.config import Config
+from live_decode.messages import TRUTH_DTYPE
 from live_decode.simulation.background import sample_levels, smooth_fields
 from live_decode.simulation.camera import Camera
 from live_decode.simulation.drift import StageDrift
 from live_decode.simulation.emitters import Emitters, filament_positions, uniform_positions
 from live_decode.simulation.photophysics import FluorophorePool
 from live_decode.simulation.psf import PSF, build_psf, render
-
-TRUTH_DTYPE = np.dtype(
-    [
-        ("frame", "<i8"),
-        ("id", "<i8"),
-        ("x_nm", "<f4"),
-        ("y_nm", "<f4"),
-        ("z_nm", "<f4"),
-        ("photons", "<f4"),
-    ]
-)
-"""Ground-truth table: frame (0-based), fluorophore id, position in nm (x = column), photons."""
 
 BACKGROUND_CORRELATION_FRAMES = 100.0
 """Correlation time of the background level's drift (an AR(1) process), in frames."""
@@ -53,6 +42,7 @@ STEADY_STATE_ON_TIMES = 10.0
 """Default warm-up, in mean on-times: the number of on emitters relaxes as exp(-t/τ)."""
 
 GroundTruth = npt.NDArray[np.void]
+"""(N,) :data:`TRUTH_DTYPE` (defined in :mod:`live_decode.messages`, re-exported here)."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import torch
 
 from live_decode.config import Config
 from live_decode.evaluation.metrics import compute_metrics
+from live_decode.messages import TRUTH_DTYPE
 from live_decode.model.loss import gmm_loss
 from live_decode.model.network import DecodeNet
 from live_decode.model.postprocess import localize
@@ -16,16 +17,7 @@ from live_decode.model.scaling import Scaling
 from live_decode.simulation.batch import WindowBatch, WindowSimulator
 from live_decode.training.targets import make_targets
 
-GT_DTYPE = np.dtype(
-    [
-        ("frame", "<i8"),
-        ("id", "<i8"),
-        ("x_nm", "<f4"),
-        ("y_nm", "<f4"),
-        ("z_nm", "<f4"),
-        ("photons", "<f4"),
-    ]
-)
+GT_DTYPE = TRUTH_DTYPE  # the ground truth of the held-out set is the simulator's table
 
 
 @dataclass(frozen=True)
