@@ -52,6 +52,9 @@ _NM_PER_UNIT = {
     "å": 0.1,
     "angstrom": 0.1,
 }
+FRAME_INTERVAL_KEY = "frame_interval_ms"
+"""Also read from a file (for camera-paced replay); not a camera calibration value."""
+_MS_PER_UNIT = {"s": 1000.0, "ms": 1.0, "µs": 1e-3, "us": 1e-3, "min": 60_000.0}
 MM_CAMERA_PROPERTIES = {"Offset": "baseline_adu", "EMGain": "em_gain"}
 """Micro-Manager camera properties that are calibrations (as the live Micro-Manager source)."""
 _PLAUSIBLE_PIXEL_NM = (1.0, 100_000.0)  # a back-projected camera pixel, 1 nm .. 100 µm
@@ -105,6 +108,15 @@ def _from_ome(ome: str, cal: Calibration) -> None:
     pixels = next((el for el in root.iter() if _strip_ns(el.tag) == "Pixels"), None)
     if pixels is None:
         return
+    increment = pixels.get("TimeIncrement")
+    ms_per_unit = _MS_PER_UNIT.get((pixels.get("TimeIncrementUnit") or "s").strip().lower())
+    if increment is not None and ms_per_unit is not None:
+        try:
+            interval_ms = float(increment) * ms_per_unit
+        except ValueError:
+            interval_ms = 0.0
+        if interval_ms > 0:
+            cal.set(FRAME_INTERVAL_KEY, interval_ms, "file:OME TimeIncrement")
     size = pixels.get("PhysicalSizeX")
     scale = _unit_nm(pixels.get("PhysicalSizeXUnit"))
     if size is not None and scale is not None:
@@ -163,6 +175,12 @@ def _from_imagej(tif: tifffile.TiffFile, cal: Calibration) -> None:
     first = tif.pages.first
     if not isinstance(meta, dict) or first is None:
         return
+    try:
+        finterval_s = float(meta.get("finterval", 0.0))
+    except (TypeError, ValueError):
+        finterval_s = 0.0
+    if finterval_s > 0:
+        cal.set(FRAME_INTERVAL_KEY, finterval_s * 1000.0, "file:ImageJ finterval")
     scale = _unit_nm(str(meta.get("unit", "")), default="")
     tag = first.tags.get("XResolution")
     if scale is not None and tag is not None:
@@ -180,7 +198,7 @@ def read_calibration(tif: tifffile.TiffFile, description: str = "") -> Calibrati
     cal = Calibration()
     ome = tif.ome_metadata
     for key, value in camera_from_tiff(description, ome).items():
-        if key in CAMERA_KEYS:
+        if key in CAMERA_KEYS or key == FRAME_INTERVAL_KEY:
             cal.set(key, value, "file:live_decode camera metadata")
     if ome:
         _from_ome(ome, cal)

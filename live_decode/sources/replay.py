@@ -23,7 +23,12 @@ import numpy.typing as npt
 
 from live_decode.config import Config
 from live_decode.errors import ConfigError, MovieError
-from live_decode.io.calibration import CAMERA_KEYS, Calibration, read_calibration
+from live_decode.io.calibration import (
+    CAMERA_KEYS,
+    FRAME_INTERVAL_KEY,
+    Calibration,
+    read_calibration,
+)
 from live_decode.io.movie import TiffMovie, camera_from_tiff
 from live_decode.messages import CameraMeta, GapMsg
 from live_decode.sources.base import SourceFrame
@@ -115,8 +120,6 @@ class ReplaySource:
             self.close()
             raise MovieError(f"frame range [{start}, {stop}) is empty for a {total}-frame movie")
         self.loop = loop
-        first = self._movies[0]
-        stored = camera_from_tiff(first.description, first.ome)
         try:
             self.calibration = self._calibrate(
                 camera, prefer_file_metadata, config_keys, default_label
@@ -125,8 +128,8 @@ class ReplaySource:
             self.close()
             raise
         self._camera = CameraMeta(**self.calibration.values, extra=dict(camera.extra))
-        interval = 1000.0 / fps if fps else stored.get("frame_interval_ms", camera.exposure_ms)
-        self._interval_ms = float(interval)
+        recorded = self._file_calibration.values.get(FRAME_INTERVAL_KEY, camera.exposure_ms)
+        self._interval_ms = float(1000.0 / fps if fps else recorded)
         self._indices = None if loop else self._recorded_indices()
         self._gaps: list[GapMsg] = []
         self._last_index: int | None = None
@@ -143,6 +146,7 @@ class ReplaySource:
         """The camera values to use, each with its source; refuse a contradicting config."""
         first = self._movies[0]
         from_file = read_calibration(first.tif, first.description) if prefer_file else Calibration()
+        self._file_calibration = from_file
         base = _meta_dict(camera)
         explicit = dict(config_keys or {})
         cal, clashes = Calibration(), []

@@ -38,7 +38,12 @@ def test_pixel_size_from_ome_physical_size_x(
     tmp_path: Path, size: float, unit: str | None, nm: float
 ) -> None:
     path = tmp_path / "m.ome.tif"
-    meta: dict[str, object] = {"axes": "TYX", "PhysicalSizeX": size, "PhysicalSizeY": size}
+    meta: dict[str, object] = {
+        "axes": "TYX",
+        "PhysicalSizeX": size,
+        "PhysicalSizeY": size,
+        "TimeIncrement": 0.05,  # OME's default unit: seconds
+    }
     if unit is not None:
         meta["PhysicalSizeXUnit"] = unit
     tifffile.imwrite(path, noise(), ome=True, metadata=meta)
@@ -47,6 +52,7 @@ def test_pixel_size_from_ome_physical_size_x(
         assert src.camera.pixel_size_nm == pytest.approx(nm)
         assert src.calibration.sources["pixel_size_nm"] == "file:OME PhysicalSizeX"
         assert src.calibration.sources["em_gain"] == DEMO_LABEL  # not in the file
+        assert src.frame_interval_ms == pytest.approx(50.0)  # camera-paced replay
     finally:
         src.close()
 
@@ -55,12 +61,17 @@ def test_pixel_size_from_an_imagej_tiff(tmp_path: Path) -> None:
     path = tmp_path / "ij.tif"
     px_um = 0.117
     tifffile.imwrite(
-        path, noise(), imagej=True, resolution=(1 / px_um, 1 / px_um), metadata={"unit": "um"}
+        path,
+        noise(),
+        imagej=True,
+        resolution=(1 / px_um, 1 / px_um),
+        metadata={"unit": "um", "finterval": 0.02},
     )
     src = replay(path)
     try:
         assert src.camera.pixel_size_nm == pytest.approx(117.0, rel=1e-4)
         assert src.calibration.sources["pixel_size_nm"].startswith("file:ImageJ resolution")
+        assert src.frame_interval_ms == pytest.approx(20.0)
     finally:
         src.close()
 
