@@ -61,7 +61,7 @@ def simulate(
     seed
         Replaces ``microscope.seed``; the same seed gives the same movie.
     device
-        ``cpu``, ``cuda`` or ``cuda:N``: where the simulation runs.
+        ``cpu``, ``cuda``, ``cuda:N`` or ``auto``: where the simulation runs.
 
     Returns
     -------
@@ -77,7 +77,9 @@ def simulate(
         data = cfg.model_dump()
         data["microscope"]["seed"] = seed
         cfg = config_from_dict(data, source=f"config with seed {seed}")
-    microscope = SimulatedMicroscope(cfg, device=device)
+    from live_decode.model.device import resolve_device
+
+    microscope = SimulatedMicroscope(cfg, device=resolve_device(device))
     h, w = microscope.fov_px
     movie = np.empty((frames, h, w), dtype=np.uint16)
     truth = []

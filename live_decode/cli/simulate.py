@@ -36,6 +36,7 @@ from live_decode.errors import LiveDecodeError
 from live_decode.io.drift_csv import write_drift_csv
 from live_decode.io.movie import write_movie
 from live_decode.io.thunderstorm import write_ground_truth_csv
+from live_decode.model.device import resolve_device
 from live_decode.simulation.microscope import GroundTruth, SimulatedMicroscope
 
 log = logging.getLogger("live_decode.cli.simulate")
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         raise LiveDecodeError(
             f"{', '.join(existing)} already exist(s); pass --overwrite or choose another --out"
         )
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     out.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -169,18 +170,6 @@ def _config_with_overrides(path: Path, laser_mw: float | None, seed: int | None)
         data["microscope"]["seed"] = seed
         flags.append(f"--seed {seed}")
     return config_from_dict(data, source=f"{path} with {' '.join(flags)}")
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise LiveDecodeError(f"--device {name!r}: {exc}; use cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise LiveDecodeError(f"--device {name}: CUDA is not available; use --device cpu")
-    return device
 
 
 def _progress() -> Progress:

@@ -30,6 +30,7 @@ import numpy as np
 import zmq
 
 from live_decode.control.stop import stop_reason
+from live_decode.display import display_available
 from live_decode.inference.worker import END_OF_STREAM, MISMATCH_NAME
 from live_decode.messages import EosMsg, ErrorMsg, FrameStats, StatsMsg, WorkerStats
 from live_decode.pipeline.build import Endpoints, endpoints_for, load_config_or_demo, model_path
@@ -162,11 +163,6 @@ def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
             env=env,
             process_group=0,
         )
-
-
-def display_available() -> bool:
-    """Whether a window could open here (X11 or Wayland)."""
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 class Supervisor:

@@ -52,3 +52,24 @@ def test_unknown_name_is_an_attribute_error() -> None:
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         ld.nope  # noqa: B018
+
+
+def test_the_import_contracts_cover_every_room() -> None:
+    """A new room (package or top-level module) cannot slip past the cli/testing contracts."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    package = root / "live_decode"
+    rooms = {
+        f"live_decode.{p.stem if p.suffix == '.py' else p.name}"
+        for p in package.iterdir()
+        if not p.name.startswith(("_", "."))
+        and (p.suffix == ".py" or (p / "__init__.py").is_file())
+    }
+    contracts = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["importlinter"]
+    by_name = {c["name"]: c for c in contracts["contracts"]}
+    no_cli = by_name["Nothing in the package imports the CLI (it is a shell over the API)"]
+    no_testing = by_name["Test harnesses (live_decode.testing) are never imported by runtime code"]
+    assert set(no_cli["source_modules"]) == rooms - {"live_decode.cli"}
+    assert set(no_testing["source_modules"]) == rooms - {"live_decode.testing"}

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from live_decode.cli import view
+from live_decode.display import check_display, display_available
 from live_decode.errors import LiveDecodeError, ModelCardError
 
 from .synthetic import FOV_PX, SyntheticRun, make_locs
@@ -36,12 +37,12 @@ def _parse(*argv: str) -> argparse.Namespace:
     ],
 )
 def test_display_detection(env: dict[str, str], platform: str, ok: bool) -> None:
-    assert view.display_available(env, platform) is ok
+    assert display_available(env, platform) is ok
 
 
 def test_no_display_error_says_what_to_do() -> None:
     with pytest.raises(LiveDecodeError, match="QT_QPA_PLATFORM=offscreen"):
-        view.check_display({}, "linux")
+        check_display({}, "linux")
 
 
 def test_screenshot_needs_seconds() -> None:
