@@ -372,7 +372,7 @@ class QualityConfig(Frozen):
     )
     mismatch: bool = Field(True, description="model-mismatch residual and alarm in the worker")
     mismatch_max_rate_hz: Positive = Field(
-        20.0, description="frames per second the mismatch residual is computed on, at most"
+        5.0, description="frames per second the mismatch residual is computed on, at most"
     )
 
 

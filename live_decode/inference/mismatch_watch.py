@@ -64,7 +64,7 @@ def camera_from_meta(meta: CameraMeta, fallback: CameraConfig) -> CameraConfig:
 class MismatchWatch:
     """Background χ²/px of the card's forward model on a sample of the live frames."""
 
-    def __init__(self, card_config: Config, max_rate_hz: float = 20.0, queue_size: int = 8) -> None:
+    def __init__(self, card_config: Config, max_rate_hz: float = 5.0, queue_size: int = 8) -> None:
         self.card_config = card_config
         self.min_interval_s = 1.0 / max_rate_hz
         self._queue: queue.Queue[_Frame | None] = queue.Queue(maxsize=queue_size)  # None: stop

@@ -120,7 +120,7 @@ def test_frc_of_independent_noise_never_crosses_high() -> None:
     a = rng.poisson(2.0, size=(201, 201)).astype(float)
     b = rng.poisson(2.0, size=(201, 201)).astype(float)
     result = frc_from_images(a, b, pixel_nm=10.0)
-    assert np.mean(np.abs(result.curve[20:])) < 0.05
+    assert np.mean(np.abs(result.curve[20:])) < 0.1  # noise ~ 1/√(π·ring) per ring
     # The crossing is inside the mask's rings (< 10), i.e. coarser than 201 px · 10 nm / 10.
     assert np.isnan(result.resolution_nm) or result.resolution_nm > 201.0
 
