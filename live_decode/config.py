@@ -364,6 +364,9 @@ class QualityConfig(Frozen):
     drift_window_frames: Annotated[int, Field(ge=10)] = Field(
         200, description="frames per RCC drift window"
     )
+    drift_corrected_copy: bool = Field(
+        False, description="also write locs_drift_corrected.csv at the end (raw files unchanged)"
+    )
     nena_frame_gap: Annotated[int, Field(ge=1)] = Field(
         3,
         description="NeNA pairs frames t and t+gap; 3: a temporal-context network's localizations "

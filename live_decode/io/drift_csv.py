@@ -32,6 +32,24 @@ def write_drift_csv(
     tmp.replace(path)
 
 
+def drift_corrected(
+    locs: npt.NDArray[np.void], drift: npt.NDArray[np.void]
+) -> npt.NDArray[np.void]:
+    """A copy of ``locs`` (any dtype with frame, x_nm, y_nm) with each frame's drift removed.
+
+    Frames outside the trace take the nearest end's drift.
+    """
+    out = locs.copy()
+    if len(drift) == 0 or len(out) == 0:
+        return out
+    order = np.argsort(drift["frame"])
+    f = drift["frame"][order]
+    i = np.clip(np.searchsorted(f, out["frame"]), 0, len(f) - 1)
+    out["x_nm"] = out["x_nm"] - drift["dx_nm"][order][i]
+    out["y_nm"] = out["y_nm"] - drift["dy_nm"][order][i]
+    return out
+
+
 def read_drift_csv(path: str | Path) -> npt.NDArray[np.void]:
     """(N,) :data:`DRIFT_DTYPE` rows from a file of :func:`write_drift_csv`."""
     path = Path(path)

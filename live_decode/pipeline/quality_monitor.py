@@ -139,6 +139,9 @@ class QualityMonitor:
             row = tracker.finish()
             self.latest = row
             tracker.write(out)
+            locs_csv = out / "locs.csv"
+            if self.cfg.quality.drift_corrected_copy and locs_csv.is_file():
+                tracker.write_corrected_copy(out, locs_csv)
         return {
             "nena_nm": row.nena_nm,
             "frc_nm": row.frc_nm,

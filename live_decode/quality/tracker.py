@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from live_decode.config import QualityConfig
-from live_decode.io.drift_csv import write_drift_csv
+from live_decode.io.drift_csv import DRIFT_DTYPE, drift_corrected, write_drift_csv
+from live_decode.io.thunderstorm import read_thunderstorm_csv, write_thunderstorm_csv
 from live_decode.messages import Localizations
 from live_decode.quality.drift import DriftEstimator
 from live_decode.quality.frc import FrcAccumulator
@@ -30,6 +31,7 @@ from live_decode.quality.nena import NenaAccumulator
 
 log = logging.getLogger("live_decode.quality.tracker")
 QUALITY_CSV, DRIFT_CSV, QUALITY_PNG = "quality.csv", "drift.csv", "quality.png"
+CORRECTED_CSV = "locs_drift_corrected.csv"
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,17 @@ class QualityTracker:
         if self.rows and self.rows[-1].frame == self.last_frame + 1:
             self.rows.pop()  # recomputed with the final drift
         return self.update()
+
+    def write_corrected_copy(self, out: Path, locs_csv: Path) -> Path:
+        """``locs_drift_corrected.csv``: the run's localizations minus the drift of their frame."""
+        locs = read_thunderstorm_csv(locs_csv)
+        frames = np.arange(max(self.last_frame + 1, 1))
+        dx, dy = self.drift.trace.at(frames)
+        trace = np.zeros(len(frames), dtype=DRIFT_DTYPE)
+        trace["frame"], trace["dx_nm"], trace["dy_nm"] = frames, dx, dy
+        path = out / CORRECTED_CSV
+        write_thunderstorm_csv(path, drift_corrected(locs, trace))
+        return path
 
     def write(self, out: Path) -> None:
         """``quality.csv``, ``drift.csv`` and ``quality.png`` into the run directory ``out``."""
