@@ -74,6 +74,7 @@ class MismatchWatch:
         self.alarm: MismatchAlarm | None = None
         self.dropped = 0
         self.failed: str | None = None
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mismatch-watch", daemon=True)
         self._thread.start()
 
@@ -108,9 +109,12 @@ class MismatchWatch:
             except queue.Empty:
                 return out
 
-    def close(self, timeout_s: float = 5.0) -> None:
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Stop the thread (what is queued is dropped); a calibration still running is left to
+        die with the process (daemon thread) rather than hold up the worker's exit."""
+        self._closing.set()
         with contextlib.suppress(queue.Full):
-            self._queue.put(None, timeout=timeout_s)
+            self._queue.put_nowait(None)
         self._thread.join(timeout_s)
 
     def summary(self) -> dict[str, Any]:
@@ -142,8 +146,11 @@ class MismatchWatch:
         self.alarm = MismatchAlarm(band)
         log.info("mismatch band χ²/px [%.3f, %.3f]", band.lo, band.hi)
         models: dict[tuple[float, ...], ResidualModel] = {}
-        while True:
-            item = self._queue.get()
+        while not self._closing.is_set():
+            try:
+                item = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
             if item is None:
                 return
             meta, rows = item.camera, item.locs

@@ -67,7 +67,7 @@ def _run(
 def test_matched_movie_false_alarm_rate_below_one_percent(
     card_cfg: Config, band: MismatchBand
 ) -> None:
-    alarm = _run(card_cfg, card_cfg, 600, band)
+    alarm = _run(card_cfg, card_cfg, 400, band)
     assert alarm.frames_in_alarm / alarm.frames_seen < 0.01
     assert band.contains(alarm.running)
 
