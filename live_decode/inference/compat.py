@@ -292,10 +292,15 @@ def check_frame(card: ModelCard, camera: CameraMeta, frame: np.ndarray) -> list[
 
 
 def card_mismatches(
-    card: ModelCard, camera: CameraMeta, frame: np.ndarray, config: Config | None = None
+    card: ModelCard,
+    camera: CameraMeta,
+    frame: np.ndarray,
+    config: Config | None = None,
+    config_name: str | None = None,
 ) -> list[str]:
     """Human-readable differences between what the model was trained for and this stream."""
-    found = check_compatible(card, camera, config) + check_frame(card, camera, frame)
+    found = check_compatible(card, camera, config, config_name=config_name)
+    found += check_frame(card, camera, frame)
     return [str(m) for m in found]
 
 
@@ -317,6 +322,7 @@ def check_card(
     frame: np.ndarray,
     override: bool,
     config: Config | None = None,
+    config_name: str | None = None,
 ) -> list[str]:
     """Raise :class:`ModelCardError` on a mismatch unless ``override``; return the mismatches."""
-    return refuse(card, card_mismatches(card, camera, frame, config), override)
+    return refuse(card, card_mismatches(card, camera, frame, config, config_name), override)

@@ -86,6 +86,7 @@ class OfflineStream:
         camera: CameraMeta,
         *,
         config: Config | None = None,
+        config_name: str | None = None,
         ignore_model_mismatch: bool = False,
         batch_frames: int = 32,
         open_sinks: OpenSinks | None = None,
@@ -95,6 +96,7 @@ class OfflineStream:
         self.localizer = localizer
         self.camera = camera
         self.config = config
+        self.config_name = config_name  # the config file, named in the `live-decode train` hint
         self.ignore_model_mismatch = ignore_model_mismatch
         self.batch_frames = batch_frames
         self.open_sinks = open_sinks
@@ -117,7 +119,7 @@ class OfflineStream:
     def _first_frame(self, msg: FrameMsg) -> None:
         card = self.localizer.card
         self.mismatches = check_card(
-            card, msg.camera, msg.pixels, self.ignore_model_mismatch, self.config
+            card, msg.camera, msg.pixels, self.ignore_model_mismatch, self.config, self.config_name
         )
         for problem in self.mismatches:
             log.warning("model mismatch ignored (ignore_model_mismatch): %s", problem)
@@ -202,6 +204,7 @@ def localize_files(
         source.camera,
         # Without --config the demo config describes nothing about the file: camera checks only.
         config=cfg if config is not None else None,
+        config_name=label,
         ignore_model_mismatch=ignore_model_mismatch,
         batch_frames=cfg.inference.max_batch,
         open_sinks=lambda first: open_loc_files(out, first, localizer),

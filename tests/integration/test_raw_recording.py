@@ -35,7 +35,7 @@ def live_decode(*args: str, timeout_s: float = 240) -> subprocess.CompletedProce
 
 def config(tmp_path: Path) -> Path:
     data = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
-    data["microscope"]["exposure_ms"] = data["microscope"]["frame_interval_ms"] = 60
+    data["microscope"]["exposure_ms"] = data["microscope"]["frame_interval_ms"] = 100
     data["inference"] = {"device": "cpu", "max_batch": 1, "speed": "reference", "amp": False}
     data["control"] = {"mode": "off"}
     path = tmp_path / "raw_test.yaml"
