@@ -17,7 +17,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +26,10 @@ from live_decode.errors import ProtocolError
 
 if TYPE_CHECKING:
     import zmq
+
+    from live_decode.config import CameraConfig, Config
+
+_Pixels = TypeVar("_Pixels")  # a NumPy array, a torch tensor or a float: arithmetic alike
 
 LOC_DTYPE = np.dtype(
     [
@@ -103,6 +107,39 @@ class CameraMeta:
     spurious_charge_e: float = 0.0
     read_noise_e: float = 0.0
     extra: Mapping[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> CameraMeta:
+        """The camera the config's ``camera`` section describes, with ``microscope.exposure_ms``
+        (for sources that report no calibration)."""
+        return cls.from_camera(cfg.camera, exposure_ms=cfg.microscope.exposure_ms)
+
+    @classmethod
+    def from_camera(cls, camera: CameraConfig, exposure_ms: float = 0.0) -> CameraMeta:
+        """A :class:`CameraConfig` as camera metadata; an sCMOS has EM gain 1."""
+        return cls(
+            pixel_size_nm=camera.pixel_size_nm,
+            baseline_adu=camera.baseline_adu,
+            e_per_adu=camera.e_per_adu,
+            em_gain=camera.em_gain if camera.kind == "emccd" else 1.0,
+            qe=camera.qe,
+            exposure_ms=exposure_ms,
+            spurious_charge_e=camera.spurious_charge_e,
+            read_noise_e=camera.read_noise_e,
+        )
+
+    def adu_to_photons(self, adu: _Pixels) -> _Pixels:
+        """Photons detected per pixel from camera ADU: the one conversion of the package.
+
+        photons = ((ADU − baseline) × e⁻/ADU / EM gain − spurious charge e⁻) / QE, for a
+        NumPy array, a torch tensor (on any device) or a number; the inverse of what the
+        simulated camera does on average (``live_decode.simulation.camera``).
+        """
+        pixels: Any = adu  # ndarray, Tensor and float share these operators
+        photons: _Pixels = (
+            (pixels - self.baseline_adu) * (self.e_per_adu / self.em_gain) - self.spurious_charge_e
+        ) / self.qe
+        return photons
 
 
 _CAMERA_REQUIRED = ("pixel_size_nm", "baseline_adu", "e_per_adu", "em_gain", "qe", "exposure_ms")

@@ -266,9 +266,7 @@ def check_frame(card: ModelCard, camera: CameraMeta, frame: np.ndarray) -> list[
         )
         return out
     bg_max = card.parsed_scaling.bg_max
-    photons = (
-        (float(np.median(frame)) - camera.baseline_adu) * camera.e_per_adu / camera.em_gain
-    ) / camera.qe
+    photons = camera.adu_to_photons(float(np.median(frame)))
     if photons < -0.5 * bg_max:
         out.append(
             Mismatch(

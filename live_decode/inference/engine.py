@@ -147,9 +147,7 @@ class Localizer:
             x = self._uploader.upload(host).float()
         else:
             x = host.to(self.device, non_blocking=True).float()
-        photons = (
-            (x - cam.baseline_adu) * (cam.e_per_adu / cam.em_gain) - cam.spurious_charge_e
-        ) / cam.qe
+        photons = cam.adu_to_photons(x)
         x = pad_to_multiple(self.scaling.scale_input(photons)[:, None])
         return x.contiguous(memory_format=self._memory_format)
 

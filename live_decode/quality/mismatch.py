@@ -31,6 +31,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from live_decode.config import CameraConfig, Config
+from live_decode.messages import CameraMeta
 from live_decode.simulation.emitters import Emitters
 from live_decode.simulation.psf import PSF, build_psf, render
 
@@ -53,10 +54,8 @@ def expected_adu(photons: FloatArray, camera: CameraConfig) -> tuple[FloatArray,
 
 
 def to_photons(adu: FloatArray, camera: CameraConfig) -> FloatArray:
-    """Inverse mean map ADU → photons (the worker's conversion)."""
-    gain = camera.em_gain if camera.kind == "emccd" and camera.em_gain > 1.0 else 1.0
-    e = (adu - camera.baseline_adu) * camera.e_per_adu / gain - camera.spurious_charge_e
-    return np.asarray(e / camera.qe, dtype=np.float64)
+    """Inverse mean map ADU → photons (the worker's: :meth:`CameraMeta.adu_to_photons`)."""
+    return np.asarray(CameraMeta.from_camera(camera).adu_to_photons(adu), dtype=np.float64)
 
 
 class ResidualModel:

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from live_decode.config import CameraConfig
+from live_decode.messages import CameraMeta
 
 
 def sample_gamma(shape: Tensor, generator: torch.Generator) -> Tensor:
@@ -39,6 +40,7 @@ class Camera:
 
     def __init__(self, cfg: CameraConfig) -> None:
         self.cfg = cfg
+        self._meta = CameraMeta.from_camera(cfg)
 
     @property
     def uses_em_gain(self) -> bool:
@@ -70,7 +72,5 @@ class Camera:
         return adu.clamp(0.0, float(cfg.max_adu))
 
     def to_photons(self, adu: Tensor) -> Tensor:
-        """Inverse mean map ADU -> photons: ((ADU − baseline)·e_per_adu/gain − spurious)/QE."""
-        cfg = self.cfg
-        gain = cfg.em_gain if self.uses_em_gain else 1.0
-        return ((adu - cfg.baseline_adu) * (cfg.e_per_adu / gain) - cfg.spurious_charge_e) / cfg.qe
+        """Inverse mean map ADU -> photons (:meth:`CameraMeta.adu_to_photons`, as inference)."""
+        return self._meta.adu_to_photons(adu)

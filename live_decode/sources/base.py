@@ -142,15 +142,5 @@ def activation_laser(source: FrameSource) -> Actuator | None:
 
 
 def camera_from_config(cfg: Config) -> CameraMeta:
-    """Camera metadata as the config describes it (for sources that do not report it)."""
-    c = cfg.camera
-    return CameraMeta(
-        pixel_size_nm=c.pixel_size_nm,
-        baseline_adu=c.baseline_adu,
-        e_per_adu=c.e_per_adu,
-        em_gain=c.em_gain if c.kind == "emccd" else 1.0,
-        qe=c.qe,
-        exposure_ms=cfg.microscope.exposure_ms,
-        spurious_charge_e=c.spurious_charge_e,
-        read_noise_e=c.read_noise_e,
-    )
+    """Camera metadata as the config describes it (:meth:`CameraMeta.from_config`)."""
+    return CameraMeta.from_config(cfg)
