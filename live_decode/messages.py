@@ -242,7 +242,29 @@ class HeartbeatMsg:
     seq: int = 0
 
 
-Message = FrameMsg | GapMsg | LocsMsg | StatsMsg | EosMsg | ErrorMsg | HeartbeatMsg
+@dataclass(frozen=True)
+class HelloMsg:
+    """The source's camera, sent on the frame stream before acquisition starts.
+
+    The worker checks its model against it and answers on the results channel with an
+    ``error`` message of code :data:`WORKER_READY` (warmed up) or :data:`MODEL_REFUSED`.
+    ``shape_px`` is (H, W) of the frames to come.
+    """
+
+    kind: ClassVar[str] = "hello"
+    camera: CameraMeta
+    shape_px: tuple[int, int]
+    live: bool
+    seq: int = 0
+
+
+WORKER_READY: Final = "worker_ready"
+"""Code of the worker's answer to a ``hello``: model checked and warmed up."""
+MODEL_REFUSED: Final = "model_refused"
+"""Code of the worker's answer to a ``hello``: the model does not fit (message says why)."""
+
+
+Message = FrameMsg | GapMsg | LocsMsg | StatsMsg | EosMsg | ErrorMsg | HeartbeatMsg | HelloMsg
 
 
 # --------------------------------------------------------------------------- encode
@@ -282,6 +304,12 @@ def encode(msg: Message) -> list[WirePart]:
         header["last_index"] = msg.last_index
     elif isinstance(msg, ErrorMsg):
         header |= {"code": msg.code, "message": msg.message}
+    elif isinstance(msg, HelloMsg):
+        header |= {
+            "camera": _camera_to_json(msg.camera),
+            "shape": list(msg.shape_px),
+            "live": msg.live,
+        }
     else:
         header["timestamp_ns"] = msg.timestamp_ns
     try:
@@ -393,6 +421,8 @@ def decode(
         return EosMsg(last_index=None if last is None else h.integer("last_index"), seq=seq)
     if kind == "error":
         return ErrorMsg(code=h.text("code"), message=h.text("message"), seq=seq)
+    if kind == "hello":
+        return _decode_hello(h, seq)
     return HeartbeatMsg(timestamp_ns=h.integer("timestamp_ns"), seq=seq)
 
 
@@ -404,6 +434,7 @@ _PAYLOAD_PARTS: Final = {
     "eos": 0,
     "error": 0,
     "heartbeat": 0,
+    "hello": 0,
 }
 _KINDS: Final = frozenset(_PAYLOAD_PARTS)
 
@@ -500,11 +531,7 @@ def _decode_frame(h: _Header, payload: memoryview, seq: int, limits: Limits) -> 
             f"frame payload is {payload.nbytes} B but shape {shape} × {dtype_name} needs "
             f"{height * width * dtype.itemsize} B"
         )
-    cam = h.mapping("camera")
-    optional = {k: cam.number(k) for k in _CAMERA_OPTIONAL if k in cam.data}
-    extra = {k: v for k, v in cam.data.items() if k not in (*_CAMERA_REQUIRED, *_CAMERA_OPTIONAL)}
-    named = {k: cam.number(k) for k in _CAMERA_REQUIRED} | optional
-    camera = CameraMeta(**named, extra=extra)
+    camera = _decode_camera(h)
     pixels = np.frombuffer(payload, dtype=dtype).reshape(height, width)
     return FrameMsg(
         index=h.integer("index"),
@@ -513,6 +540,26 @@ def _decode_frame(h: _Header, payload: memoryview, seq: int, limits: Limits) -> 
         pixels=pixels,
         seq=seq,
     )
+
+
+def _decode_camera(h: _Header) -> CameraMeta:
+    cam = h.mapping("camera")
+    optional = {k: cam.number(k) for k in _CAMERA_OPTIONAL if k in cam.data}
+    extra = {k: v for k, v in cam.data.items() if k not in (*_CAMERA_REQUIRED, *_CAMERA_OPTIONAL)}
+    named = {k: cam.number(k) for k in _CAMERA_REQUIRED} | optional
+    return CameraMeta(**named, extra=extra)
+
+
+def _decode_hello(h: _Header, seq: int) -> HelloMsg:
+    shape = h.array("shape")
+    if len(shape) != 2 or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape
+    ):
+        raise ProtocolError(f"hello header: shape must be [height, width] > 0, got {shape}")
+    live = h.get("live")
+    if not isinstance(live, bool):
+        raise ProtocolError(f"hello header: live must be true or false, got {live!r}")
+    return HelloMsg(camera=_decode_camera(h), shape_px=(shape[0], shape[1]), live=live, seq=seq)
 
 
 def _decode_locs(h: _Header, payload: memoryview, seq: int, limits: Limits) -> LocsMsg:

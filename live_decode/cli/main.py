@@ -111,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(words).parse_args(words)
     configure_logging(verbose=args.verbose)
-    raise_on_stop_signals()  # SIGTERM/SIGHUP clean up like Ctrl-C (run/source/worker: their own)
+    if args.command != "view":  # Qt keeps the default: a signal in a slot would abort it
+        raise_on_stop_signals()  # SIGTERM/SIGHUP clean up like Ctrl-C (run/source/worker: own)
     try:
         return int(args._module.run(args))
     except LiveDecodeError as exc:

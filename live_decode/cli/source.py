@@ -31,6 +31,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=None, help="stop after N frames")
     p.add_argument("--seconds", type=float, default=None, help="stop after S seconds")
     p.add_argument("--out", type=Path, default=None, help="run directory for source_summary.json")
+    p.add_argument(
+        "--wait-for-worker",
+        type=float,
+        default=None,
+        metavar="S",
+        help="describe the camera to the worker and start acquiring only once it answers ready "
+        "(needs --results-endpoint); exit 2 if it refuses its model, 1 after S seconds",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,5 +55,6 @@ def run(args: argparse.Namespace) -> int:
             seconds=args.seconds,
             out=args.out,
             record_raw=not args.no_raw,
+            wait_for_worker_s=args.wait_for_worker,
         )
     )

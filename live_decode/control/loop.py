@@ -54,7 +54,7 @@ from live_decode.control.controller import ControlStep, DensityController
 from live_decode.control.trace import PLOT_NAME, TRACE_NAME, ControlTrace, plot_control
 from live_decode.control.watchdog import Clock, Watchdog
 from live_decode.errors import LiveDecodeError, ProtocolError
-from live_decode.messages import EosMsg, ErrorMsg, GapMsg, Message, StatsMsg
+from live_decode.messages import WORKER_READY, EosMsg, ErrorMsg, GapMsg, Message, StatsMsg
 from live_decode.transport.control import Command
 from live_decode.transport.results import ResultPublisher, ResultSubscriber
 
@@ -82,6 +82,7 @@ BENIGN_WORKER_CODES = frozenset(
         "model_mismatch_ignored",
         "model_mismatch",  # the live residual alarm (quality): the density is still measured
         "model_mismatch_cleared",
+        WORKER_READY,  # the answer to the source's hello
     }
 )
 

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from live_decode.config import Config
-from live_decode.errors import LocalizationFileError
+from live_decode.errors import LocalizationFileError, ModelCardError
 from live_decode.inference.compat import check_compatible, check_frame, refuse
 from live_decode.inference.door import DEFAULT_DOOR_LIMITS, DoorLimits, FrameDoor
 from live_decode.inference.engine import Localizer
@@ -31,11 +31,14 @@ from live_decode.io.formats import write_extra_formats
 from live_decode.io.picasso import PicassoWriter
 from live_decode.io.thunderstorm import ThunderstormWriter, read_thunderstorm_csv
 from live_decode.messages import (
+    MODEL_REFUSED,
+    WORKER_READY,
     EosMsg,
     ErrorMsg,
     FrameMsg,
     GapMsg,
     HeartbeatMsg,
+    HelloMsg,
     LocsMsg,
     Message,
     StatsMsg,
@@ -49,6 +52,7 @@ from live_decode.transport.results import ResultPublisher
 log = logging.getLogger("live_decode.inference.worker")
 
 CSV_NAME, HDF5_NAME, WORKER_SUMMARY_NAME = "locs.csv", "locs.hdf5", "worker_summary.json"
+READY_EVERY_S = 0.5  # WORKER_READY is repeated this often until the first frame
 END_OF_STREAM = "end of stream"
 """``InferenceWorker.end_reason`` when the stream ended with its ``eos`` message."""
 MISMATCH_NAME = "mismatch.json"
@@ -134,6 +138,7 @@ class InferenceWorker:
         self.processor = StreamProcessor(localizer)
         self.summary = WorkerSummary()
         self._stop = threading.Event()
+        self._ready_at: float | None = None  # when WORKER_READY was last published
         self.end_reason = "not started"  # why run() returned: END_OF_STREAM, stopped, idle ...
         self._recent: deque[tuple[float, int]] = deque(maxlen=64)  # (time, frames) for fps
         self._checked = False
@@ -232,6 +237,48 @@ class InferenceWorker:
         self._checked = True
         self._write_summary()  # the commit record exists as soon as the files do
 
+    def _hello(self, hello: HelloMsg) -> None:
+        """The source's camera before acquisition: check the model, warm up, answer ready.
+
+        A mismatch is published as :data:`MODEL_REFUSED` and raised (the process exits 2),
+        unless overridden; the answer :data:`WORKER_READY` is repeated until the first frame
+        (a subscriber that connects late still hears it).
+        """
+        card = self.localizer.card
+        found = check_compatible(
+            card,
+            hello.camera,
+            self.config,
+            frame_shape_px=hello.shape_px,
+            config_name=self.config_name,
+        )
+        try:
+            refuse(card, found, self.override_mismatch)
+        except ModelCardError as exc:
+            self._report(MODEL_REFUSED, str(exc))
+            raise
+        if self._ready_at is None:
+            self._warm_up(hello)
+        self._ready_at = 0.0  # announce at once
+        self._announce_ready()
+
+    def _warm_up(self, hello: HelloMsg) -> None:
+        """One inference of two blank frames of the camera's size (kernels, allocations)."""
+        started = time.perf_counter()
+        h, w = hello.shape_px
+        blank = np.full((h, w), hello.camera.baseline_adu, dtype=np.float32)
+        frames = [FrameMsg(i, 0, hello.camera, blank) for i in range(2)]
+        StreamProcessor(self.localizer).process([*frames, EosMsg()])
+        log.info("warmed up on %d×%d px in %.2f s", h, w, time.perf_counter() - started)
+
+    def _announce_ready(self) -> None:
+        if self._ready_at is None or self._checked or self.publisher is None:
+            return
+        now = time.perf_counter()
+        if now - self._ready_at >= READY_EVERY_S:
+            self._ready_at = now
+            self.publisher.publish(ErrorMsg(code=WORKER_READY, message=self.localizer.card.name))
+
     def _reject(self, reason: str) -> None:
         self._rejected_here += 1
         log.warning("rejected frame-stream message: %s", reason)
@@ -284,6 +331,7 @@ class InferenceWorker:
                 msg = self.puller.recv(timeout_ms=100)
                 self._report_puller_rejections()
                 if msg is None:
+                    self._announce_ready()
                     if (
                         self.idle_timeout_s is not None
                         and time.perf_counter() - last_msg > self.idle_timeout_s
@@ -340,6 +388,8 @@ class InferenceWorker:
                     self.publisher.publish(m)
             elif isinstance(m, HeartbeatMsg):
                 continue
+            elif isinstance(m, HelloMsg):
+                self._hello(m)
             elif isinstance(m, LocsMsg | StatsMsg):
                 self._reject(f"a {m.kind} message does not belong on the frame stream")
         result = self.processor.process(stream)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -191,6 +192,22 @@ class MovieRecorder:
         tifffile.tiffcomment(self.path, ome.tostring(declaration=True).encode("utf-8"))
 
 
+def _page_chain_cut(tif: tifffile.TiffFile) -> int | None:
+    """Where the last readable page says the next one is, when that is past the end of the file
+    (a file cut short: tifffile then silently lists only the pages before the cut)."""
+    try:
+        fmt = tif.tiff
+        fh = tif.filehandle
+        last = tif.pages[len(tif.pages) - 1]
+        fh.seek(last.offset)
+        (n_tags,) = struct.unpack(fmt.tagnoformat, fh.read(fmt.tagnosize))
+        fh.seek(last.offset + fmt.tagnosize + n_tags * fmt.tagsize)
+        (next_offset,) = struct.unpack(fmt.offsetformat, fh.read(fmt.offsetsize))
+    except (struct.error, OSError, IndexError, AttributeError, TypeError):
+        return None
+    return int(next_offset) if next_offset >= fh.size else None
+
+
 class TiffMovie:
     """One TIFF file as a (T, H, W) frame store: memory-mapped where possible, else paged.
 
@@ -251,6 +268,18 @@ class TiffMovie:
         if self._map is None and n_pages < self.shape[0]:
             raise MovieError(
                 f"{path}: truncated: {n_pages} of {self.shape[0]} frames present; "
+                "copy or export the movie again"
+            )
+        cut_at = _page_chain_cut(self.tif)
+        if cut_at is not None:
+            announced = (
+                f"of {self.shape[0]} announced"
+                if self.shape[0] > n_pages
+                else "(the metadata that announces the frame count is cut off too)"
+            )
+            raise MovieError(
+                f"{path}: truncated: {n_pages} frame(s) readable {announced}; the next frame "
+                f"should start at byte {cut_at} but the file ends at {self.tif.filehandle.size}; "
                 "copy or export the movie again"
             )
 

@@ -28,9 +28,11 @@ non-coordinate column is not ours to invent a value for; the network always fill
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,10 @@ EDGE_CLIP_KEY = "Clipped onto the image edge (x/y minus dx/dy_edge_px = true)"
 def sidecar_path(path: PathLike) -> Path:
     """The YAML file Picasso looks for next to ``path``: same stem, suffix ``.yaml``."""
     return Path(path).with_suffix(".yaml")
+
+
+CHUNK_ROWS = 4096  # rows per HDF5 chunk of the locs dataset
+FREE_MARGIN_BYTES = 64 << 10  # besides the chunks a batch may allocate: metadata, the sidecar
 
 
 class PicassoWriter(Closeable):
@@ -133,7 +139,7 @@ class PicassoWriter(Closeable):
                 "writable."
             ) from err
         self._locs = self._file.create_dataset(
-            "locs", shape=(0,), maxshape=(None,), dtype=self.dtype, chunks=(4096,)
+            "locs", shape=(0,), maxshape=(None,), dtype=self.dtype, chunks=(CHUNK_ROWS,)
         )
         self._metadata = self._file.create_dataset("metadata", shape=(), dtype=h5py.string_dtype())
         self._write_info(self._file)
@@ -162,8 +168,26 @@ class PicassoWriter(Closeable):
         """Localizations written so far."""
         return int(self._locs.shape[0])
 
+    def _ensure_room(self, n_rows: int) -> None:
+        """Refuse a batch the disk may not hold: HDF5 left half-written by a full disk cannot be
+        reopened (and the library may crash the process), so stop while the file is whole."""
+        start = self._locs.shape[0]
+        new_chunks = -(-(start + n_rows) // CHUNK_ROWS) - -(-start // CHUNK_ROWS)
+        need = new_chunks * CHUNK_ROWS * self.dtype.itemsize + FREE_MARGIN_BYTES
+        free = shutil.disk_usage(self.path.parent).free
+        if free < need:
+            raise OSError(
+                errno.ENOSPC,
+                f"No space left on device: {free} bytes free, {need} needed to append "
+                f"{n_rows} localizations safely; free some space (the file so far is complete)",
+                str(self.path),
+            )
+
     def append(self, locs: npt.NDArray[np.void]) -> None:
-        """Append a batch of localizations (:data:`~live_decode.messages.LOC_DTYPE`) and flush."""
+        """Append a batch of localizations (:data:`~live_decode.messages.LOC_DTYPE`) and flush.
+
+        Raises OSError (ENOSPC) before writing when the disk may not hold the batch.
+        """
         if self._file is None:
             raise LocalizationFileError(f"{str(self.path)!r} is closed; open a new PicassoWriter.")
         locs = as_loc_table(locs)
@@ -172,6 +196,7 @@ class PicassoWriter(Closeable):
         if locs["frame"].min() < 0:
             raise ValueError("Picasso frames are unsigned: got a negative frame index.")
         rows = self._to_picasso(locs)
+        self._ensure_room(rows.size)
         start = self._locs.shape[0]
         self._locs.resize((start + rows.size,))
         self._locs[start:] = rows

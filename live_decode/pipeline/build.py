@@ -21,6 +21,7 @@ from live_decode.inference.engine import Localizer, SpeedOptions
 from live_decode.model.checkpoint import bundled_model_path, load_model
 from live_decode.model.device import resolve_device
 from live_decode.sources.base import FrameSource, camera_from_config
+from live_decode.transport.curve import ClientKeys, ServerKeys, client_keys, server_keys
 
 __all__ = [
     "DEMO_CONFIG",
@@ -151,3 +152,15 @@ def endpoints_for(cfg: Config) -> Endpoints:
         for p in (t.frames_port, t.results_port, t.preview_port, t.control_port)
     ]
     return Endpoints(*(f"tcp://{t.host}:{p}" for p in ports))
+
+
+def server_curve(cfg: Config) -> ServerKeys | None:
+    """CURVE keys for the sockets this process binds (``transport.keys_dir``), or None."""
+    d = cfg.transport.keys_dir
+    return None if d is None else server_keys(d)
+
+
+def client_curve(cfg: Config) -> ClientKeys | None:
+    """CURVE keys for the sockets this process connects (``transport.keys_dir``), or None."""
+    d = cfg.transport.keys_dir
+    return None if d is None else client_keys(d)

@@ -10,7 +10,8 @@ status       code  meaning
 done         0     the stream ended, a limit was reached, or the process was asked to stop
 refused      2     the model does not fit the camera/config (:class:`ModelCardError`)
 bad_input    2     a bad config, movie, key or value (:class:`LiveDecodeError`)
-crashed      1     anything else (a bug, a full disk, ...)
+io_error     1     the run directory cannot be written (disk full, read-only, no permission)
+crashed      1     anything else (a bug, ...)
 killed       -N    killed by signal N before it could say anything (no record)
 ===========  ====  =========================================================================
 
@@ -20,6 +21,7 @@ killed       -N    killed by signal N before it could say anything (no record)
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import logging
 import os
@@ -38,7 +40,9 @@ log = logging.getLogger("live_decode.pipeline")
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
-Status = Literal["done", "refused", "bad_input", "crashed", "killed"]
+Status = Literal["done", "refused", "bad_input", "io_error", "crashed", "killed"]
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+"""OS errors a restart cannot cure: the disk is full, read-only or not ours."""
 PARENT_PID_ENV = "LIVE_DECODE_PARENT_PID"
 """Set by the supervisor for its children: they stop (SIGTERM) when it dies."""
 
@@ -102,6 +106,8 @@ def signal_name(signum: int) -> str:
 def classify(role: str, returncode: int, record: ChildExit | None) -> ChildExit:
     """How a child ended, from its exit status and the record it left (if it matches)."""
     if returncode < 0:
+        if record is not None and record.status == "done":
+            return record  # it had finished; a signal only cut its interpreter's shutdown short
         return ChildExit(role, "killed", returncode, f"{role} killed by {signal_name(-returncode)}")
     if record is not None and record.exit_code == returncode:
         return record
@@ -125,6 +131,13 @@ def run_recorded(role: str, out: Path | None, body: Callable[[], tuple[int, str]
         raise
     except LiveDecodeError as exc:
         record_exit(out, ChildExit(role, "bad_input", EXIT_BAD_INPUT, str(exc)))
+        raise
+    except OSError as exc:
+        if exc.errno not in DISK_ERRNOS:
+            record_exit(out, ChildExit(role, "crashed", EXIT_FAILED, f"{role} crashed: {exc}"))
+            raise
+        reason = f"{role} cannot write its files: {exc}"
+        record_exit(out, ChildExit(role, "io_error", EXIT_FAILED, reason))
         raise
     except KeyboardInterrupt as exc:
         code = interrupt_exit_code(exc)

@@ -228,12 +228,17 @@ def localize_files(
     worker.elapsed_s = time.perf_counter() - started
     if isinstance(failure, ModelCardError):
         failure = ModelCardError(f"{movies[0]}: {failure}")
-    write_json(out / WORKER_SUMMARY_NAME, worker.to_dict())
-    if config is not None and failure is None and worker.first_frame is not None:
-        _extra_formats(out, cfg, localizer, source.shape_px, source.camera)
-    write_json(out / "source_summary.json", _source_summary(stream, worker).to_dict())
-    summary = write_summary(out, state, _outcome(failure), live=False)
-    plot_run(out, state.trace, cfg)
+    try:
+        write_json(out / WORKER_SUMMARY_NAME, worker.to_dict())
+        if config is not None and failure is None and worker.first_frame is not None:
+            _extra_formats(out, cfg, localizer, source.shape_px, source.camera)
+        write_json(out / "source_summary.json", _source_summary(stream, worker).to_dict())
+        summary = write_summary(out, state, _outcome(failure), live=False)
+        plot_run(out, state.trace, cfg)
+    except OSError as exc:  # a full disk: the failure that stopped the analysis comes first
+        if failure is None:
+            raise
+        log.error("cannot write the summary of %s: %s", out, exc)
     if failure is not None:
         raise failure
     return summary

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -18,10 +19,16 @@ import zmq
 
 from live_decode.config import Config, MMSourceConfig
 from live_decode.control import ControlLoop
-from live_decode.errors import ConfigError
+from live_decode.errors import ConfigError, ModelCardError
 from live_decode.io.calibration import CAMERA_KEYS, Calibration, write_calibration
 from live_decode.io.movie import RAW_NAME, MovieRecorder
-from live_decode.pipeline.build import build_source, load_config_or_demo
+from live_decode.messages import MODEL_REFUSED, WORKER_READY, ErrorMsg
+from live_decode.pipeline.build import (
+    build_source,
+    client_curve,
+    load_config_or_demo,
+    server_curve,
+)
 from live_decode.pipeline.exits import (
     exit_with_parent,
     run_recorded,
@@ -32,11 +39,13 @@ from live_decode.sources.replay import DEMO_LABEL
 from live_decode.sources.runner import SourceRunner, SourceSummary, laser_handler
 from live_decode.strict_json import write_json
 from live_decode.transport.control import ControlServer
+from live_decode.transport.curve import ClientKeys
 from live_decode.transport.frames import FramePusher
 from live_decode.transport.preview import PreviewPublisher
 from live_decode.transport.results import ResultSubscriber
 
 log = logging.getLogger("live_decode.pipeline.source_process")
+HELLO_EVERY_S = 10.0  # the camera description is re-sent this often until the worker answers
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,7 @@ class SourceOptions:
     frames: int | None = None
     seconds: float | None = None
     out: Path | None = None
+    wait_for_worker_s: float | None = None  # send hello, start only once the worker is ready
     record_raw: bool = True
 
 
@@ -83,7 +93,9 @@ def _control_loop(
         if cfg.control.mode == "auto":
             log.warning("control.mode is auto but there is no laser or no stats: running open")
         return None
-    sub = ResultSubscriber(ctx, results_endpoint, topics=("stats", "event"))
+    sub = ResultSubscriber(
+        ctx, results_endpoint, topics=("stats", "event"), curve=client_curve(cfg)
+    )
     try:
         return ControlLoop(cfg.control, actuator, sub, run_dir=out)
     except ValueError as exc:  # a safe power outside the laser's limits: the config is wrong
@@ -148,6 +160,52 @@ def _raw_recorder(cfg: Config, source: FrameSource, opts: SourceOptions) -> Movi
     )
 
 
+def _handshake(
+    source: FrameSource,
+    pusher: FramePusher,
+    ctx: zmq.Context[zmq.Socket[bytes]],
+    results_endpoint: str,
+    timeout_s: float,
+    stop_requested: Callable[[], bool],
+    curve: ClientKeys | None = None,
+) -> bool:
+    """Describe the camera to the worker and wait for its answer before acquiring.
+
+    Returns True once the worker is ready (model checked, warmed up), False if a signal asked
+    us to stop meanwhile.
+
+    Raises
+    ------
+    ModelCardError
+        The worker refused its model for this camera (its message names every difference).
+    TimeoutError
+        No answer within ``timeout_s``.
+    """
+    sub = ResultSubscriber(ctx, results_endpoint, topics=("event",), curve=curve)
+    try:
+        deadline = time.monotonic() + timeout_s
+        resend_at = 0.0
+        while time.monotonic() < deadline:
+            if stop_requested():
+                return False
+            # Re-sent now and then: a restarted worker missed the first one.
+            due = time.monotonic() > resend_at
+            if due and pusher.send_hello(source.camera, source.shape_px, source.live, 100):
+                resend_at = time.monotonic() + HELLO_EVERY_S
+            msg = sub.recv(timeout_ms=100)
+            if isinstance(msg, ErrorMsg) and msg.code == WORKER_READY:
+                log.info("worker ready (%s): starting acquisition", msg.message)
+                return True
+            if isinstance(msg, ErrorMsg) and msg.code == MODEL_REFUSED:
+                raise ModelCardError(msg.message)
+    finally:
+        sub.close()
+    raise TimeoutError(
+        f"the worker did not answer within {timeout_s:g} s (is it running, on "
+        f"{pusher.endpoint} and {results_endpoint}?)"
+    )
+
+
 def run_source(opts: SourceOptions) -> int:
     """Run the source until its stream ends, its limits are reached, or SIGTERM/SIGINT/SIGHUP.
 
@@ -185,17 +243,19 @@ def _run_source(opts: SourceOptions) -> tuple[int, str]:
         realtime = bool(opts.realtime or getattr(cfg.source, "realtime", False))
         lossless = not source.live and not realtime
         h, w = source.shape_px  # uint16 frames: the kernel buffer bounds frames in flight
+        curve = server_curve(cfg)  # the sockets the source binds (transport.keys_dir)
         pusher = FramePusher(
             ctx,
             opts.frames_endpoint,
             lossless=lossless,
             sndhwm=cfg.transport.frame_queue,
             frame_bytes=h * w * 2,
+            curve=curve,
         )
         stack.callback(pusher.close)
         preview = None
         if opts.preview_endpoint:
-            preview = PreviewPublisher(ctx, opts.preview_endpoint)
+            preview = PreviewPublisher(ctx, opts.preview_endpoint, curve=curve)
             stack.callback(preview.close)
         loop = _control_loop(cfg, source, ctx, opts.results_endpoint, opts.out)
         if loop is not None:
@@ -205,7 +265,7 @@ def _run_source(opts: SourceOptions) -> tuple[int, str]:
         handler = loop.handle if loop is not None else laser_handler(source)
         control = None
         if opts.control_endpoint:
-            control = ControlServer(ctx, handler, opts.control_endpoint)
+            control = ControlServer(ctx, handler, opts.control_endpoint, curve=curve)
             stack.callback(control.close)
         runner = SourceRunner(
             source,
@@ -221,9 +281,28 @@ def _run_source(opts: SourceOptions) -> tuple[int, str]:
         stack.callback(_write_summary, opts.out, runner.summary)
         if loop is not None:  # callbacks run last-in first: this one before the summary is written
             stack.callback(_record_control, runner.summary, loop)
-        _stop_on_signals(lambda _: runner.stop())
+
+        def on_signal(signum: int) -> None:
+            stopped.append(signum)
+            runner.stop()
+
+        _stop_on_signals(on_signal)
         if stopped:
             runner.stop()
+        if opts.wait_for_worker_s is not None and not stopped:
+            if opts.results_endpoint is None:
+                raise ConfigError("waiting for the worker needs --results-endpoint")
+            ready = _handshake(
+                source,
+                pusher,
+                ctx,
+                opts.results_endpoint,
+                opts.wait_for_worker_s,
+                stop_requested=lambda: bool(stopped),
+                curve=client_curve(cfg),
+            )
+            if not ready:
+                return 0, "stopped before acquisition"
         summary = runner.run()
     log.info("source done: %d frames sent, %d dropped", summary.frames_sent, summary.frames_dropped)
     return 0, "end of stream sent" if summary.eos_sent else "end of stream not delivered"

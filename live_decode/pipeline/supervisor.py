@@ -29,11 +29,31 @@ from typing import Any, Literal
 import numpy as np
 import zmq
 
+from live_decode.config import ReplaySourceConfig, SimulatedSourceConfig
 from live_decode.control.stop import stop_reason
 from live_decode.display import display_available
+from live_decode.errors import LiveDecodeError, ModelCardError
+from live_decode.inference.compat import check_compatible, refuse
 from live_decode.inference.worker import END_OF_STREAM, MISMATCH_NAME
-from live_decode.messages import EosMsg, ErrorMsg, FrameStats, StatsMsg, WorkerStats
-from live_decode.pipeline.build import Endpoints, endpoints_for, load_config_or_demo, model_path
+from live_decode.io.run_dir import endpoints_of_this_process, write_endpoints
+from live_decode.messages import (
+    WORKER_READY,
+    CameraMeta,
+    EosMsg,
+    ErrorMsg,
+    FrameStats,
+    StatsMsg,
+    WorkerStats,
+)
+from live_decode.model.card import read_card
+from live_decode.pipeline.build import (
+    Endpoints,
+    build_source,
+    client_curve,
+    endpoints_for,
+    load_config_or_demo,
+    model_path,
+)
 from live_decode.pipeline.density_trace import DensityTrace
 from live_decode.pipeline.exits import (
     EXIT_BAD_INPUT,
@@ -48,6 +68,7 @@ from live_decode.pipeline.exits import (
 )
 from live_decode.pipeline.quality_monitor import QualityMonitor
 from live_decode.pipeline.run_dir import prepare_run_dir
+from live_decode.sources.base import camera_from_config
 from live_decode.strict_json import write_json
 from live_decode.transport.results import ResultSubscriber
 
@@ -56,6 +77,7 @@ MAX_RESTARTS = 3
 POLL_MS = 200  # a child's death is noticed within this (plus one results batch)
 QUIET_S = 1.5  # after the source died: the worker's last stats this long ago -> stop it
 ORPHAN_GRACE_S = 15.0  # a worker quiet this long after the source ended normally is stopped
+READY_TIMEOUT_S = 600.0  # longest the source waits for the worker to load and warm up
 STOP_WAIT_S = 30.0  # longest wait for a child to finish after being asked to stop
 
 
@@ -110,7 +132,7 @@ class RunState:
                 self.recent.append(s)
                 self.trace.add(s.frame, s.density_per_um2)
             self.worker = msg.worker
-        elif isinstance(msg, ErrorMsg):
+        elif isinstance(msg, ErrorMsg) and msg.code != WORKER_READY:
             self.note(f"{msg.code}: {msg.message}")
         elif isinstance(msg, EosMsg):
             self.eos = True
@@ -192,6 +214,11 @@ class Supervisor:
         self.monitor: QualityMonitor | None = None
         if self.cfg.quality.enabled:
             self.monitor = QualityMonitor(self.cfg, self.ep.results, self.ep.preview)
+        self._worker_asked = False
+        src = self.cfg.source
+        replay = bool(opts.replay) or isinstance(src, ReplaySourceConfig)
+        realtime = opts.realtime or bool(getattr(src, "realtime", False))
+        self.lossless = replay and not realtime  # a replay that waits: every frame must arrive
 
     # ------------------------------------------------------------------ children
     def _worker_args(self, resume: bool) -> list[str]:
@@ -223,18 +250,66 @@ class Supervisor:
             a += ["--replay", *map(str, self.opts.replay)]
         if self.opts.realtime:
             a.append("--realtime")
+        a += ["--wait-for-worker", str(READY_TIMEOUT_S)]
         if not self.opts.record_raw:
             a.append("--no-raw")
         return a
 
     def _spawn_worker(self, resume: bool) -> None:
         clear_exit(self.out, "worker")
+        self._worker_asked = False
         self.worker = _spawn(self._worker_args(resume), self.out / "logs" / "worker.log")
         self._worker_started = time.perf_counter()
+
+    def check_model(self) -> Outcome | None:
+        """Check the model against the camera before anything starts (torch-free).
+
+        For a simulated or replayed source the camera is known from the config or the movie
+        files; a live camera is described by its source process (``hello``), checked by the
+        worker before acquisition. Returns the outcome that ends the run (model refused, movie
+        unreadable), or None to go on.
+        """
+        label = str(self.opts.config) if self.opts.config is not None else None
+        try:
+            described = self._camera_before_start(label)
+            if described is None:
+                return None
+            camera, shape_px = described
+            card = read_card(self.model)
+            found = check_compatible(
+                card, camera, self.cfg, frame_shape_px=shape_px, config_name=label
+            )
+            override = self.opts.ignore_model_mismatch or self.cfg.inference.ignore_model_mismatch
+            refuse(card, found, override)
+        except ModelCardError as exc:
+            return Outcome("refused", EXIT_BAD_INPUT, str(exc))
+        except LiveDecodeError as exc:
+            return Outcome("bad_input", EXIT_BAD_INPUT, str(exc))
+        return None
+
+    def _camera_before_start(self, label: str | None) -> tuple[CameraMeta, tuple[int, int]] | None:
+        src = self.cfg.source
+        if self.opts.replay or isinstance(src, ReplaySourceConfig):
+            replay = list(self.opts.replay) if self.opts.replay else None
+            source = build_source(self.cfg, replay, config_label=label)
+            try:
+                return source.camera, source.shape_px
+            finally:
+                source.close()
+        if isinstance(src, SimulatedSourceConfig):
+            h, w = self.cfg.microscope.fov_px
+            return camera_from_config(self.cfg), (int(h), int(w))
+        return None
 
     def start(self) -> None:
         logs = self.out / "logs"
         logs.mkdir(exist_ok=True)
+        keys = self.cfg.transport.keys_dir
+        ep = self.ep
+        mine = endpoints_of_this_process(
+            ep.frames, ep.results, ep.preview, ep.control, curve=keys is not None
+        )
+        write_endpoints(self.out, mine)  # `live-decode view RUN_DIR` joins from it
         if self.monitor is not None:
             self.monitor.start()
         self._spawn_worker(resume=False)
@@ -255,6 +330,7 @@ class Supervisor:
                     str(self.model),
                     "--target",
                     str(self.cfg.control.target_density_per_um2),
+                    *(["--keys", str(keys)] if keys is not None else []),
                 ],
                 logs / "viewer.log",
             )
@@ -272,7 +348,9 @@ class Supervisor:
             self.source.terminate()  # it puts the laser to safe, sends end of stream, exits
 
     def _stop_worker(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
+        """Ask the worker once to stop (a second SIGTERM could kill it while it closes files)."""
+        if self.worker is not None and self.worker.poll() is None and not self._worker_asked:
+            self._worker_asked = True
             self.worker.terminate()  # it localizes what it holds, closes the files, exits
 
     # ------------------------------------------------------------------ what happened
@@ -393,7 +471,9 @@ class Supervisor:
         """
         assert self.worker is not None and self.source is not None
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        sub = ResultSubscriber(ctx, self.ep.results, topics=("stats", "event"))
+        sub = ResultSubscriber(
+            ctx, self.ep.results, topics=("stats", "event"), curve=client_curve(self.cfg)
+        )
         try:
             while True:
                 msg = sub.recv(timeout_ms=POLL_MS)
@@ -423,6 +503,20 @@ class Supervisor:
             return Outcome(
                 "interrupted", 128 + self.signal, f"stopped by {signal_name(self.signal)}"
             )
+        if self.lossless and self.worker_deaths:
+            worker = _read_json(self.out / "worker_summary.json")
+            source = _read_json(self.out / "source_summary.json")
+            lost = _int(worker.get("frames_lost_on_restart")) + frames_never_localized(
+                source, worker
+            )
+            if lost:
+                return Outcome(
+                    "failed",
+                    EXIT_FAILED,
+                    f"{lost} of {_int(source.get('frames_sent'))} frames of the replay were never "
+                    f"localized: they were queued in a worker that died "
+                    f"({self.worker_deaths[0].reason}); replay again into a new --out",
+                )
         return Outcome("completed", EXIT_OK)
 
     def wait(self) -> None:
@@ -575,6 +669,11 @@ def run_pipeline(
     is in the result (``exit_code``, ``status``, ``reason``) and in ``summary.json``.
     """
     sup = Supervisor(opts)
+    refused = sup.check_model()
+    if refused is not None:  # nothing was started
+        sup.state.note(refused.reason or refused.status)
+        summary = write_summary(sup.out, sup.state, refused)
+        return RunResult(sup.out, summary, refused.exit_code, refused.status, refused.reason)
     with stop_signals(sup):
         sup.start()
         code = sup.supervise(on_update)
@@ -587,7 +686,17 @@ def finish_run(sup: Supervisor, code: int) -> RunResult:
 
     assert sup.outcome is not None
     sup.finish_quality()
-    summary = write_summary(sup.out, sup.state, sup.outcome, worker_died=bool(sup.worker_deaths))
+    try:
+        summary = write_summary(
+            sup.out, sup.state, sup.outcome, worker_died=bool(sup.worker_deaths)
+        )
+    except OSError as exc:  # a full disk: the files written so far stay as they are
+        reason = f"cannot write {sup.out / 'summary.json'}: {exc}"
+        if sup.outcome.reason:
+            reason = f"{sup.outcome.reason}; {reason}"
+        sup.outcome = Outcome("failed", EXIT_FAILED, reason)
+        code = EXIT_FAILED
+        summary = {"status": "failed", "reason": reason, "exit_code": code}
     try:
         plot_run(sup.out, sup.state.trace, sup.cfg)
     except OSError as exc:

@@ -14,7 +14,12 @@ import zmq
 
 from live_decode.inference.mismatch_watch import MismatchWatch
 from live_decode.inference.worker import InferenceWorker
-from live_decode.pipeline.build import build_localizer, load_config_or_demo
+from live_decode.pipeline.build import (
+    build_localizer,
+    client_curve,
+    load_config_or_demo,
+    server_curve,
+)
 from live_decode.pipeline.exits import exit_with_parent, run_recorded, signal_name
 from live_decode.transport.frames import FramePuller
 from live_decode.transport.results import ResultPublisher
@@ -66,8 +71,10 @@ def _run_worker(opts: WorkerOptions) -> tuple[int, str]:
     torch.set_num_threads(cfg.inference.cpu_threads or max(1, (os.cpu_count() or 2) - 1))
     localizer = build_localizer(cfg, opts.model, opts.device)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    puller = FramePuller(ctx, opts.frames_endpoint, rcvhwm=cfg.transport.frame_queue)
-    publisher = ResultPublisher(ctx, opts.results_endpoint)
+    puller = FramePuller(
+        ctx, opts.frames_endpoint, rcvhwm=cfg.transport.frame_queue, curve=client_curve(cfg)
+    )
+    publisher = ResultPublisher(ctx, opts.results_endpoint, curve=server_curve(cfg))
     mismatch = None
     if cfg.quality.mismatch:
         mismatch = MismatchWatch(localizer.card.parsed_config, cfg.quality.mismatch_max_rate_hz)

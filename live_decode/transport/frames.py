@@ -33,6 +33,7 @@ from live_decode.messages import (
     FrameMsg,
     GapMsg,
     HeartbeatMsg,
+    HelloMsg,
     Limits,
     Message,
     decode,
@@ -166,6 +167,13 @@ class FramePusher(SocketEnd):
     def send_error(self, code: str, message: str, timeout_ms: int | None = 1000) -> bool:
         """Tell the worker about a source failure; False if it could not be queued in time."""
         return self._send(ErrorMsg(code=code, message=message), timeout_ms)
+
+    def send_hello(
+        self, camera: CameraMeta, shape_px: tuple[int, int], live: bool, timeout_ms: int | None
+    ) -> bool:
+        """Describe the camera before the first frame (the worker checks its model against it);
+        waits up to ``timeout_ms`` for a worker to connect. False if none did."""
+        return self._send(HelloMsg(camera=camera, shape_px=shape_px, live=live), timeout_ms)
 
     def send_heartbeat(self) -> bool:
         """Non-blocking liveness signal for idle periods; False if the queue is full."""

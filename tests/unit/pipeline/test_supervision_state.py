@@ -63,9 +63,14 @@ def test_each_way_a_body_ends_is_recorded_with_its_exit_code(tmp_path: Path) -> 
 
 
 def test_a_kill_or_a_stale_record_is_classified_from_the_exit_status() -> None:
-    killed = classify("source", -signal.SIGKILL, ChildExit("source", "done", 0, "old"))
+    killed = classify("source", -signal.SIGKILL, None)
     assert (killed.status, killed.reason) == ("killed", "source killed by SIGKILL")
     assert killed.restartable
+    crashing = ChildExit("source", "crashed", 1, "source crashed: OSError")
+    assert classify("source", -signal.SIGKILL, crashing).status == "killed"
+    # It had finished and written why; a signal only cut its interpreter's shutdown short.
+    done = ChildExit("worker", "done", 0, "stopped")
+    assert classify("worker", -signal.SIGTERM, done) == done
     assert classify("worker", 1, None).status == "crashed"
     assert classify("worker", 2, ChildExit("worker", "done", 0, "a previous run")).status == (
         "bad_input"
