@@ -165,12 +165,12 @@ class Model:
     ) -> Localizations:
         """:meth:`localize` returning the structured array (``LOC_DTYPE``) instead of a table."""
         from live_decode.pipeline.offline import OfflineStream, source_frames
-        from live_decode.sources.base import camera_from_config
+        from live_decode.sources.base import SourceFrame, camera_from_config
         from live_decode.sources.replay import ReplaySource
 
         check_config, fallback = self._camera_and_config(camera)
         source: ReplaySource | None = None
-        frames: Iterable[npt.ArrayLike]
+        frames: Iterable[npt.ArrayLike | SourceFrame]
         total = 0
         paths = _paths_of(movie)
         if paths is not None:

@@ -16,7 +16,6 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -35,7 +34,15 @@ from live_decode.inference.worker import (
 from live_decode.io.calibration import write_calibration
 from live_decode.io.formats import write_extra_formats
 from live_decode.io.thunderstorm import read_thunderstorm_csv
-from live_decode.messages import CameraMeta, EosMsg, FrameMsg, Message, StatsMsg, WorkerStats
+from live_decode.messages import (
+    CameraMeta,
+    EosMsg,
+    FrameMsg,
+    GapMsg,
+    Message,
+    StatsMsg,
+    WorkerStats,
+)
 from live_decode.pipeline.build import build_localizer, load_config_or_demo
 from live_decode.pipeline.exits import (
     EXIT_BAD_INPUT,
@@ -47,7 +54,7 @@ from live_decode.pipeline.exits import (
 from live_decode.pipeline.plots import plot_run
 from live_decode.pipeline.run_dir import earlier_results, prepare_run_dir
 from live_decode.pipeline.supervisor import Outcome, RunState, write_summary
-from live_decode.sources.base import camera_from_config
+from live_decode.sources.base import SourceFrame, camera_from_config
 from live_decode.sources.replay import ReplaySource, explicit_camera_keys
 from live_decode.sources.runner import SourceSummary
 from live_decode.strict_json import write_json
@@ -103,6 +110,8 @@ class OfflineStream:
         self.processor = StreamProcessor(localizer)
         self.mismatches: list[str] = []
         self.frames_in = 0
+        self._next_index = 0  # the camera frame index expected next
+        self._last_index: int | None = None
 
     def _message(self, index: int, pixels: npt.ArrayLike) -> FrameMsg:
         frame = np.asarray(pixels)
@@ -112,7 +121,7 @@ class OfflineStream:
                 "(pass a (T, H, W) movie or an iterator of (H, W) frames)"
             )
         msg = FrameMsg(index=index, timestamp_ns=time.time_ns(), camera=self.camera, pixels=frame)
-        if index == 0:
+        if self.frames_in == 0:
             self._first_frame(msg)
         return msg
 
@@ -126,11 +135,14 @@ class OfflineStream:
         if self.open_sinks is not None:
             self.processor.sinks = list(self.open_sinks(msg))
 
-    def batches(self, frames: Iterable[npt.ArrayLike]) -> Iterator[BatchResult]:
+    def batches(self, frames: Iterable[npt.ArrayLike | SourceFrame]) -> Iterator[BatchResult]:
         """One :class:`BatchResult` per chunk of frames, the last one at end of stream.
 
-        A frame that cannot be read (the iterator raises) ends the stream there: the frames
-        before it are localized and written first, then the error is raised.
+        Frames are (H, W) arrays, numbered from 0, or :class:`SourceFrame` s that carry their
+        camera frame index (a raw recording of a live run): a jump in those indices is a gap,
+        so temporal context is never bridged across frames the camera lost. A frame that cannot
+        be read (the iterator raises) ends the stream there: the frames before it are localized
+        and written first, then the error is raised.
         """
         chunk: list[Message] = []
         it = iter(frames)
@@ -141,24 +153,30 @@ class OfflineStream:
                 break
             except BaseException:
                 # The frames before the one that failed are localized (and written) first.
-                yield self.processor.process([*chunk, EosMsg(last_index=self.frames_in - 1)])
+                yield self.processor.process([*chunk, EosMsg(last_index=self._last_index)])
                 raise
-            chunk.append(self._message(self.frames_in, pixels))
+            index = self._next_index
+            if isinstance(pixels, SourceFrame):
+                index, pixels = pixels.index, pixels.pixels
+                if self.frames_in > 0 and index > self._next_index:
+                    chunk.append(GapMsg(first=self._next_index, count=index - self._next_index))
+            chunk.append(self._message(index, pixels))
             self.frames_in += 1
+            self._last_index, self._next_index = index, index + 1
             if len(chunk) == self.batch_frames:
                 yield self.processor.process(chunk)
                 chunk = []
-        yield self.processor.process([*chunk, EosMsg(last_index=self.frames_in - 1)])
+        yield self.processor.process([*chunk, EosMsg(last_index=self._last_index)])
 
     def close(self) -> None:
         """Close the files (the localizations are flushed after every chunk already)."""
         self.processor.close()
 
 
-def source_frames(source: ReplaySource) -> Iterator[npt.NDArray[Any]]:
-    """The pixels of every frame the replay source reads, in order."""
+def source_frames(source: ReplaySource) -> Iterator[SourceFrame]:
+    """Every frame the replay source reads, in order, with its recorded camera frame index."""
     while (frame := source.read()) is not None:
-        yield frame.pixels
+        yield frame
 
 
 def localize_files(

@@ -92,3 +92,41 @@ def test_replaying_the_raw_recording_reproduces_the_live_localizations(
     assert len(a) == len(b) > 0
     for name in ("frame", "x_nm", "y_nm", "photons", "bg", "prob"):
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_a_gap_in_a_recording_resets_temporal_context_on_replay(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """Frames 0–5 and 9–14 recorded (6–8 lost upstream): ``localize`` of the file gives what the
+    two runs give alone, frame numbers kept — the lost frames are never bridged."""
+    from live_decode.io.movie import MovieRecorder
+    from live_decode.pipeline.offline import localize_files
+
+    rng = np.random.default_rng(3)
+    frames = rng.integers(100, 3000, size=(12, 48, 48)).astype(np.uint16)
+    indices = [*range(6), *range(9, 15)]
+    camera = {"pixel_size_nm": 100.0, "baseline_adu": 100.0, "e_per_adu": 45.0,
+              "em_gain": 300.0, "qe": 0.9, "exposure_ms": 30.0}  # fmt: skip
+
+    def record(path: Path, idx: list[int], pixels: np.ndarray) -> Path:
+        rec = MovieRecorder(path, camera, frame_interval_ms=30.0)
+        for i, frame in zip(idx, pixels, strict=True):
+            rec.append(frame, i)
+        rec.close()
+        return path
+
+    def locs(path: Path, name: str) -> Localizations:
+        localize_files([path], tmp_path / name, model=tiny_model, device="cpu")
+        return read_thunderstorm_csv(tmp_path / name / CSV_NAME)
+
+    gapped = locs(record(tmp_path / "gapped.ome.tif", indices, frames), "gapped")
+    first = locs(record(tmp_path / "a.ome.tif", indices[:6], frames[:6]), "a")
+    second = locs(record(tmp_path / "b.ome.tif", list(range(6)), frames[6:]), "b")
+    second["frame"] += 9
+    expected = np.concatenate([first, second])
+    assert set(np.unique(gapped["frame"])) <= set(indices) and len(gapped) > 0
+    every = set(indices)
+    a, b = by_frame(gapped, every), by_frame(expected, every)
+    assert len(a) == len(b)
+    for name in ("frame", "x_nm", "y_nm", "photons"):
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
