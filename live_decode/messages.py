@@ -234,6 +234,24 @@ class ErrorMsg:
 
 
 @dataclass(frozen=True)
+class EventMsg:
+    """Something a peer did or noticed that is not a failure (e.g. the density loop's
+    ``mode``/``target``/``saturation``/``watchdog`` events): shown and logged, never acted on as
+    an error.
+
+    ``source`` names the sender (``"control"``), ``name`` the event, ``frame`` the camera frame
+    it refers to (None if none).
+    """
+
+    kind: ClassVar[str] = "event"
+    source: str
+    name: str
+    message: str
+    frame: int | None = None
+    seq: int = 0
+
+
+@dataclass(frozen=True)
 class HeartbeatMsg:
     """I am alive; ``timestamp_ns`` is the sender's ``time.time_ns()``."""
 
@@ -264,7 +282,9 @@ MODEL_REFUSED: Final = "model_refused"
 """Code of the worker's answer to a ``hello``: the model does not fit (message says why)."""
 
 
-Message = FrameMsg | GapMsg | LocsMsg | StatsMsg | EosMsg | ErrorMsg | HeartbeatMsg | HelloMsg
+Message = (
+    FrameMsg | GapMsg | LocsMsg | StatsMsg | EosMsg | ErrorMsg | EventMsg | HeartbeatMsg | HelloMsg
+)
 
 
 # --------------------------------------------------------------------------- encode
@@ -310,6 +330,9 @@ def encode(msg: Message) -> list[WirePart]:
             "shape": list(msg.shape_px),
             "live": msg.live,
         }
+    elif isinstance(msg, EventMsg):
+        header |= {"source": msg.source, "name": msg.name, "message": msg.message}
+        header["frame"] = msg.frame
     else:
         header["timestamp_ns"] = msg.timestamp_ns
     try:
@@ -423,6 +446,15 @@ def decode(
         return ErrorMsg(code=h.text("code"), message=h.text("message"), seq=seq)
     if kind == "hello":
         return _decode_hello(h, seq)
+    if kind == "event":
+        frame = None if h.get("frame") is None else h.integer("frame")
+        return EventMsg(
+            source=h.text("source"),
+            name=h.text("name"),
+            message=h.text("message"),
+            frame=frame,
+            seq=seq,
+        )
     return HeartbeatMsg(timestamp_ns=h.integer("timestamp_ns"), seq=seq)
 
 
@@ -433,6 +465,7 @@ _PAYLOAD_PARTS: Final = {
     "gap": 0,
     "eos": 0,
     "error": 0,
+    "event": 0,
     "heartbeat": 0,
     "hello": 0,
 }

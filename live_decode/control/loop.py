@@ -31,9 +31,9 @@ Events (mode, target, gains, saturation, autotune, manual, resumed, stale, fresh
 reasons watchdog / worker_error / worker_eos / exception) are logged on ``live_decode.control``,
 kept in :attr:`ControlLoop.events`, written to the trace's ``event`` column, and — if a
 :class:`~live_decode.transport.results.ResultPublisher` is given — published as
-:class:`~live_decode.messages.ErrorMsg` with ``code = "control.<kind>"`` (the protocol has no
-informational event kind yet). Error messages whose code starts with ``control.`` are ignored on
-the way in, so the loop never reacts to its own reports.
+:class:`~live_decode.messages.EventMsg` with ``source = "control"`` and ``name = <kind>`` (the
+``event`` topic). Events are never acted on as faults, so the loop never reacts to its own
+reports.
 """
 
 from __future__ import annotations
@@ -54,7 +54,15 @@ from live_decode.control.controller import ControlStep, DensityController
 from live_decode.control.trace import PLOT_NAME, TRACE_NAME, ControlTrace, plot_control
 from live_decode.control.watchdog import Clock, Watchdog
 from live_decode.errors import LiveDecodeError, ProtocolError
-from live_decode.messages import WORKER_READY, EosMsg, ErrorMsg, GapMsg, Message, StatsMsg
+from live_decode.messages import (
+    WORKER_READY,
+    EosMsg,
+    ErrorMsg,
+    EventMsg,
+    GapMsg,
+    Message,
+    StatsMsg,
+)
 from live_decode.transport.control import Command
 from live_decode.transport.results import ResultPublisher, ResultSubscriber
 
@@ -73,7 +81,7 @@ class ActuatorSafetyError(LiveDecodeError):
 
 
 SAFETY_KINDS = frozenset({"watchdog", "worker_error", "worker_eos", "exception"})
-EVENT_CODE_PREFIX = "control."
+EVENT_SOURCE = "control"
 # Worker reports that do not make its stats untrustworthy (a stray bad message, frames lost).
 BENIGN_WORKER_CODES = frozenset(
     {
@@ -217,7 +225,7 @@ class ControlLoop:
             if msg.code in BENIGN_WORKER_CODES:
                 # Reported and counted by the worker; the density stats stay valid.
                 self._emit(self.frame, "worker_report", f"{msg.code}: {msg.message}")
-            elif not msg.code.startswith(EVENT_CODE_PREFIX):
+            else:
                 self._fault = ("worker_error", f"worker error {msg.code}: {msg.message}")
         elif isinstance(msg, EosMsg):
             if self._fault is None:
@@ -392,9 +400,9 @@ class ControlLoop:
         level = logging.WARNING if event.is_safety else logging.INFO
         log.log(level, "frame %s: %s: %s", frame, kind, message)
         if self.publisher is not None:
-            text = f"frame {frame}: {message}"
+            event_msg = EventMsg(source=EVENT_SOURCE, name=kind, message=message, frame=frame)
             try:
-                self.publisher.publish(ErrorMsg(code=EVENT_CODE_PREFIX + kind, message=text))
+                self.publisher.publish(event_msg)
             except (zmq.ZMQError, ProtocolError) as exc:
                 self.publish_errors += 1
                 log.warning("could not publish control event #%d: %s", self.publish_errors, exc)

@@ -17,7 +17,7 @@ import pytest
 import zmq
 
 from live_decode.control.loop import ControlLoop
-from live_decode.messages import ErrorMsg, FrameStats, Message, StatsMsg, WorkerStats
+from live_decode.messages import ErrorMsg, EventMsg, FrameStats, Message, StatsMsg, WorkerStats
 from live_decode.sources.runner import SourceRunner
 from live_decode.sources.simulated import SimulatedLaserActuator, SimulatedSource
 from live_decode.testing.control_loop import bleaching_config
@@ -122,8 +122,10 @@ def test_worker_stops_laser_goes_safe_within_the_watchdog_time(ctx: Ctx, tmp_pat
     assert replies[1]["ok"] is False and "set_mode off" in str(replies[1]["error"])
     assert replies[2]["ok"] is True and replies[2]["mode"] == "auto"
     # Events were published for the viewer...
-    codes = [m.code for m in published if isinstance(m, ErrorMsg)]
-    assert "control.target" in codes and "control.watchdog" in codes
+    events = [m for m in published if isinstance(m, EventMsg)]
+    assert {"target", "watchdog"} <= {e.name for e in events}
+    assert all(e.source == "control" for e in events)
+    assert not [m for m in published if isinstance(m, ErrorMsg)]  # events are not errors
     # ...and traced.
     assert (tmp_path / "control.csv").is_file() and (tmp_path / "control.png").is_file()
 

@@ -14,7 +14,15 @@ import pytest
 from live_decode.config import ControlConfig
 from live_decode.control.loop import STARTUP_GRACE_S, ActuatorSafetyError, ControlLoop
 from live_decode.control.trace import COLUMNS, read_control_trace
-from live_decode.messages import EosMsg, ErrorMsg, FrameStats, GapMsg, StatsMsg, WorkerStats
+from live_decode.messages import (
+    EosMsg,
+    ErrorMsg,
+    EventMsg,
+    FrameStats,
+    GapMsg,
+    StatsMsg,
+    WorkerStats,
+)
 from live_decode.transport.control import Command
 
 from .conftest import FakeClock, RecordingActuator
@@ -172,7 +180,7 @@ def test_faults_in_mode_off_are_reported_but_leave_the_laser(
 def test_own_events_and_gaps_are_not_faults(actuator: RecordingActuator, clock: FakeClock) -> None:
     loop = make_loop(actuator, clock)
     run_frames(loop, clock, range(5), density=1.0)
-    loop.ingest(ErrorMsg(code="control.saturation", message="from ourselves"))
+    loop.ingest(EventMsg(source="control", name="saturation", message="from ourselves", frame=4))
     loop.ingest(GapMsg(first=5, count=3))
     loop.on_tick(5)
     assert loop.safety_events == 0 and loop.frames_missing == 3

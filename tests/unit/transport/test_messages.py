@@ -17,6 +17,7 @@ from live_decode.messages import (
     CameraMeta,
     EosMsg,
     ErrorMsg,
+    EventMsg,
     FrameMsg,
     FrameStats,
     GapMsg,
@@ -72,10 +73,12 @@ def _as_frames(parts: list[bytes | memoryview]) -> list[zmq.Frame]:
         EosMsg(last_index=99, seq=1),
         EosMsg(last_index=None),
         ErrorMsg(code="camera_lost", message="the camera stopped answering", seq=2),
+        EventMsg(source="control", name="target", message="target 1.2 /µm²", frame=41, seq=4),
+        EventMsg(source="control", name="mode", message="mode auto"),
         HeartbeatMsg(timestamp_ns=1_700_000_000_000_000_000, seq=9),
         StatsMsg(frame_stats=STATS[:1], worker=WORKER, seq=3),
     ],
-    ids=lambda m: m.kind,
+    ids=lambda m: f"{m.kind}-{m.seq}",
 )
 def test_header_only_kinds_round_trip(msg: Message) -> None:
     parts = encode(msg)
