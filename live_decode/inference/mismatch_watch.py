@@ -29,7 +29,8 @@ from live_decode.quality.mismatch import (
     MismatchAlarm,
     MismatchEvent,
     ResidualModel,
-    calibrate_from_config,
+    calibrate_band,
+    calibration_values,
 )
 
 log = logging.getLogger("live_decode.inference.mismatch_watch")
@@ -109,9 +110,11 @@ class MismatchWatch:
             except queue.Empty:
                 return out
 
-    def close(self, timeout_s: float = 2.0) -> None:
-        """Stop the thread (what is queued is dropped); a calibration still running is left to
-        die with the process (daemon thread) rather than hold up the worker's exit."""
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop the thread (what is queued is dropped; a calibration stops within a frame).
+
+        It must end before the process does: torch work in a thread at interpreter exit aborts.
+        """
         self._closing.set()
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(None)
@@ -137,7 +140,12 @@ class MismatchWatch:
     # ------------------------------------------------------------------ the thread
     def _run(self) -> None:
         try:
-            band = calibrate_from_config(self.card_config)
+            values = []
+            for v in calibration_values(self.card_config):
+                if self._closing.is_set():
+                    return
+                values.append(v)
+            band = calibrate_band(values)
             psf_model = ResidualModel.from_config(self.card_config)
         except Exception as exc:  # any failure turns the alarm off; logged and in the summary
             self.failed = f"mismatch calibration failed: {exc}"

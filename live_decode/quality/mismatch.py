@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -159,22 +160,27 @@ def calibrate_band(
     return MismatchBand(centre - half, centre + half, centre, window_frames)
 
 
-def calibrate_from_config(
+def calibration_values(
     cfg: Config, n_frames: int = 200, fov_px: tuple[int, int] = (48, 48), seed: int = 12345
-) -> MismatchBand:
-    """Band from frames simulated with the card's config, its ground truth as ideal network."""
+) -> Iterator[float]:
+    """χ²/px of frames simulated with the card's config, its ground truth as ideal network."""
     from live_decode.simulation.microscope import SimulatedMicroscope
 
     mic_cfg = cfg.microscope.model_copy(update={"fov_px": fov_px, "seed": seed})
     sim_cfg = cfg.model_copy(update={"microscope": mic_cfg})
     mic = SimulatedMicroscope(sim_cfg)
     model = ResidualModel.from_config(cfg)
-    values = []
     for _ in range(n_frames):
         f = mic.next_frame()
         t = f.truth
-        values.append(model.chi2_per_px(f.adu, t["x_nm"], t["y_nm"], t["z_nm"], t["photons"]))
-    return calibrate_band(values)
+        yield model.chi2_per_px(f.adu, t["x_nm"], t["y_nm"], t["z_nm"], t["photons"])
+
+
+def calibrate_from_config(
+    cfg: Config, n_frames: int = 200, fov_px: tuple[int, int] = (48, 48), seed: int = 12345
+) -> MismatchBand:
+    """Band from :func:`calibration_values` (simulated frames of the card)."""
+    return calibrate_band(list(calibration_values(cfg, n_frames, fov_px, seed)))
 
 
 @dataclass(frozen=True)
