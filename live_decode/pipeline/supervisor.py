@@ -601,6 +601,8 @@ def write_summary(
         "latency_ms_p50": worker.get("latency_ms_p50"),
         "latency_ms_p99": worker.get("latency_ms_p99"),
         "worker_restarts": state.restarts,
+        # The density loop's trips, saturations and stale episodes (None without a loop).
+        "control": source.get("control"),
         "model_mismatches": worker.get("mismatches", []),
         **state.quality,
         "stopped_because": state.stop_reason,
@@ -616,6 +618,7 @@ def write_summary(
             "latency_ms_p50",
             "latency_ms_p99",
             "worker_restarts",
+            "control",
         ):
             del summary[key]
     write_json(out / "summary.json", summary)

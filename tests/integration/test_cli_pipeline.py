@@ -53,6 +53,10 @@ def test_demo_headless_writes_a_complete_run_directory(tmp_path: Path) -> None:
     assert isinstance(processed, int) and isinstance(dropped, int)
     assert processed + dropped == 60
     assert summary["worker_restarts"] == 0
+    # The demo's density loop runs: its trips and saturations are counted in the summary.
+    control = summary["control"]
+    assert isinstance(control, dict) and control["safety_trips"] >= 0
+    assert {"watchdog_trips", "saturations", "stale_episodes"} <= control.keys()
     csv = read_thunderstorm_csv(out / CSV_NAME)
     assert summary["localizations"] == len(csv) > 0
     assert len(read_picasso_hdf5(out / HDF5_NAME)) == len(csv)
