@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from live_decode.config import Config, GaussianPsfConfig
-from live_decode.model.checkpoint import bundled_model_path, load_model
+from live_decode.model.card import read_card
+from live_decode.model.checkpoint import bundled_model_path
 from live_decode.quality.mismatch import (
     MismatchAlarm,
     MismatchBand,
@@ -38,8 +39,7 @@ def _one_torch_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def card_cfg() -> Config:
-    _, card = load_model(bundled_model_path())
-    return card.parsed_config
+    return read_card(bundled_model_path()).parsed_config
 
 
 @pytest.fixture(scope="module")
