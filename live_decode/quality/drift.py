@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy import sparse
 from scipy.ndimage import gaussian_filter
+from scipy.sparse.linalg import spsolve
 
 FloatArray = npt.NDArray[np.float64]
 log = logging.getLogger("live_decode.quality.drift")
@@ -96,23 +98,38 @@ def correlation_shift(
 
 
 def solve_rcc(
-    n: int, pairs: list[tuple[int, int, float, float]], max_residual_nm: float
+    n: int, ij: npt.NDArray[np.int64], r_nm: FloatArray, max_residual_nm: float
 ) -> tuple[FloatArray, FloatArray]:
-    """Window drifts (dy, dx), (n,) each with d_0 = 0, from pairwise shifts (i, j, dy_ij, dx_ij)."""
-    if n == 1 or not pairs:
+    """Window drifts (dy, dx), (n,) each with d_0 = 0, from pairwise shifts.
+
+    Parameters
+    ----------
+    ij : (P, 2) int
+        Window pairs (i, j), i < j.
+    r_nm : (P, 2) float
+        Measured d_j − d_i as (dy, dx), nm.
+
+    The normal equations are the pair graph's Laplacian (sparse, banded by ``max_partners``), so
+    a solve costs O(P) and stays cheap over hours of windows. Windows without any pair (nothing
+    localized) get a tiny ridge that holds them at 0 instead of making the system singular.
+    """
+    if n == 1 or len(ij) == 0:
         return np.zeros(n), np.zeros(n)
-    use = np.ones(len(pairs), dtype=bool)
-    ij = np.array([(i, j) for i, j, _, _ in pairs], dtype=np.int64)
-    r = np.array([(dy, dx) for _, _, dy, dx in pairs], dtype=np.float64)
+    use = np.ones(len(ij), dtype=bool)
     d = np.zeros((n, 2))
-    for _ in range(2):
-        a = np.zeros((int(use.sum()), n))
-        rows = np.arange(a.shape[0])
-        a[rows, ij[use, 1]] += 1.0
-        a[rows, ij[use, 0]] -= 1.0
-        sol, *_ = np.linalg.lstsq(a[:, 1:], r[use], rcond=None)
-        d = np.vstack([np.zeros((1, 2)), sol])
-        err = np.hypot(*(d[ij[:, 1]] - d[ij[:, 0]] - r).T)
+    for _ in range(3):
+        i, j, r = ij[use, 0], ij[use, 1], r_nm[use]
+        ones = np.ones(len(i))
+        lap = sparse.coo_matrix(
+            (np.r_[ones, ones, -ones, -ones], (np.r_[i, j, i, j], np.r_[i, j, j, i])), shape=(n, n)
+        ).tocsc()
+        rhs = np.zeros((n, 2))
+        np.add.at(rhs, j, r)
+        np.subtract.at(rhs, i, r)
+        reduced = lap[1:, 1:] + sparse.identity(n - 1, format="csc") * 1e-9
+        sol = np.column_stack([spsolve(reduced, rhs[1:, k]) for k in range(2)])
+        d = np.vstack([np.zeros((1, 2)), sol.reshape(n - 1, 2)])
+        err = np.hypot(*(d[ij[:, 1]] - d[ij[:, 0]] - r_nm).T)
         keep = err <= max_residual_nm
         # Keep every window connected: never drop the pairs of consecutive windows.
         keep |= ij[:, 1] - ij[:, 0] == 1
@@ -165,7 +182,8 @@ class DriftEstimator:
         )
         self.max_residual_nm = max_residual_nm
         self._spectra: deque[tuple[int, npt.NDArray[np.complex128]]] = deque(maxlen=max_partners)
-        self._pairs: list[tuple[int, int, float, float]] = []
+        self._ij = np.zeros((0, 2), dtype=np.int64)  # window pairs (i, j) so far
+        self._r_nm = np.zeros((0, 2))  # their shifts (dy, dx), nm
         self._window = 0
         self._image = np.zeros(self.shape, dtype=np.float64)
         self._n_windows = 0
@@ -209,14 +227,19 @@ class DriftEstimator:
         image = gaussian_filter(self._image, self.blur_px, mode="constant")
         image -= image.mean()
         spec = np.fft.rfft2(image)
+        new_ij, new_r = [], []
         for j, other in self._spectra:
             dy, dx = correlation_shift(other, spec, self.shape, self.max_shift_px)
-            self._pairs.append((j, k, dy * self.pixel_nm, dx * self.pixel_nm))
+            new_ij.append((j, k))
+            new_r.append((dy * self.pixel_nm, dx * self.pixel_nm))
+        if new_ij:
+            self._ij = np.vstack([self._ij, np.asarray(new_ij, dtype=np.int64)])
+            self._r_nm = np.vstack([self._r_nm, np.asarray(new_r, dtype=np.float64)])
         self._spectra.append((k, spec))
         self._image = np.zeros(self.shape, dtype=np.float64)
         self._window += 1
         self._n_windows = self._window
-        wy, wx = solve_rcc(self._n_windows, self._pairs, self.max_residual_nm)
+        wy, wx = solve_rcc(self._n_windows, self._ij, self._r_nm, self.max_residual_nm)
         centres = np.asarray((np.arange(self._n_windows) + 0.5) * self.window_frames - 0.5, float)
         trace = DriftTrace(centres, wx, wy)
         # Report drift relative to frame 0.

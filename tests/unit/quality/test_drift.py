@@ -42,9 +42,10 @@ def test_rcc_recovers_linear_plus_random_walk_drift(seed: int) -> None:
 
 def test_solve_rcc_rejects_an_outlier_pair() -> None:
     true = np.array([0.0, 10.0, 20.0, 30.0])
-    pairs = [(i, j, true[j] - true[i], 0.0) for i in range(4) for j in range(i + 1, 4)]
-    pairs[1] = (0, 2, 500.0, 0.0)  # a wrong correlation peak
-    dy, dx = solve_rcc(4, pairs, max_residual_nm=20.0)
+    ij = np.array([(i, j) for i in range(4) for j in range(i + 1, 4)])
+    r = np.column_stack([true[ij[:, 1]] - true[ij[:, 0]], np.zeros(len(ij))])
+    r[1] = (500.0, 0.0)  # a wrong correlation peak for the pair (0, 2)
+    dy, dx = solve_rcc(4, ij, r, max_residual_nm=20.0)
     np.testing.assert_allclose(dy, true, atol=1e-6)
     np.testing.assert_allclose(dx, 0.0, atol=1e-6)
 
