@@ -496,3 +496,19 @@ def test_a_full_disk_during_a_live_run_stops_it_cleanly(
         summary = read_json(summary_path)
         assert summary["status"] == "failed" and summary["worker_restarts"] == 0
     r.assert_nothing_left()
+
+
+def test_a_worker_without_a_stream_stops_after_its_idle_timeout(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """No source ever connects: the worker stops by itself and says why."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "live_decode", "worker", "--out", str(out)]
+    cmd += ["--frames-endpoint", f"tcp://127.0.0.1:{_free_port()}"]
+    cmd += ["--results-endpoint", f"tcp://127.0.0.1:{_free_port()}"]
+    cmd += ["--model", str(tiny_model), "--idle-timeout", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=REPO, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "no frames for 2 s: stopping" in proc.stderr
+    record = read_json(out / "worker_exit.json")
+    assert record["status"] == "done" and record["reason"] == "idle timeout: no frames for 2 s"
