@@ -265,7 +265,8 @@ class HelloMsg:
     """The source's camera, sent on the frame stream before acquisition starts.
 
     The worker checks its model against it and answers on the results channel with an
-    ``error`` message of code :data:`WORKER_READY` (warmed up) or :data:`MODEL_REFUSED`.
+    :class:`EventMsg` named :data:`WORKER_READY` (warmed up) or an :class:`ErrorMsg` of code
+    :data:`MODEL_REFUSED`.
     ``shape_px`` is (H, W) of the frames to come.
     """
 
@@ -276,8 +277,11 @@ class HelloMsg:
     seq: int = 0
 
 
+WORKER_EVENTS: Final = "worker"
+"""``EventMsg.source`` of the worker's notices (:data:`WORKER_READY`, ``model_mismatch_ignored``,
+``model_mismatch_cleared``); its failures go as :class:`ErrorMsg`."""
 WORKER_READY: Final = "worker_ready"
-"""Code of the worker's answer to a ``hello``: model checked and warmed up."""
+"""Name of the worker's event answering a ``hello``: model checked and warmed up."""
 MODEL_REFUSED: Final = "model_refused"
 """Code of the worker's answer to a ``hello``: the model does not fit (message says why)."""
 

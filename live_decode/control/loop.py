@@ -55,6 +55,7 @@ from live_decode.control.trace import PLOT_NAME, TRACE_NAME, ControlTrace, plot_
 from live_decode.control.watchdog import Clock, Watchdog
 from live_decode.errors import LiveDecodeError, ProtocolError
 from live_decode.messages import (
+    WORKER_EVENTS,
     WORKER_READY,
     EosMsg,
     ErrorMsg,
@@ -82,15 +83,13 @@ class ActuatorSafetyError(LiveDecodeError):
 
 SAFETY_KINDS = frozenset({"watchdog", "worker_error", "worker_eos", "exception"})
 EVENT_SOURCE = "control"
-# Worker reports that do not make its stats untrustworthy (a stray bad message, frames lost).
+# Worker failures that do not make its stats untrustworthy (a stray bad message, frames lost).
+# Its notices (EventMsg: worker_ready, model_mismatch_ignored ...) are never faults.
 BENIGN_WORKER_CODES = frozenset(
     {
         "rejected_message",
         "frames_lost",
-        "model_mismatch_ignored",
         "model_mismatch",  # the live residual alarm (quality): the density is still measured
-        "model_mismatch_cleared",
-        WORKER_READY,  # the answer to the source's hello
     }
 )
 
@@ -227,6 +226,9 @@ class ControlLoop:
                 self._emit(self.frame, "worker_report", f"{msg.code}: {msg.message}")
             else:
                 self._fault = ("worker_error", f"worker error {msg.code}: {msg.message}")
+        elif isinstance(msg, EventMsg):
+            if msg.source == WORKER_EVENTS and msg.name != WORKER_READY:
+                self._emit(self.frame, "worker_report", f"{msg.name}: {msg.message}")
         elif isinstance(msg, EosMsg):
             if self._fault is None:
                 self._fault = ("worker_eos", f"the worker ended its stream at {msg.last_index}")

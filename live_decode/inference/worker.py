@@ -32,9 +32,11 @@ from live_decode.io.picasso import PicassoWriter
 from live_decode.io.thunderstorm import ThunderstormWriter, read_thunderstorm_csv
 from live_decode.messages import (
     MODEL_REFUSED,
+    WORKER_EVENTS,
     WORKER_READY,
     EosMsg,
     ErrorMsg,
+    EventMsg,
     FrameMsg,
     GapMsg,
     HeartbeatMsg,
@@ -229,7 +231,7 @@ class InferenceWorker:
         problems = refuse(card, found, self.override_mismatch)
         for p in problems:
             log.warning("model mismatch ignored (--ignore-model-mismatch): %s", p)
-            self._report("model_mismatch_ignored", p)  # reaches the run summary and the viewer
+            self._notice("model_mismatch_ignored", p)  # reaches the run summary and the viewer
         self.summary.mismatches = problems
         self.processor.sinks = self._open_sinks(frame)
         if self.summary.first_frame is None:
@@ -277,7 +279,7 @@ class InferenceWorker:
         now = time.perf_counter()
         if now - self._ready_at >= READY_EVERY_S:
             self._ready_at = now
-            self.publisher.publish(ErrorMsg(code=WORKER_READY, message=self.localizer.card.name))
+            self._notice(WORKER_READY, self.localizer.card.name)
 
     def _reject(self, reason: str) -> None:
         self._rejected_here += 1
@@ -292,8 +294,14 @@ class InferenceWorker:
             self._report("rejected_message", f"{new} × {self.puller.last_rejection}")
 
     def _report(self, code: str, message: str) -> None:
+        """Publish a failure (``ErrorMsg``): frames lost, a bad message, a refused model."""
         if self.publisher is not None:
             self.publisher.publish(ErrorMsg(code=code, message=message))
+
+    def _notice(self, name: str, message: str) -> None:
+        """Publish a notice that is no failure (``EventMsg`` from :data:`WORKER_EVENTS`)."""
+        if self.publisher is not None:
+            self.publisher.publish(EventMsg(source=WORKER_EVENTS, name=name, message=message))
 
     def _check_resume_point(self, index: int) -> None:
         """After a restart: the frames between the last one written and ``index`` are lost."""
@@ -435,12 +443,15 @@ class InferenceWorker:
             watch.offer_locs(result.locs, result.stats[-1].frame)
         for e in watch.events():
             state = "left" if e.raised else "is back in"
-            self._report(
-                "model_mismatch" if e.raised else "model_mismatch_cleared",
+            message = (
                 f"frame {e.frame}: forward-model residual χ²/px {e.running_chi2:.3f} {state} "
                 f"the band [{e.band.lo:.3f}, {e.band.hi:.3f}] calibrated on the card; check the "
-                "camera calibration (gain, offset) and the PSF against the model card",
+                "camera calibration (gain, offset) and the PSF against the model card"
             )
+            if e.raised:  # the model does not fit the data: a failure
+                self._report("model_mismatch", message)
+            else:  # back in the band: a notice
+                self._notice("model_mismatch_cleared", message)
 
     def _write_summary(self) -> None:
         """Totals on disk after every batch, atomically: a killed worker leaves them behind."""

@@ -22,7 +22,7 @@ from live_decode.control import ControlLoop
 from live_decode.errors import ConfigError, ModelCardError
 from live_decode.io.calibration import CAMERA_KEYS, Calibration, write_calibration
 from live_decode.io.movie import RAW_NAME, MovieRecorder
-from live_decode.messages import MODEL_REFUSED, WORKER_READY, ErrorMsg
+from live_decode.messages import MODEL_REFUSED, WORKER_READY, ErrorMsg, EventMsg
 from live_decode.pipeline.build import (
     build_source,
     client_curve,
@@ -193,7 +193,7 @@ def _handshake(
             if due and pusher.send_hello(source.camera, source.shape_px, source.live, 100):
                 resend_at = time.monotonic() + HELLO_EVERY_S
             msg = sub.recv(timeout_ms=100)
-            if isinstance(msg, ErrorMsg) and msg.code == WORKER_READY:
+            if isinstance(msg, EventMsg) and msg.name == WORKER_READY:
                 log.info("worker ready (%s): starting acquisition", msg.message)
                 return True
             if isinstance(msg, ErrorMsg) and msg.code == MODEL_REFUSED:

@@ -37,7 +37,6 @@ from live_decode.inference.compat import check_compatible, refuse
 from live_decode.inference.worker import END_OF_STREAM, MISMATCH_NAME
 from live_decode.io.run_dir import endpoints_of_this_process, write_endpoints
 from live_decode.messages import (
-    WORKER_READY,
     CameraMeta,
     EosMsg,
     ErrorMsg,
@@ -132,7 +131,7 @@ class RunState:
                 self.recent.append(s)
                 self.trace.add(s.frame, s.density_per_um2)
             self.worker = msg.worker
-        elif isinstance(msg, ErrorMsg) and msg.code != WORKER_READY:
+        elif isinstance(msg, ErrorMsg):  # notices (EventMsg) are no errors: not counted
             self.note(f"{msg.code}: {msg.message}")
         elif isinstance(msg, EosMsg):
             self.eos = True

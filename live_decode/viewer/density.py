@@ -190,6 +190,8 @@ class Health:
     rejected: int = 0
     errors: int = 0
     last_error: str = ""
+    events: int = 0  # notices (EventMsg) of the worker and the density loop, no errors
+    last_event: str = ""
     messages: int = 0
     locs_received: int = 0
     locs_per_s: float = 0.0

@@ -25,6 +25,7 @@ from live_decode.errors import LiveDecodeError, error_if_none
 from live_decode.messages import (
     EosMsg,
     ErrorMsg,
+    EventMsg,
     FrameMsg,
     FrameStats,
     GapMsg,
@@ -61,6 +62,8 @@ class _Counters:
     previews: int = 0
     errors: int = 0
     last_error: str = ""
+    events: int = 0
+    last_event: str = ""
     gaps: int = 0
     receiver_errors: int = 0
     eos: bool = False
@@ -334,6 +337,8 @@ class Receiver:
                 rejected=self._rejected_results + self._rejected_preview,
                 errors=c.errors,
                 last_error=c.last_error,
+                events=c.events,
+                last_event=c.last_event,
                 messages=c.messages,
                 locs_received=c.locs,
                 locs_per_s=c.locs_rate.rate(),
@@ -501,7 +506,7 @@ class Receiver:
         batches: list[Localizations] = []
         stats: list[FrameStats] = []
         worker: WorkerStats | None = None
-        events: list[ErrorMsg | EosMsg | GapMsg] = []
+        events: list[ErrorMsg | EventMsg | EosMsg | GapMsg] = []
         n = 0
         deadline = time.monotonic() + budget_s
         while time.monotonic() < deadline and (msg := results.recv(timeout_ms=0)) is not None:
@@ -511,7 +516,7 @@ class Receiver:
                     batches.append(msg.locs)
                 stats.extend(msg.frame_stats)
                 worker = msg.worker
-            elif isinstance(msg, ErrorMsg | EosMsg | GapMsg):
+            elif isinstance(msg, ErrorMsg | EventMsg | EosMsg | GapMsg):
                 events.append(msg)
         self._absorb(_concat(batches), stats, worker, events, n)
         with self._lock:
@@ -523,7 +528,7 @@ class Receiver:
         locs: Localizations,
         stats: list[FrameStats],
         worker: WorkerStats | None,
-        events: list[ErrorMsg | EosMsg | GapMsg],
+        events: list[ErrorMsg | EventMsg | EosMsg | GapMsg],
         n: int,
     ) -> None:
         """Update the models with ``n`` messages' worth of decoded results."""
@@ -546,6 +551,9 @@ class Receiver:
                 if isinstance(event, ErrorMsg):
                     c.errors += 1
                     c.last_error = f"{event.code}: {event.message}"
+                elif isinstance(event, EventMsg):  # a notice (worker, density loop): no error
+                    c.events += 1
+                    c.last_event = f"{event.source} {event.name}: {event.message}"
                 elif isinstance(event, EosMsg):
                     c.eos = True
                 else:

@@ -249,7 +249,7 @@ def _loop_health(status: Mapping[str, object]) -> list[str]:
 class HealthPanel(QGroupBox):
     """Worker and viewer figures: frames/s, latency, queue, drops, errors, rates."""
 
-    ROWS = ("stream", "worker", "dropped", "errors", "received", "viewer")
+    ROWS = ("stream", "worker", "dropped", "errors", "events", "received", "viewer")
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Health", parent)
@@ -273,6 +273,7 @@ class HealthPanel(QGroupBox):
             "dropped": f"source {h.dropped_source} frames · transport {h.missed_transport} msgs"
             f" · rejected {h.rejected}",
             "errors": error,
+            "events": f"{h.events} received" + (f" — {h.last_event}" if h.last_event else ""),
             "received": f"{h.messages:,} msgs · {h.locs_received:,} locs · "
             f"{h.locs_per_s:,.0f} locs/s · {h.frames_per_s:,.0f} frames/s"
             + (f" · drawing {h.draw_backlog:,} behind" if h.draw_backlog else ""),

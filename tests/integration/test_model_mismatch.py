@@ -19,7 +19,7 @@ from live_decode.config import Config, config_from_dict
 from live_decode.errors import ModelCardError
 from live_decode.inference.engine import Localizer
 from live_decode.inference.worker import InferenceWorker
-from live_decode.messages import ErrorMsg
+from live_decode.messages import WORKER_EVENTS, ErrorMsg, EventMsg
 from live_decode.model.checkpoint import make_card
 from live_decode.model.network import DecodeNet
 from live_decode.pipeline.offline import localize_files
@@ -91,14 +91,17 @@ def test_an_ignored_mismatch_is_published_for_the_viewer(tmp_path: Path) -> None
     finally:
         source.close()
     thread.join(timeout=60)
-    codes = []
+    codes, errors = [], []
     while (msg := sub.recv(timeout_ms=200)) is not None:
-        if isinstance(msg, ErrorMsg):
-            codes.append((msg.code, msg.message))
+        if isinstance(msg, EventMsg) and msg.source == WORKER_EVENTS:
+            codes.append((msg.name, msg.message))
+        elif isinstance(msg, ErrorMsg):
+            errors.append(msg)
     for s in (pusher, puller, publisher, sub):
         s.close()
     ctx.term()
-    assert [c for c, _ in codes] == ["model_mismatch_ignored"]
+    assert [c for c, _ in codes] == ["model_mismatch_ignored"]  # a notice, no error
+    assert errors == []
     assert codes[0][1].startswith("PSF shape") and "σ 200 nm" in codes[0][1]
     assert worker.summary.mismatches == [codes[0][1]]
 

@@ -15,6 +15,8 @@ from live_decode.config import ControlConfig
 from live_decode.control.loop import STARTUP_GRACE_S, ActuatorSafetyError, ControlLoop
 from live_decode.control.trace import COLUMNS, read_control_trace
 from live_decode.messages import (
+    WORKER_EVENTS,
+    WORKER_READY,
     EosMsg,
     ErrorMsg,
     EventMsg,
@@ -181,9 +183,13 @@ def test_own_events_and_gaps_are_not_faults(actuator: RecordingActuator, clock: 
     loop = make_loop(actuator, clock)
     run_frames(loop, clock, range(5), density=1.0)
     loop.ingest(EventMsg(source="control", name="saturation", message="from ourselves", frame=4))
+    loop.ingest(EventMsg(source=WORKER_EVENTS, name=WORKER_READY, message="demo"))
+    loop.ingest(EventMsg(source=WORKER_EVENTS, name="model_mismatch_ignored", message="PSF"))
     loop.ingest(GapMsg(first=5, count=3))
     loop.on_tick(5)
     assert loop.safety_events == 0 and loop.frames_missing == 3
+    reports = [e.message for e in loop.events if e.kind == "worker_report"]
+    assert reports == ["model_mismatch_ignored: PSF"]  # the hello's answer is not logged
 
 
 def test_never_commands_outside_the_limits(clock: FakeClock) -> None:

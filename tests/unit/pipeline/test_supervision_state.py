@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 
 from live_decode.errors import ConfigError, ModelCardError
-from live_decode.messages import FrameStats, StatsMsg, WorkerStats
+from live_decode.messages import (
+    WORKER_EVENTS,
+    WORKER_READY,
+    ErrorMsg,
+    EventMsg,
+    FrameStats,
+    StatsMsg,
+    WorkerStats,
+)
 from live_decode.pipeline.density_trace import DensityTrace
 from live_decode.pipeline.exits import (
     ChildExit,
@@ -117,6 +125,11 @@ def test_run_state_keeps_totals_and_a_bounded_recent_window() -> None:
     for i in range(250):
         state.note(f"error {i}")
     assert state.n_errors == 250 and len(state.errors) == 100
+    state.absorb(EventMsg(source=WORKER_EVENTS, name=WORKER_READY, message="demo"))
+    state.absorb(EventMsg(source="control", name="mode", message="mode auto"))
+    assert state.n_errors == 250  # notices are no errors
+    state.absorb(ErrorMsg(code="frames_lost", message="3 frames"))
+    assert state.n_errors == 251 and state.errors[-1] == "frames_lost: 3 frames"
 
 
 def test_density_trace_stays_bounded_and_keeps_the_mean() -> None:

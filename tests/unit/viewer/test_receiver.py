@@ -11,7 +11,7 @@ import pytest
 import zmq
 
 from live_decode.errors import ConfigError, LiveDecodeError
-from live_decode.messages import EosMsg, ErrorMsg
+from live_decode.messages import EosMsg, ErrorMsg, EventMsg
 from live_decode.transport.curve import client_keys, generate_key_set, server_keys
 from live_decode.viewer.accumulator import RenderSettings
 from live_decode.viewer.receiver import Receiver
@@ -73,9 +73,11 @@ def test_density_trace_overlay_and_health(synthetic_run: SyntheticRun) -> None:
         locs = np.concatenate([make_locs(f, [(100.0 * f, 50.0)] * (f + 1)) for f in range(4)])
         synthetic_run.publish(locs, [0, 1, 2, 3], densities)
         synthetic_run.results.publish(ErrorMsg("worker_oom", "out of memory"))
+        synthetic_run.results.publish(EventMsg("worker", "model_mismatch_ignored", "PSF"))
         synthetic_run.publish_preview(np.full(FOV_PX, 7, np.uint16), index=3)
         wait_until(lambda: len(receiver.traces().frames) == 4, what="4 frames of stats")
         wait_until(lambda: receiver.health().errors == 1, what="the error")
+        wait_until(lambda: receiver.health().events == 1, what="the notice")
         traces = receiver.traces()
         np.testing.assert_array_equal(traces.frames, [0, 1, 2, 3])
         np.testing.assert_allclose(traces.density_per_um2, densities)
@@ -90,6 +92,7 @@ def test_density_trace_overlay_and_health(synthetic_run: SyntheticRun) -> None:
         assert h.worker_fps == WORKER.fps and h.latency_ms == WORKER.latency_ms
         assert h.queue_depth == 2 and h.dropped_source == 7
         assert h.last_error == "worker_oom: out of memory" and h.stream == "live"
+        assert h.errors == 1 and h.last_event == "worker model_mismatch_ignored: PSF"
         synthetic_run.results.publish(EosMsg(last_index=3))
         wait_until(lambda: receiver.health().stream == "ended", what="eos")
         receiver.record_laser(4.5)
