@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[qt,test,dev]"
+	$(PY) -m pip install -q -e ".[qt,test,dev,dask]"
 	# Picasso's reader for the format tests, and its NeNA/FRC for the quality tests (statsmodels,
 	# sqlalchemy: what picasso.postprocess imports); its own requirements would pull PyQt6.
 	$(PY) -m pip install -q --no-deps picassosr==0.11.3

@@ -36,9 +36,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="localize even if the model card does not fit the camera (a warning is kept)",
     )
+    dask = p.add_mutually_exclusive_group()
+    dask.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="localize on a local Dask cluster of N processes (one thread each); needs [dask]",
+    )
+    dask.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of a running Dask scheduler (tcp://HOST:PORT) to localize on",
+    )
+    p.add_argument(
+        "--chunk-frames",
+        type=int,
+        default=None,
+        help="frames per Dask task (with --workers/--scheduler; default 256)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.workers is not None or args.scheduler is not None:
+        return _run_dask(args)
     with Progress() as bar:
         task = bar.add_task("localize", total=None)
         summary = localize_files(
@@ -50,6 +70,28 @@ def run(args: argparse.Namespace) -> int:
             ignore_model_mismatch=args.ignore_model_mismatch,
             overwrite=args.overwrite,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    print(strict_json.dumps(summary, indent=2))
+    return 0
+
+
+def _run_dask(args: argparse.Namespace) -> int:
+    from live_decode.pipeline.distributed import DEFAULT_CHUNK_FRAMES, localize_many
+
+    with Progress() as bar:
+        task = bar.add_task("chunks", total=None)
+        summary = localize_many(
+            args.movie,
+            args.out,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            chunk_frames=args.chunk_frames or DEFAULT_CHUNK_FRAMES,
+            config=args.config,
+            model=args.model,
+            device=args.device,
+            ignore_model_mismatch=args.ignore_model_mismatch,
+            overwrite=args.overwrite,
+            chunk_progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     print(strict_json.dumps(summary, indent=2))
     return 0

@@ -64,6 +64,9 @@ log = logging.getLogger("live_decode.pipeline.offline")
 # progress(frames_done, frames_total); frames_total is 0 when unknown (an iterator of frames)
 Progress = Callable[[int, int], None]
 OpenSinks = Callable[[FrameMsg], Sequence[LocSink]]
+# How the frames of a run become batches: stream.batches(source_frames(source)) in one process,
+# or chunks on a Dask cluster (live_decode.pipeline.distributed) merged back in order.
+Batches = Callable[["ReplaySource", "OfflineStream"], Iterable[BatchResult]]
 
 
 class OfflineStream:
@@ -168,6 +171,20 @@ class OfflineStream:
                 chunk = []
         yield self.processor.process([*chunk, EosMsg(last_index=self._last_index)])
 
+    def open(self, first: SourceFrame) -> None:
+        """Check the card against the stream's first frame and open the files, localizing
+        nothing: the frames are localized elsewhere (Dask workers) and :meth:`merge` d in."""
+        self._message(first.index, first.pixels)
+
+    def merge(self, result: BatchResult, frames_in: int) -> BatchResult:
+        """Write a chunk localized elsewhere (``frames_in`` frames) to the files, in order."""
+        for sink in self.processor.sinks:
+            sink.append(result.locs)
+        self.frames_in += frames_in
+        self.processor.frames_processed += len(result.stats)
+        self.processor.n_locs += len(result.locs)
+        return result
+
     def close(self) -> None:
         """Close the files (the localizations are flushed after every chunk already)."""
         self.processor.close()
@@ -188,6 +205,7 @@ def localize_files(
     ignore_model_mismatch: bool = False,
     progress: Progress | None = None,
     overwrite: bool = False,
+    batches: Batches | None = None,
 ) -> dict[str, object]:
     """Localize ``movies`` (in order, one stream) into the run directory ``out``.
 
@@ -197,7 +215,8 @@ def localize_files(
     the plots; returns the summary. What was localized before a failure stays in the run
     directory, ``summary.json`` says why it stopped (``status``, ``reason``), and the failure is
     raised after the files are closed. An ``out`` holding an earlier run's results is refused
-    unless ``overwrite`` (which deletes them first).
+    unless ``overwrite`` (which deletes them first). ``batches`` replaces the one-process loop
+    (:func:`live_decode.pipeline.distributed.localize_many` passes its Dask chunks).
     """
     cfg = load_config_or_demo(config)
     if out.is_dir() and earlier_results(out) and not overwrite:
@@ -232,7 +251,8 @@ def localize_files(
     started = time.perf_counter()
     failure: BaseException | None = None
     try:
-        for result in stream.batches(source_frames(source)):
+        run = batches(source, stream) if batches else stream.batches(source_frames(source))
+        for result in run:
             _count(worker, result, state, started)
             if progress is not None:
                 progress(worker.frames_processed, source.n_frames)

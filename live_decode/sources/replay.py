@@ -214,6 +214,19 @@ class ReplaySource:
     def n_frames(self) -> int:
         return self.stop - self.start
 
+    @property
+    def frame_indices(self) -> npt.NDArray[np.int64]:
+        """(n_frames,) camera frame index of each frame of [start, stop), as :meth:`read` numbers
+        them without looping (recorded indices, else counted from 0)."""
+        if self._indices is None:
+            return np.arange(self.n_frames, dtype=np.int64)
+        return self._indices[self.start : self.stop].copy()
+
+    @property
+    def file_offsets(self) -> npt.NDArray[np.int64]:
+        """(files + 1,) position in the series of each file's first frame, then the total."""
+        return self._offsets.astype(np.int64)
+
     def take_gaps(self) -> list[GapMsg]:
         """Gaps between the recorded camera frame indices, announced before the next frame."""
         out, self._gaps = self._gaps, []
