@@ -55,6 +55,7 @@ log = logging.getLogger("live_decode.inference.worker")
 
 CSV_NAME, HDF5_NAME, WORKER_SUMMARY_NAME = "locs.csv", "locs.hdf5", "worker_summary.json"
 READY_EVERY_S = 0.5  # WORKER_READY is repeated this often until the first frame
+REFUSAL_REPEATS = 8  # MODEL_REFUSED is published this many times, READY_EVERY_S / 2 apart
 END_OF_STREAM = "end of stream"
 """``InferenceWorker.end_reason`` when the stream ended with its ``eos`` message."""
 MISMATCH_NAME = "mismatch.json"
@@ -257,7 +258,10 @@ class InferenceWorker:
         try:
             refuse(card, found, self.override_mismatch)
         except ModelCardError as exc:
-            self._report(MODEL_REFUSED, str(exc))
+            # Repeated for a while: a subscriber still connecting would miss a single message.
+            for _ in range(REFUSAL_REPEATS):
+                self._report(MODEL_REFUSED, str(exc))
+                time.sleep(READY_EVERY_S / 2)
             raise
         if self._ready_at is None:
             self._warm_up(hello)
