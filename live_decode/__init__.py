@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "demo_config": "live_decode.api.configs",
     "load_model": "live_decode.api.models",
     "Model": "live_decode.api.models",
+    "localize_many": "live_decode.api.batch",
     "simulate": "live_decode.api.data",
     "Simulation": "live_decode.api.data",
     "evaluate": "live_decode.api.data",
@@ -47,6 +48,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from live_decode.api.batch import localize_many as localize_many
     from live_decode.api.configs import demo_config as demo_config
     from live_decode.api.configs import load_config as load_config
     from live_decode.api.data import Simulation as Simulation

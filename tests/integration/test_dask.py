@@ -15,7 +15,7 @@ from live_decode.io.movie import write_movie
 from live_decode.io.thunderstorm import read_thunderstorm_csv
 from live_decode.messages import Localizations
 from live_decode.pipeline.build import DEMO_CONFIG
-from live_decode.pipeline.distributed import chunk_bounds, local_client, localize_many
+from live_decode.pipeline.distributed import chunk_bounds, local_client
 from live_decode.pipeline.offline import localize_files
 
 CHUNK_FRAMES = 8  # 30-frame movies: chunk edges at 8, 16, 24 and across the file boundary
@@ -86,13 +86,14 @@ def test_killed_worker_chunk_is_retried(
     movies: list[Path], tiny_model: Path, one_process: Localizations, tmp_path: Path
 ) -> None:
     """A worker that dies while running chunk 2: the chunk reruns elsewhere, rows complete, once."""
+    import live_decode as ld
     from live_decode.testing.dask_faults import KillOnceOnChunk
 
     marker = tmp_path / "killed"
     client = local_client(2)
     try:
         client.register_plugin(KillOnceOnChunk(2, marker), name="kill-once")
-        summary = localize_many(
+        summary = ld.localize_many(
             movies, tmp_path / "dask", client=client, chunk_frames=CHUNK_FRAMES,
             model=tiny_model, device="cpu",
         )  # fmt: skip
