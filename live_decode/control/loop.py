@@ -64,7 +64,17 @@ from live_decode.messages import (
     Message,
     StatsMsg,
 )
-from live_decode.transport.control import Command
+from live_decode.transport.control import (
+    ControlCommand,
+    ControlReply,
+    LaserReply,
+    ModeReply,
+    SetLaser,
+    SetMode,
+    SetTarget,
+    StatusReply,
+    TargetReply,
+)
 from live_decode.transport.results import ResultPublisher, ResultSubscriber
 
 log = logging.getLogger("live_decode.control")
@@ -431,36 +441,40 @@ class ControlLoop:
         )
 
     # ------------------------------------------------------------------ control socket
-    def handle(self, cmd: Command) -> dict[str, object]:
+    def handle(self, cmd: ControlCommand) -> ControlReply:
         """Carry out a control-socket command (a :data:`~live_decode.transport.control.Handler`).
 
-        ``set_target`` (density_per_um2), ``set_mode`` (off | auto | autotune), ``set_laser``
-        (power_mw; mode off only), ``status``.
+        ``SetTarget``, ``SetMode`` (off | auto | autotune), ``SetLaser`` (mode off only),
+        ``Status``.
 
         Raises
         ------
         ValueError
-            A refused command (unknown mode, set_laser in auto, a value outside the limits...);
-            the control server returns its message to the client.
+            A refused command (set_laser in auto, a value outside the limits...); the control
+            server returns its message to the client.
         """
-        if cmd.name == "set_target":
-            self.controller.set_target(float(cmd.args["density_per_um2"]))
-            self._flush_controller_events()
-            return {"target_density_per_um2": self.controller.target}
-        if cmd.name == "set_mode":
-            self.controller.set_mode(str(cmd.args["mode"]))
-            self._flush_controller_events()
-            self._sync_watchdog()
-            return {"mode": self.controller.mode}
-        if cmd.name == "set_laser":
-            value = self.controller.set_manual(float(cmd.args["power_mw"]))
-            self._commanded = self.actuator.set(value)
-            self.controller.output = self._commanded
-            self._emit(self.frame, "manual", f"laser set by hand to {self._commanded:g} mW")
-            return {"power_mw": self._commanded}
-        if cmd.name == "status":
-            return self.status()
-        raise ValueError(f"the control loop does not handle {cmd.name!r}")
+        match cmd:
+            case SetTarget(density_per_um2=target):
+                self.controller.set_target(target)
+                self._flush_controller_events()
+                return TargetReply(self.controller.target)
+            case SetMode(mode=mode):
+                self.controller.set_mode(mode)
+                self._flush_controller_events()
+                self._sync_watchdog()
+                return ModeReply(self.controller.mode)
+            case SetLaser(power_mw=power_mw):
+                value = self.controller.set_manual(power_mw)
+                self._commanded = self.actuator.set(value)
+                self.controller.output = self._commanded
+                self._emit(self.frame, "manual", f"laser set by hand to {self._commanded:g} mW")
+                return LaserReply(self._commanded)
+            case _:
+                return self.status_reply()
+
+    def status_reply(self) -> StatusReply:
+        """:meth:`status` as the typed control reply."""
+        return StatusReply.from_json(self.status())
 
     def _flush_controller_events(self) -> None:
         # Commands act between ticks; log their events now rather than at the next tick.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -24,7 +24,15 @@ from live_decode.sources.base import (
     SourceGap,
     activation_laser,
 )
-from live_decode.transport.control import Command, ControlServer
+from live_decode.transport.control import (
+    ControlCommand,
+    ControlReply,
+    ControlServer,
+    LaserReply,
+    SetLaser,
+    Status,
+    StatusReply,
+)
 from live_decode.transport.frames import FramePusher
 from live_decode.transport.preview import PreviewPublisher
 
@@ -64,18 +72,20 @@ Tick = Callable[[int], None]
 """Called after every frame with its index (the density controller hooks in here)."""
 
 
-def laser_handler(source: FrameSource) -> Callable[[Command], Mapping[str, object]]:
+def laser_handler(source: FrameSource) -> Callable[[ControlCommand], ControlReply]:
     """A control handler for the commands a bare source understands: laser power and status."""
 
-    def handle(cmd: Command) -> Mapping[str, object]:
+    def handle(cmd: ControlCommand) -> ControlReply:
         laser = activation_laser(source)
-        if cmd.name == "set_laser":
-            if laser is None:
-                raise ValueError("this source has no activation laser to set")
-            return {"power_mw": laser.set(float(cmd.args["power_mw"]))}
-        if cmd.name == "status":
-            return {"laser_mw": laser.get() if laser is not None else float("nan")}
-        raise ValueError(f"{cmd.name} needs the density controller, which is not running")
+        match cmd:
+            case SetLaser(power_mw=power_mw):
+                if laser is None:
+                    raise ValueError("this source has no activation laser to set")
+                return LaserReply(laser.set(power_mw))
+            case Status():
+                return StatusReply(laser_mw=None if laser is None else laser.get())
+            case _:
+                raise ValueError(f"{cmd.name} needs the density controller, which is not running")
 
     return handle
 

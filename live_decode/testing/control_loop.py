@@ -30,7 +30,7 @@ from live_decode.control.autotune import FopdtModel
 from live_decode.control.loop import ControlLoop
 from live_decode.messages import FrameStats, StatsMsg, WorkerStats
 from live_decode.sources.simulated import SimulatedLaserActuator, SimulatedSource
-from live_decode.transport.control import Command
+from live_decode.transport.control import SetMode, SetTarget
 
 FloatArray = npt.NDArray[np.float64]
 Schedule = Callable[[int], float]
@@ -152,14 +152,14 @@ def run_simulated_loop(
 
     try:
         if autotune:
-            loop.handle(Command("set_mode", {"mode": "autotune"}))
+            loop.handle(SetMode("autotune"))
             while loop.controller.mode == "autotune":
                 advance()
         density, laser, targets = np.empty(frames), np.empty(frames), np.empty(frames)
         recorded_from.append(source.microscope.frame_index)
         for k in range(frames):
             if target is not None and target(k) != loop.controller.target:
-                loop.handle(Command("set_target", {"density_per_um2": target(k)}))
+                loop.handle(SetTarget(target(k)))
             targets[k] = loop.controller.target
             density[k], laser[k] = advance()
     finally:

@@ -6,7 +6,17 @@ The wire format itself (message types, :func:`~live_decode.messages.encode`,
 
 from __future__ import annotations
 
-from live_decode.transport.control import Command, ControlClient, ControlServer, parse_command
+from live_decode.transport.control import (
+    ControlClient,
+    ControlCommand,
+    ControlServer,
+    SetLaser,
+    SetMode,
+    SetTarget,
+    Status,
+    StatusReply,
+    parse_command,
+)
 from live_decode.transport.curve import (
     ClientKeys,
     KeyPair,
@@ -39,8 +49,8 @@ __all__ = [
     "DEFAULT_RESULTS_ENDPOINT",
     "TOPICS",
     "ClientKeys",
-    "Command",
     "ControlClient",
+    "ControlCommand",
     "ControlServer",
     "Endpoint",
     "FramePuller",
@@ -51,7 +61,12 @@ __all__ = [
     "ResultPublisher",
     "ResultSubscriber",
     "ServerKeys",
+    "SetLaser",
+    "SetMode",
+    "SetTarget",
     "SocketHandle",
+    "Status",
+    "StatusReply",
     "client_keys",
     "generate_key_set",
     "generate_keypair",

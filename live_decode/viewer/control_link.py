@@ -12,30 +12,38 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Final
 
 import zmq
 
-from live_decode.errors import error_if_none
-from live_decode.transport.control import ControlClient
+from live_decode.errors import ProtocolError, error_if_none
+from live_decode.transport.control import (
+    ControlClient,
+    ControlCommand,
+    ControlMode,
+    SetLaser,
+    SetMode,
+    SetTarget,
+    Status,
+    StatusReply,
+)
 from live_decode.transport.curve import ClientKeys
 from live_decode.transport.sockets import Context
 
 log = logging.getLogger("live_decode.viewer.control")
 
-FEEDBACK_MODES: Final = {True: "auto", False: "off"}
+FEEDBACK_MODES: Final[dict[bool, ControlMode]] = {True: "auto", False: "off"}
 """Controller mode names for feedback on/off (ControlConfig.mode)."""
 
-StatusCallback = Callable[[Mapping[str, object]], None]
+StatusCallback = Callable[[StatusReply], None]
 
 
 @dataclass(frozen=True)
 class Reply:
     """A command and the source's answer (``ok`` plus fields, or ``error``)."""
 
-    command: str
-    args: Mapping[str, float | str]
+    command: ControlCommand
     reply: Mapping[str, object]
 
     @property
@@ -43,19 +51,16 @@ class Reply:
         return self.reply.get("ok") is True
 
     def describe(self) -> str:
-        """One line for the GUI, e.g. ``set_laser 5 mW: ok`` or the error."""
-        args = " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in self.args.values())
-        head = f"{self.command} {args}".strip()
+        """One line for the GUI, e.g. ``set_laser 5: ok`` or the error."""
+        args = " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in astuple(self.command))
+        head = f"{self.command.name} {args}".strip()
         return f"{head}: ok" if self.ok else f"{head}: {self.reply.get('error', 'failed')}"
 
 
-def laser_power_of(status: Mapping[str, object]) -> float | None:
-    """The laser power (mW) in a status reply, if it has one (``laser_mw`` or ``power_mw``)."""
-    for key in ("laser_mw", "power_mw"):
-        value = status.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value == value:
-            return float(value)
-    return None
+def laser_power_of(status: StatusReply) -> float | None:
+    """The laser power (mW) in a status reply, if the source has a laser (and knows it)."""
+    power = status.laser_mw
+    return power if power is not None and power == power else None
 
 
 class ControlLink:
@@ -93,25 +98,22 @@ class ControlLink:
         self.status_interval_s = status_interval_s
         self._timeout_ms = timeout_ms
         self._retries = retries
-        self._queue: queue.Queue[tuple[str, dict[str, float | str]] | None] = queue.Queue()
+        self._queue: queue.Queue[ControlCommand | None] = queue.Queue()
         self._lock = threading.Lock()
         self._last: Reply | None = None
-        self._status: Mapping[str, object] = {}
+        self._status: StatusReply | None = None
         self._sent = 0
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ GUI side
     def set_laser(self, power_mw: float) -> None:
-        self._send("set_laser", power_mw=float(power_mw))
+        self._queue.put(SetLaser(float(power_mw)))
 
     def set_target(self, density_per_um2: float) -> None:
-        self._send("set_target", density_per_um2=float(density_per_um2))
+        self._queue.put(SetTarget(float(density_per_um2)))
 
     def set_feedback(self, enabled: bool) -> None:
-        self._send("set_mode", mode=FEEDBACK_MODES[enabled])
-
-    def _send(self, cmd: str, **args: float | str) -> None:
-        self._queue.put((cmd, args))
+        self._queue.put(SetMode(FEEDBACK_MODES[enabled]))
 
     @property
     def last_reply(self) -> Reply | None:
@@ -120,8 +122,8 @@ class ControlLink:
             return self._last
 
     @property
-    def status(self) -> Mapping[str, object]:
-        """The latest successful status reply ({} before the first)."""
+    def status(self) -> StatusReply | None:
+        """The latest successful status reply (None before the first)."""
         with self._lock:
             return self._status
 
@@ -178,10 +180,9 @@ class ControlLink:
                     continue
                 if item is None:
                     return
-                cmd, args = item
-                reply = Reply(cmd, args, client.request(cmd, **args))
+                reply = Reply(item, client.request(item))
                 if not reply.ok:
-                    log.warning("control %s refused: %s", cmd, reply.reply.get("error"))
+                    log.warning("control %s refused: %s", item.name, reply.reply.get("error"))
                 with self._lock:
                     self._last = reply
                     self._sent += 1
@@ -190,14 +191,19 @@ class ControlLink:
             client.close()
 
     def _poll_status(self, client: ControlClient) -> float:
-        reply = client.request("status")
-        if reply.get("ok") is not True:
+        raw = client.request(Status())
+        if raw.get("ok") is not True:
+            return 5 * self.status_interval_s
+        try:
+            status = StatusReply.from_json(raw)
+        except ProtocolError as exc:
+            log.warning("malformed status from %s: %s", self.endpoint, exc)
             return 5 * self.status_interval_s
         with self._lock:
-            self._status = reply
+            self._status = status
         if self._on_status is not None:
             try:
-                self._on_status(reply)
+                self._on_status(status)
             except Exception:  # a bad callback must not end the link; logged with traceback
                 log.exception("status callback failed")
         return self.status_interval_s

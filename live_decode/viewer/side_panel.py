@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from live_decode.transport.control import StatusReply
 from live_decode.viewer.accumulator import COLOURS, RenderSettings
 from live_decode.viewer.control_link import FEEDBACK_MODES, ControlLink, laser_power_of
 from live_decode.viewer.density import Health
@@ -144,7 +145,7 @@ class ControlsPanel(QGroupBox):
         form.addRow(self.reply)
         form.addRow(self.screenshot)
         self.sent_target = target_per_um2
-        self.synced: Mapping[str, object] = {}  # the status reply the widgets show
+        self.synced: StatusReply | None = None  # the status reply the widgets show
         self._inputs = (self.target, self.set_target, self.feedback, self.laser, self.set_laser)
         for w in self._inputs:
             w.setEnabled(False)
@@ -173,7 +174,7 @@ class ControlsPanel(QGroupBox):
         if last is not None:
             parts.append(last.describe())
         status = self.link.status
-        if status:
+        if status is not None:
             parts.append("source: " + describe_status(status))
             if status is not self.synced:
                 self.mirror(status)
@@ -182,25 +183,24 @@ class ControlsPanel(QGroupBox):
             parts.append(f"source: no status from {self.link.endpoint} yet")
         self.reply.setText("\n".join(parts))
 
-    def mirror(self, status: Mapping[str, object]) -> None:
+    def mirror(self, status: StatusReply) -> None:
         """Set the widgets to a status reply's mode, laser power (and limits) and target."""
         self.synced = status
-        mode = status.get("mode")
-        feedback = isinstance(mode, str) and mode != MANUAL_MODE
-        self.feedback.setEnabled(isinstance(mode, str))
-        if isinstance(mode, str):
+        mode = status.mode
+        feedback = mode is not None and mode != MANUAL_MODE
+        self.feedback.setEnabled(mode is not None)
+        if mode is not None:
             self.feedback.setChecked(feedback)
-        limits = status.get("limits")
-        if isinstance(limits, list) and len(limits) == 2:
-            low, high = _number(limits[0]), _number(limits[1])
-            if low is not None and high is not None and low <= high:
+        if status.limits_mw is not None:
+            low, high = status.limits_mw
+            if low <= high:
                 self.laser.setRange(low, high)
         power = laser_power_of(status)
         if power is not None and not self.laser.hasFocus():
             self.laser.setValue(round(power, LASER_DECIMALS))
         for w in (self.laser, self.set_laser):
             w.setEnabled(power is not None and not feedback)
-        target = _number(status.get("target_density_per_um2"))
+        target = _number(status.target_density_per_um2)
         if target is not None:
             if not self.target.hasFocus():
                 self.target.setValue(round(target, 2))
@@ -210,7 +210,8 @@ class ControlsPanel(QGroupBox):
 
     def current_target(self) -> float:
         """The target the controller reports, else the one last sent or set at start."""
-        reported = _number(self.link.status.get("target_density_per_um2")) if self.link else None
+        status = self.link.status if self.link else None
+        reported = None if status is None else _number(status.target_density_per_um2)
         return self.sent_target if reported is None else reported
 
 
@@ -221,28 +222,26 @@ def _number(value: object) -> float | None:
     return None
 
 
-def describe_status(status: Mapping[str, object]) -> str:
+def describe_status(status: StatusReply) -> str:
     """One line: ``laser 8.69 mW, mode auto, target 1 µm⁻²`` (3 significant digits)."""
     power = laser_power_of(status)
-    mode = status.get("mode")
-    target = _number(status.get("target_density_per_um2"))
+    target = _number(status.target_density_per_um2)
     text = "laser ?" if power is None else f"laser {power:.3g} mW"
-    if isinstance(mode, str):
-        text += f", mode {mode}"
+    if status.mode is not None:
+        text += f", mode {status.mode}"
     if target is not None:
         text += f", target {target:.3g} µm⁻²"
     return text
 
 
-def _loop_health(status: Mapping[str, object]) -> list[str]:
+def _loop_health(status: StatusReply) -> list[str]:
     """The density loop's trips, saturations and stale data, and its last event, if any."""
     names = (("safety_trips", "trips"), ("saturations", "saturations"), ("stale_episodes", "stale"))
-    counts = [(label, status.get(key)) for key, label in names]
-    shown = [f"{label} {n}" for label, n in counts if isinstance(n, int) and n > 0]
-    lines = ["loop: " + ", ".join(shown) + (" (stale now)" if status.get("stale") else "")]
-    last = status.get("last_event")
-    if isinstance(last, str):
-        lines.append(f"last: {last}")
+    counts = [(label, status.counts.get(key, 0)) for key, label in names]
+    shown = [f"{label} {n}" for label, n in counts if n > 0]
+    lines = ["loop: " + ", ".join(shown) + (" (stale now)" if status.stale else "")]
+    if status.last_event is not None:
+        lines.append(f"last: {status.last_event}")
     return lines if shown else lines[1:]
 
 

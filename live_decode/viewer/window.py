@@ -10,7 +10,6 @@ Closing the window stops both threads and closes their sockets; the pipeline run
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from live_decode.transport.control import StatusReply
 from live_decode.transport.curve import ClientKeys
 from live_decode.viewer.accumulator import RenderSettings
 from live_decode.viewer.control_link import ControlLink, StatusCallback, laser_power_of
@@ -211,7 +211,8 @@ class ViewerWindow(QMainWindow):
         self.density.show_rate(health.locs_per_s, latest)
         self.health.show_health(health, self.frame_rate.rate())
         self.controls.refresh()
-        status_model = self.link.status.get("model") if self.link else None
+        status = self.link.status if self.link else None
+        status_model = None if status is None else status.details.get("model")
         if isinstance(status_model, str) and self.model_line.text().startswith("model: unknown"):
             self.model_line.setText(status_model)
 
@@ -277,7 +278,7 @@ class ViewerWindow(QMainWindow):
 def _laser_recorder(receiver: Receiver) -> StatusCallback:
     """Put the laser power of each status reply on the receiver's laser trace."""
 
-    def record(status: Mapping[str, object]) -> None:
+    def record(status: StatusReply) -> None:
         power = laser_power_of(status)
         if power is not None:
             receiver.record_laser(power)

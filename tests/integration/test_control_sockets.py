@@ -21,7 +21,7 @@ from live_decode.messages import ErrorMsg, EventMsg, FrameStats, Message, StatsM
 from live_decode.sources.runner import SourceRunner
 from live_decode.sources.simulated import SimulatedLaserActuator, SimulatedSource
 from live_decode.testing.control_loop import bleaching_config
-from live_decode.transport.control import ControlClient, ControlServer
+from live_decode.transport.control import ControlClient, ControlServer, StatusReply
 from live_decode.transport.frames import FramePusher
 from live_decode.transport.results import ResultPublisher, ResultSubscriber
 
@@ -87,13 +87,14 @@ def test_worker_stops_laser_goes_safe_within_the_watchdog_time(ctx: Ctx, tmp_pat
             loop.on_tick(frame)
 
         replies: list[dict[str, object]] = []
+        statuses: list[StatusReply] = []
 
         def operator() -> None:
             with ControlClient(ctx, server.endpoint, timeout_ms=2000) as client:
                 time.sleep(0.3)
                 replies.append(client.set_target(1.2))
                 replies.append(client.set_laser(50.0))  # refused: auto mode
-                replies.append(client.status())
+                statuses.append(client.status())
 
         runner = SourceRunner(source, pusher, control=server, max_frames=120, on_tick=tick)
         thread = threading.Thread(target=operator)
@@ -110,7 +111,7 @@ def test_worker_stops_laser_goes_safe_within_the_watchdog_time(ctx: Ctx, tmp_pat
         for s in (pusher, viewer, events, stats_sub, worker):
             s.close()
 
-    assert summary.frames_read == 120 and summary.control_requests == 3
+    assert summary.frames_read == 120 and summary.control_requests == 3 and len(replies) == 2
     # The loop ran on stats that came over the wire, then went safe in time.
     assert loop.frames_measured >= alive_until - 5
     assert source.laser_power_mw == 0.0
@@ -120,7 +121,7 @@ def test_worker_stops_laser_goes_safe_within_the_watchdog_time(ctx: Ctx, tmp_pat
     # Commands were served between frames by the runner's control server.
     assert replies[0] == {"ok": True, "target_density_per_um2": 1.2}
     assert replies[1]["ok"] is False and "set_mode off" in str(replies[1]["error"])
-    assert replies[2]["ok"] is True and replies[2]["mode"] == "auto"
+    assert statuses[0].mode == "auto" and statuses[0].target_density_per_um2 == 1.2
     # Events were published for the viewer...
     events = [m for m in published if isinstance(m, EventMsg)]
     assert {"target", "watchdog"} <= {e.name for e in events}

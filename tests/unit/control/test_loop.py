@@ -25,7 +25,17 @@ from live_decode.messages import (
     StatsMsg,
     WorkerStats,
 )
-from live_decode.transport.control import Command
+from live_decode.transport.control import (
+    LaserReply,
+    ModeReply,
+    SetLaser,
+    SetMode,
+    SetTarget,
+    Status,
+    StatusReply,
+    TargetReply,
+    reply_json,
+)
 
 from .conftest import FakeClock, RecordingActuator
 
@@ -100,7 +110,7 @@ def test_the_watchdog_only_acts_when_the_loop_has_authority(
     assert actuator.history == [] and not loop.watchdog.tripped
     # Switching auto on starts the clock then, not at start-up; before the first stats the
     # worker may still be loading, so the grace period applies instead of the watchdog time.
-    loop.handle(Command("set_mode", {"mode": "auto"}))
+    loop.handle(SetMode("auto"))
     run_frames(loop, clock, range(200, 240), density=None)
     assert actuator.history == []
     clock.advance(STARTUP_GRACE_S)
@@ -198,10 +208,10 @@ def test_never_commands_outside_the_limits(clock: FakeClock) -> None:
     densities = [0.0, 40.0, math.nan, 1e12, 0.3, -2.0, 1.0]
     for f in range(500):
         if f % 60 == 0:
-            loop.handle(Command("set_target", {"density_per_um2": float(f % 7)}))
+            loop.handle(SetTarget(float(f % 7)))
         if f % 97 == 50:
             loop.ingest(ErrorMsg(code="boom", message=""))
-            loop.handle(Command("set_mode", {"mode": "auto"}))
+            loop.handle(SetMode("auto"))
         clock.advance(FRAME_S if f % 200 else 1.5)
         loop.ingest(stats(densities[f % len(densities)], first=f))
         loop.on_tick(f)
@@ -216,22 +226,21 @@ def test_a_safe_value_outside_the_limits_fails_at_start(clock: FakeClock) -> Non
 # --------------------------------------------------------------------------- commands
 def test_commands(actuator: RecordingActuator, clock: FakeClock) -> None:
     loop = make_loop(actuator, clock)
-    assert loop.handle(Command("set_target", {"density_per_um2": 2.0})) == {
-        "target_density_per_um2": 2.0
-    }
+    assert loop.handle(SetTarget(2.0)) == TargetReply(2.0)
     with pytest.raises(ValueError, match="set_mode off"):
-        loop.handle(Command("set_laser", {"power_mw": 9.0}))
-    with pytest.raises(ValueError, match="unknown control mode"):
-        loop.handle(Command("set_mode", {"mode": "turbo"}))
-    assert loop.handle(Command("set_mode", {"mode": "off"})) == {"mode": "off"}
-    assert loop.handle(Command("set_laser", {"power_mw": 9.0})) == {"power_mw": 9.0}
+        loop.handle(SetLaser(9.0))
+    assert loop.handle(SetMode("off")) == ModeReply("off")
+    assert loop.handle(SetLaser(9.0)) == LaserReply(9.0)
     assert actuator.value == 9.0
     with pytest.raises(ValueError, match="outside"):
-        loop.handle(Command("set_laser", {"power_mw": 1000.0}))
-    status = loop.handle(Command("status", {}))
-    json.dumps(status, allow_nan=False)  # what the control server will send
-    assert status["mode"] == "off" and status["laser_mw"] == 9.0
-    assert status["target_density_per_um2"] == 2.0
+        loop.handle(SetLaser(1000.0))
+    status = loop.handle(Status())
+    assert isinstance(status, StatusReply)
+    sent = json.loads(json.dumps(reply_json(status), allow_nan=False))  # what the server sends
+    assert sent == loop.status()  # the wire format is the loop's JSON status, unchanged
+    assert StatusReply.from_json(sent) == status  # what the viewer parses back
+    assert status.mode == "off" and status.laser_mw == 9.0 and status.limits_mw == (0.0, 100.0)
+    assert status.target_density_per_um2 == 2.0 and status.counts["safety_trips"] == 0
     assert [e.kind for e in loop.events] == ["target", "mode", "manual"]
 
 

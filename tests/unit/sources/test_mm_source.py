@@ -29,7 +29,7 @@ from live_decode.testing.mm import (
     open_sim_core,
     sim_config,
 )
-from live_decode.transport.control import Command
+from live_decode.transport.control import LaserReply, SetLaser, Status, StatusReply
 
 needs_democam = pytest.mark.skipif(not democam_available(), reason=DEMOCAM_MISSING)
 
@@ -215,12 +215,13 @@ def test_laser_through_the_control_handler(sim_core: UniMMCore) -> None:
         sim_core, laser=MMPropertyActuator(sim_core, "Laser405", "Power"), owns_core=False
     )
     handle = laser_handler(source)
-    assert handle(Command(name="set_laser", args={"power_mw": 12.5})) == {"power_mw": 12.5}
+    assert handle(SetLaser(12.5)) == LaserReply(12.5)
+    assert handle(Status()) == StatusReply(laser_mw=12.5)
     assert sim_core.getProperty("Laser405", "Power") == 12.5
     assert isinstance(source, HasActivationLaser) and source.activation_laser is not None
     assert source.activation_laser.limits == (0.0, 100.0)
     with pytest.raises(ValueError, match="outside the limits"):
-        handle(Command(name="set_laser", args={"power_mw": 250.0}))
+        handle(SetLaser(250.0))
     source.close()
 
 
@@ -228,7 +229,8 @@ def test_no_laser_is_a_clear_answer(sim_core: UniMMCore) -> None:
     source = MMSource(sim_core, owns_core=False)
     assert source.activation_laser is None
     with pytest.raises(ValueError, match="no activation laser"):
-        laser_handler(source)(Command(name="set_laser", args={"power_mw": 1.0}))
+        laser_handler(source)(SetLaser(1.0))
+    assert laser_handler(source)(Status()) == StatusReply(laser_mw=None)  # null on the wire
     source.close()
 
 

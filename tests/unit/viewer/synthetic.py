@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +19,17 @@ from live_decode.messages import (
     WorkerStats,
     empty_locs,
 )
-from live_decode.transport.control import Command, ControlServer
+from live_decode.transport.control import (
+    ControlCommand,
+    ControlMode,
+    ControlReply,
+    ControlServer,
+    SetLaser,
+    SetMode,
+    SetTarget,
+    Status,
+    StatusReply,
+)
 from live_decode.transport.curve import ServerKeys
 from live_decode.transport.preview import PreviewPublisher
 from live_decode.transport.results import ResultPublisher
@@ -107,21 +117,22 @@ class SyntheticRun:
 class RecordingSource:
     """A control handler that records commands and acts like a source with a laser."""
 
-    commands: list[Command] = field(default_factory=list)
+    commands: list[ControlCommand] = field(default_factory=list)
     laser_mw: float = 3.0
-    mode: str = "off"
+    mode: ControlMode = "off"
     target: float = 1.0
 
-    def __call__(self, command: Command) -> Mapping[str, object]:
-        if command.name != "status":
+    def __call__(self, command: ControlCommand) -> ControlReply:
+        if not isinstance(command, Status):
             self.commands.append(command)
-        if command.name == "set_laser":
-            self.laser_mw = float(command.args["power_mw"])
-        elif command.name == "set_mode":
-            self.mode = str(command.args["mode"])
-        elif command.name == "set_target":
-            self.target = float(command.args["density_per_um2"])
-        return {"laser_mw": self.laser_mw, "mode": self.mode, "target_density_per_um2": self.target}
+        match command:
+            case SetLaser(power_mw=power_mw):
+                self.laser_mw = power_mw
+            case SetMode(mode=mode):
+                self.mode = mode
+            case SetTarget(density_per_um2=target):
+                self.target = target
+        return StatusReply(self.laser_mw, mode=self.mode, target_density_per_um2=self.target)
 
 
 @dataclass

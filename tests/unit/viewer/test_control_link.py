@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from live_decode.transport.control import Command
+from live_decode.transport.control import SetLaser, SetMode, SetTarget, StatusReply
 from live_decode.viewer.control_link import ControlLink, Reply, laser_power_of
 
 from .synthetic import ControlFixture, wait_until
@@ -25,15 +25,16 @@ def test_commands_reach_the_source_in_order(control_server: ControlFixture) -> N
         link.set_feedback(False)
         wait_until(lambda: link.sent == 4, what="4 replies")
         assert control_server.source.commands == [
-            Command("set_laser", {"power_mw": 12.5}),
-            Command("set_target", {"density_per_um2": 0.8}),
-            Command("set_mode", {"mode": "auto"}),
-            Command("set_mode", {"mode": "off"}),
+            SetLaser(12.5),
+            SetTarget(0.8),
+            SetMode("auto"),
+            SetMode("off"),
         ]
         last = link.last_reply
         assert last is not None and last.ok and last.describe() == "set_mode off: ok"
         wait_until(lambda: 12.5 in statuses, what="a status with the new power")
-        assert link.status["mode"] == "off"
+        status = link.status
+        assert status is not None and status.mode == "off" and status.laser_mw == 12.5
     finally:
         assert link.stop()
     assert not link.running
@@ -52,9 +53,8 @@ def test_refusals_are_reported_and_an_absent_source_does_not_hang() -> None:
 
 
 def test_reply_and_laser_helpers() -> None:
-    assert laser_power_of({"ok": True, "laser_mw": 2}) == 2.0
-    assert laser_power_of({"ok": True, "power_mw": 1.5}) == 1.5
-    assert laser_power_of({"ok": True, "laser_mw": float("nan")}) is None
-    assert laser_power_of({"ok": True}) is None
-    refused = Reply("set_laser", {"power_mw": 500.0}, {"ok": False, "error": "too much"})
+    assert laser_power_of(StatusReply.from_json({"ok": True, "laser_mw": 2})) == 2.0
+    assert laser_power_of(StatusReply(laser_mw=float("nan"))) is None
+    assert laser_power_of(StatusReply.from_json({"ok": True, "laser_mw": None})) is None
+    refused = Reply(SetLaser(500.0), {"ok": False, "error": "too much"})
     assert refused.describe() == "set_laser 500: too much"

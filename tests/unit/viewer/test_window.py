@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from live_decode.transport.control import Command
+from live_decode.transport.control import SetLaser, SetMode, SetTarget
 from live_decode.viewer.accumulator import RenderSettings
 from live_decode.viewer.receiver import Receiver
 
@@ -101,7 +101,17 @@ def test_density_trace_shows_the_published_values(
 
 def _synced(window: ViewerWindow) -> bool:
     window.refresh_plots()
-    return bool(window.controls.synced)
+    return window.controls.synced is not None
+
+
+def _synced_mode(window: ViewerWindow) -> str | None:
+    synced = window.controls.synced
+    return None if synced is None else synced.mode
+
+
+def _synced_laser(window: ViewerWindow) -> float | None:
+    synced = window.controls.synced
+    return None if synced is None else synced.laser_mw
 
 
 def test_controls_send_the_right_messages(
@@ -114,9 +124,9 @@ def test_controls_send_the_right_messages(
     qtbot.mouseClick(window.controls.set_target, Qt.MouseButton.LeftButton)
     qtbot.mouseClick(window.controls.feedback, Qt.MouseButton.LeftButton)
     expected = [
-        Command("set_laser", {"power_mw": 12.5}),
-        Command("set_target", {"density_per_um2": 0.8}),
-        Command("set_mode", {"mode": "auto"}),
+        SetLaser(12.5),
+        SetTarget(0.8),
+        SetMode("auto"),
     ]
     qtbot.waitUntil(lambda: control_server.source.commands == expected, timeout=5000)
     # The source's status comes back: laser trace, band at the reported target, reply line.
@@ -163,9 +173,7 @@ def test_controls_mirror_the_source_state(
     """A source in closed loop at 8.69238 mW shows as feedback on, 8.69 mW, its target."""
     source = control_server.source
     source.mode, source.laser_mw, source.target = "auto", 8.69238, 0.7
-    qtbot.waitUntil(
-        lambda: _synced(window) and window.controls.synced.get("mode") == "auto", timeout=5000
-    )
+    qtbot.waitUntil(lambda: _synced(window) and _synced_mode(window) == "auto", timeout=5000)
     c = window.controls
     assert c.feedback.isChecked() and c.feedback.isEnabled()
     assert c.laser.value() == pytest.approx(8.69) and c.laser.text() == "8.69 mW"
@@ -174,9 +182,7 @@ def test_controls_mirror_the_source_state(
     assert "source: laser 8.69 mW, mode auto, target 0.7 µm⁻²" in c.reply.text()
     # Back to manual, as another client would switch it: the widgets follow.
     source.mode, source.laser_mw = "off", 2.5
-    qtbot.waitUntil(
-        lambda: _synced(window) and window.controls.synced.get("mode") == "off", timeout=5000
-    )
+    qtbot.waitUntil(lambda: _synced(window) and _synced_mode(window) == "off", timeout=5000)
     assert not c.feedback.isChecked() and c.laser.isEnabled() and c.laser.value() == 2.5
 
 
@@ -353,7 +359,7 @@ def test_controls_mirror_a_real_control_loop(
 
     laser = _Laser(8.69238)
     loop = ControlLoop(ControlConfig(mode="auto", target_density_per_um2=0.7), laser)
-    server = ControlServer(ctx, loop.handle, "tcp://127.0.0.1:*")  # type: ignore[arg-type]
+    server = ControlServer(ctx, loop.handle, "tcp://127.0.0.1:*")
     stop = threading.Event()
     thread = threading.Thread(target=server.serve, args=(stop, 20), daemon=True)
     thread.start()
@@ -373,7 +379,7 @@ def test_controls_mirror_a_real_control_loop(
         c.laser.setValue(3.25)
         qtbot.mouseClick(c.set_laser, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: laser.power_mw == 3.25, timeout=5000)
-        qtbot.waitUntil(lambda: _synced(win) and c.synced.get("laser_mw") == 3.25, timeout=5000)
+        qtbot.waitUntil(lambda: _synced(win) and _synced_laser(win) == 3.25, timeout=5000)
         assert c.laser.value() == 3.25 and "laser 3.25 mW, mode off" in c.reply.text()
     finally:
         win.close()
