@@ -202,6 +202,7 @@ class Supervisor:
         self.source: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
         self.viewer: subprocess.Popen[bytes] | None = None
+        self._viewer_reported = False
         self.outcome: Outcome | None = None  # set by the first thing that ends the run
         self.worker_deaths: list[ChildExit] = []
         self.signal: int | None = None
@@ -309,6 +310,11 @@ class Supervisor:
             ep.frames, ep.results, ep.preview, ep.control, curve=keys is not None
         )
         write_endpoints(self.out, mine)  # `live-decode view RUN_DIR` joins from it
+        log.info(
+            "endpoints: frames %s, results %s, preview %s, control %s (in %s/endpoints.json); "
+            "watch with: live-decode view %s",
+            ep.frames, ep.results, ep.preview, ep.control, self.out, self.out,
+        )  # fmt: skip
         if self.monitor is not None:
             self.monitor.start()
         self._spawn_worker(resume=False)
@@ -333,6 +339,22 @@ class Supervisor:
                 ],
                 logs / "viewer.log",
             )
+
+    def _check_viewer(self) -> None:
+        """A viewer that could not start (or crashed) is said on the console and in the summary;
+        the run goes on without it."""
+        if self.viewer is None or self._viewer_reported:
+            return
+        code = self.viewer.poll()
+        if code is None or code == 0:
+            return
+        self._viewer_reported = True
+        lines = (self.out / "logs" / "viewer.log").read_text(errors="replace").splitlines()
+        last = next((ln for ln in reversed(lines) if ln.strip()), "")
+        note = f"the viewer exited with {code} ({last.strip() or 'no message'}); the run goes on"
+        note += f" without it: reopen it with `live-decode view {self.out}`"
+        log.warning("%s", note)
+        self.state.note(note)
 
     def _end(self, outcome: Outcome) -> None:
         """The first reason to end the run is the one kept."""
@@ -485,6 +507,7 @@ class Supervisor:
                 self._check_stop_when()
                 self._check_worker()
                 self._check_source()
+                self._check_viewer()
                 both_ended = self.worker.poll() is not None and self.source.poll() is not None
                 if both_ended and self._worker_exit is not None:
                     break

@@ -12,6 +12,7 @@ from types import FrameType
 
 import zmq
 
+from live_decode.config import Config, SimulatedSourceConfig
 from live_decode.inference.mismatch_watch import MismatchWatch
 from live_decode.inference.worker import InferenceWorker
 from live_decode.pipeline.build import (
@@ -60,6 +61,16 @@ def run_worker(opts: WorkerOptions) -> int:
     return run_recorded("worker", opts.out, lambda: _run_worker(opts))
 
 
+def _known_frame_bytes(cfg: Config) -> int | None:
+    """Bytes of one uint16 frame where the config fixes the frame size (the simulated
+    microscope), so the kernel's receive buffer is bounded like the source's send buffer; None
+    (the OS default) for cameras and movies whose size is known only once they stream."""
+    if isinstance(cfg.source, SimulatedSourceConfig):
+        h, w = cfg.microscope.fov_px
+        return int(h) * int(w) * 2
+    return None
+
+
 def _run_worker(opts: WorkerOptions) -> tuple[int, str]:
     exit_with_parent()
     stopped: list[bool] = []
@@ -72,7 +83,11 @@ def _run_worker(opts: WorkerOptions) -> tuple[int, str]:
     localizer = build_localizer(cfg, opts.model, opts.device)
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     puller = FramePuller(
-        ctx, opts.frames_endpoint, rcvhwm=cfg.transport.frame_queue, curve=client_curve(cfg)
+        ctx,
+        opts.frames_endpoint,
+        rcvhwm=cfg.transport.frame_queue,
+        curve=client_curve(cfg),
+        frame_bytes=_known_frame_bytes(cfg),
     )
     publisher = ResultPublisher(ctx, opts.results_endpoint, curve=server_curve(cfg))
     mismatch = None
