@@ -31,10 +31,10 @@ def _json_objects(printed: str) -> list[Any]:
 
 
 def _integer_counts(value: Any) -> None:
-    """Every count key, at any depth, holds an int."""
+    """Every count key, at any depth, holds an int (or null: no value, e.g. an unset limit)."""
     if isinstance(value, dict):
         for key, item in value.items():
-            if key in COUNT_KEYS or key == "n":
+            if (key in COUNT_KEYS or key == "n") and item is not None:
                 assert isinstance(item, int) and not isinstance(item, bool), (key, item)
             _integer_counts(item)
     elif isinstance(value, list):
