@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -17,6 +19,9 @@ from live_decode.messages import Localizations
 from live_decode.pipeline.build import DEMO_CONFIG
 from live_decode.pipeline.distributed import chunk_bounds, local_client
 from live_decode.pipeline.offline import localize_files
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 CHUNK_FRAMES = 8  # 30-frame movies: chunk edges at 8, 16, 24 and across the file boundary
 
@@ -82,26 +87,58 @@ def test_workers_2_equal_one_process(
     assert edges <= set(np.unique(got["frame"]).tolist())  # the edge frames have rows, and match
 
 
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    """A local cluster of two worker processes on loopback, shared by the tests below."""
+    c = local_client(2)
+    try:
+        yield c
+    finally:
+        cluster = c.cluster
+        c.close()
+        if cluster is not None:
+            cluster.close()
+
+
 def test_killed_worker_chunk_is_retried(
-    movies: list[Path], tiny_model: Path, one_process: Localizations, tmp_path: Path
+    movies: list[Path],
+    tiny_model: Path,
+    one_process: Localizations,
+    client: Client,
+    tmp_path: Path,
 ) -> None:
     """A worker that dies while running chunk 2: the chunk reruns elsewhere, rows complete, once."""
     import live_decode as ld
     from live_decode.testing.dask_faults import KillOnceOnChunk
 
     marker = tmp_path / "killed"
-    client = local_client(2)
+    client.register_plugin(KillOnceOnChunk(2, marker), name="kill-once")
     try:
-        client.register_plugin(KillOnceOnChunk(2, marker), name="kill-once")
         summary = ld.localize_many(
             movies, tmp_path / "dask", client=client, chunk_frames=CHUNK_FRAMES,
             model=tiny_model, device="cpu",
         )  # fmt: skip
     finally:
-        cluster = client.cluster
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        client.unregister_worker_plugin("kill-once")
     assert marker.is_file(), "the worker was never killed: the test tested nothing"
     assert summary["status"] == "completed"
     assert_same_rows(read_thunderstorm_csv(tmp_path / "dask" / CSV_NAME), one_process)
+
+
+def test_scheduler_address_runs_on_an_existing_cluster(
+    movies: list[Path],
+    tiny_model: Path,
+    one_process: Localizations,
+    client: Client,
+    tmp_path: Path,
+) -> None:
+    """``--scheduler tcp://127.0.0.1:PORT``: the same rows on a cluster that outlives the run."""
+    from live_decode.cli.main import main
+
+    address = client.scheduler.address
+    out = tmp_path / "dask"
+    argv = ["localize", *map(str, movies), "--out", str(out), "--model", str(tiny_model)]
+    argv += ["--device", "cpu", "--scheduler", address, "--chunk-frames", "16"]
+    assert address.startswith("tcp://127.0.0.1:") and main(argv) == 0
+    assert_same_rows(read_thunderstorm_csv(out / CSV_NAME), one_process)
+    assert client.submit(sum, [1, 2]).result() == 3  # the cluster is still there
