@@ -120,8 +120,8 @@ def run_viewer(
     from qtpy.QtCore import QCoreApplication, QEventLoop, QTimer
     from qtpy.QtWidgets import QApplication
 
+    from live_decode.endpoints import RunEndpoints
     from live_decode.viewer.accumulator import RenderSettings
-    from live_decode.viewer.snapshots import Endpoints
     from live_decode.viewer.window import open_viewer
 
     app = QApplication.instance() or QApplication([])  # noqa: F841 - must exist
@@ -145,7 +145,7 @@ def run_viewer(
     try:
         endpoints = json.loads(proc.stdout.readline())
         window = open_viewer(
-            Endpoints(endpoints["results"], endpoints["preview"]),
+            RunEndpoints(results=endpoints["results"], preview=endpoints["preview"]),
             settings=RenderSettings(pixel_size_nm=10.0, gaussian=gaussian),
         )
         window.resize(1400, 850)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from live_decode.api.configs import ConfigLike, load_config
 
 if TYPE_CHECKING:
-    from live_decode.pipeline.build import Endpoints
+    from live_decode.endpoints import RunEndpoints
     from live_decode.pipeline.supervisor import RunOptions, RunResult, RunState, Supervisor
 
 CONFIG_COPY_NAME = "config.api.yaml"
@@ -212,7 +212,7 @@ class RunHandle:
         return self.options.out
 
     @property
-    def endpoints(self) -> Endpoints:
+    def endpoints(self) -> RunEndpoints:
         """The run's ZeroMQ endpoints (frames, results, preview, control), for a viewer or a
         subscriber of your own (``live_decode.transport.results.ResultSubscriber``)."""
         if self._supervisor is None:

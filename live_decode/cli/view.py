@@ -17,27 +17,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from live_decode.display import check_display
-from live_decode.errors import LiveDecodeError, ModelCardError
-from live_decode.transport.sockets import (
-    DEFAULT_CONTROL_ENDPOINT,
-    DEFAULT_PREVIEW_ENDPOINT,
-    DEFAULT_RESULTS_ENDPOINT,
-    parse_endpoint,
+from live_decode.endpoints import (
+    DEFAULT_CONTROL_PORT,
+    DEFAULT_PREVIEW_PORT,
+    DEFAULT_RESULTS_PORT,
+    RunEndpoints,
 )
+from live_decode.errors import LiveDecodeError, ModelCardError
 
 if TYPE_CHECKING:
     from live_decode.viewer.run_files import RecordedRun
-    from live_decode.viewer.snapshots import Endpoints
 
 HELP = (
     "Watch a run live, or open a finished one: raw frames, super-resolution image, density, "
     "laser, health, controls."
 )
-
-# The transport's defaults (DESIGN.md §1): where a run started without options listens.
-DEFAULT_RESULTS_PORT = int(parse_endpoint(DEFAULT_RESULTS_ENDPOINT).port)
-DEFAULT_PREVIEW_PORT = int(parse_endpoint(DEFAULT_PREVIEW_ENDPOINT).port)
-DEFAULT_CONTROL_PORT = int(parse_endpoint(DEFAULT_CONTROL_ENDPOINT).port)
 
 
 def _port(text: str) -> int:
@@ -170,22 +164,22 @@ def run(args: argparse.Namespace) -> int:
     )
 
 
-def _run_directory(run_dir: Path, args: argparse.Namespace) -> Endpoints | RecordedRun:
+def _run_directory(run_dir: Path, args: argparse.Namespace) -> RunEndpoints | RecordedRun:
     """A live run's recorded endpoints, else the run read from its files."""
     from live_decode.io.run_dir import read_endpoints, run_status
     from live_decode.viewer.run_files import load_run
-    from live_decode.viewer.snapshots import Endpoints
 
     status = run_status(run_dir)
     if status == "live":
-        ep = read_endpoints(run_dir)
-        if ep.curve and args.keys is None:
+        record = read_endpoints(run_dir)
+        ep = record.endpoints
+        if record.curve and args.keys is None:
             raise LiveDecodeError(
                 f"the run in {run_dir} uses CURVE keys: pass --keys DIR with client.key_secret "
                 "and server.key (from `live-decode keys`)"
             )
         print(f"joining the live run in {run_dir}: results at {ep.results}", file=sys.stderr)
-        return Endpoints(ep.results, ep.preview, ep.control)
+        return ep
     if status == "stale":
         print(
             f"{run_dir}: no summary.json and no live run: showing the files it has so far",
@@ -194,16 +188,14 @@ def _run_directory(run_dir: Path, args: argparse.Namespace) -> Endpoints | Recor
     return load_run(run_dir)
 
 
-def _endpoints(args: argparse.Namespace) -> Endpoints:
-    from live_decode.viewer.snapshots import Endpoints
-
-    on_host = Endpoints.on_host(
+def _endpoints(args: argparse.Namespace) -> RunEndpoints:
+    on_host = RunEndpoints.on_host(
         args.address,
         results_port=args.results_port,
         preview_port=args.preview_port or None,
         control_port=args.control_port or None,
     )
-    return Endpoints(
+    return RunEndpoints(
         results=args.results_endpoint or on_host.results,
         preview=args.preview_endpoint or on_host.preview,
         control=args.control_endpoint or on_host.control,

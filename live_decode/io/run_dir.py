@@ -18,10 +18,11 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from live_decode.endpoints import RunEndpoints
 from live_decode.errors import LiveDecodeError
 
 ENDPOINTS_NAME: Final = "endpoints.json"
@@ -32,37 +33,43 @@ RunStatus = Literal["live", "finished", "stale"]
 
 
 @dataclass(frozen=True)
-class RunEndpoints:
-    """Where one run's sockets listen (ZeroMQ endpoints) and who started them."""
+class EndpointsRecord:
+    """``endpoints.json``: where one run's sockets listen and who started them (``host``,
+    ``pid``), and whether they need CURVE keys."""
 
-    frames: str | None
-    results: str
-    preview: str | None
-    control: str | None
+    endpoints: RunEndpoints
     host: str = ""
     pid: int | None = None
     curve: bool = False
 
 
-def write_endpoints(run_dir: Path, endpoints: RunEndpoints) -> Path:
+def write_endpoints(run_dir: Path, record: EndpointsRecord) -> Path:
     """Write ``run_dir/endpoints.json`` atomically (a reader never sees half a file)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / ENDPOINTS_NAME
-    body = {"version": ENDPOINTS_VERSION, **asdict(endpoints)}
+    ep = record.endpoints
+    body = {
+        "version": ENDPOINTS_VERSION,
+        "frames": ep.frames,
+        "results": ep.results,
+        "preview": ep.preview,
+        "control": ep.control,
+        "host": record.host,
+        "pid": record.pid,
+        "curve": record.curve,
+    }
     partial = path.with_suffix(".json.partial")
     partial.write_text(json.dumps(body, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     partial.replace(path)
     return path
 
 
-def endpoints_of_this_process(
-    frames: str | None, results: str, preview: str | None, control: str | None, curve: bool
-) -> RunEndpoints:
-    """A :class:`RunEndpoints` stamped with this host and process id (for the supervisor)."""
-    return RunEndpoints(frames, results, preview, control, socket.gethostname(), os.getpid(), curve)
+def endpoints_of_this_process(endpoints: RunEndpoints, curve: bool) -> EndpointsRecord:
+    """The record of ``endpoints`` stamped with this host and process id (for the supervisor)."""
+    return EndpointsRecord(endpoints, socket.gethostname(), os.getpid(), curve)
 
 
-def read_endpoints(run_dir: Path) -> RunEndpoints:
+def read_endpoints(run_dir: Path) -> EndpointsRecord:
     """Read ``run_dir/endpoints.json``.
 
     Raises
@@ -90,15 +97,13 @@ def read_endpoints(run_dir: Path) -> RunEndpoints:
             raise ValueError(f"results must be an endpoint string, got {results!r}")
         if not isinstance(host, str) or not (pid is None or type(pid) is int):
             raise ValueError(f"host must be a string and pid an integer, got {host!r}, {pid!r}")
-        return RunEndpoints(
-            fields["frames"],
-            results,
-            fields["preview"],
-            fields["control"],
-            host,
-            pid,
-            body.get("curve") is True,
+        endpoints = RunEndpoints(
+            frames=fields["frames"],
+            results=results,
+            preview=fields["preview"],
+            control=fields["control"],
         )
+        return EndpointsRecord(endpoints, host, pid, body.get("curve") is True)
     except ValueError as exc:
         raise LiveDecodeError(f"{path} is not a valid endpoints record: {exc}") from None
 

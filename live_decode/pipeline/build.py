@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -16,6 +16,7 @@ from live_decode.config import (
     SimulatedSourceConfig,
     load_config,
 )
+from live_decode.endpoints import RunEndpoints
 from live_decode.errors import ConfigError, ModelCardError
 from live_decode.inference.engine import Localizer, SpeedOptions
 from live_decode.model.checkpoint import bundled_model_path, load_model
@@ -25,7 +26,7 @@ from live_decode.transport.curve import ClientKeys, ServerKeys, client_keys, ser
 
 __all__ = [
     "DEMO_CONFIG",
-    "Endpoints",
+    "RunEndpoints",
     "build_localizer",
     "build_source",
     "endpoints_for",
@@ -116,42 +117,20 @@ def speed_options(cfg: Config, device: torch.device) -> SpeedOptions:
     return replace(opts, pinned_copy=opts.pinned_copy and cfg.inference.pinned_copy)
 
 
-@dataclass(frozen=True)
-class Endpoints:
-    """tcp endpoints of one run's four sockets."""
-
-    frames: str
-    results: str
-    preview: str
-    control: str
-
-    def as_args(self) -> list[str]:
-        return [
-            "--frames-endpoint",
-            self.frames,
-            "--results-endpoint",
-            self.results,
-            "--preview-endpoint",
-            self.preview,
-            "--control-endpoint",
-            self.control,
-        ]
-
-
 def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
-def endpoints_for(cfg: Config) -> Endpoints:
+def endpoints_for(cfg: Config) -> RunEndpoints:
     """Endpoints from the transport config; port 0 picks a free port now."""
     t = cfg.transport
-    ports = [
-        p or _free_port(t.host)
+    frames, results, preview, control = (
+        f"tcp://{t.host}:{p or _free_port(t.host)}"
         for p in (t.frames_port, t.results_port, t.preview_port, t.control_port)
-    ]
-    return Endpoints(*(f"tcp://{t.host}:{p}" for p in ports))
+    )
+    return RunEndpoints(frames=frames, results=results, preview=preview, control=control)
 
 
 def server_curve(cfg: Config) -> ServerKeys | None:

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -32,6 +32,7 @@ import zmq
 from live_decode.config import ReplaySourceConfig, SimulatedSourceConfig
 from live_decode.control.stop import stop_reason
 from live_decode.display import display_available
+from live_decode.endpoints import RunEndpoints
 from live_decode.errors import LiveDecodeError, ModelCardError
 from live_decode.inference.compat import check_compatible, refuse
 from live_decode.inference.worker import END_OF_STREAM, MISMATCH_NAME
@@ -46,7 +47,6 @@ from live_decode.messages import (
 )
 from live_decode.model.card import read_card
 from live_decode.pipeline.build import (
-    Endpoints,
     build_source,
     client_curve,
     endpoints_for,
@@ -196,7 +196,7 @@ class Supervisor:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         self.out: Path = opts.out or Path("runs") / stamp
         prepare_run_dir(self.out, overwrite=opts.overwrite)
-        self.ep: Endpoints = endpoints_for(self.cfg)
+        self.ep: RunEndpoints = endpoints_for(self.cfg)
         self.common = [] if opts.config is None else [str(opts.config)]
         self.state = RunState()
         self.source: subprocess.Popen[bytes] | None = None
@@ -225,10 +225,7 @@ class Supervisor:
         a = [
             "worker",
             *self.common,
-            "--frames-endpoint",
-            self.ep.frames,
-            "--results-endpoint",
-            self.ep.results,
+            *RunEndpoints(frames=self.ep.frames, results=self.ep.results).as_args(),
             "--out",
             str(self.out),
             "--model",
@@ -306,9 +303,7 @@ class Supervisor:
         logs.mkdir(exist_ok=True)
         keys = self.cfg.transport.keys_dir
         ep = self.ep
-        mine = endpoints_of_this_process(
-            ep.frames, ep.results, ep.preview, ep.control, curve=keys is not None
-        )
+        mine = endpoints_of_this_process(ep, curve=keys is not None)
         write_endpoints(self.out, mine)  # `live-decode view RUN_DIR` joins from it
         log.info(
             "endpoints: frames %s, results %s, preview %s, control %s (in %s/endpoints.json); "
@@ -325,12 +320,7 @@ class Supervisor:
                 [
                     "view",
                     self.ep.results.rsplit(":", 1)[0].split("//")[1],
-                    "--results-endpoint",
-                    self.ep.results,
-                    "--preview-endpoint",
-                    self.ep.preview,
-                    "--control-endpoint",
-                    self.ep.control,
+                    *replace(self.ep, frames=None).as_args(),
                     "--model",
                     str(self.model),
                     "--target",

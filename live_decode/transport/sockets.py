@@ -16,6 +16,13 @@ from typing import Final
 import zmq
 
 from live_decode.closeable import Closeable
+from live_decode.endpoints import (
+    DEFAULT_CONTROL_PORT,
+    DEFAULT_FRAMES_PORT,
+    DEFAULT_PREVIEW_PORT,
+    DEFAULT_RESULTS_PORT,
+    RunEndpoints,
+)
 from live_decode.errors import ConfigError
 from live_decode.messages import WirePart
 from live_decode.transport.curve import (
@@ -33,10 +40,10 @@ Context = zmq.Context[zmq.Socket[bytes]]
 Socket = zmq.Socket[bytes]
 
 # Defaults are loopback only; see DESIGN.md §1 for the roles.
-DEFAULT_FRAMES_ENDPOINT: Final = "tcp://127.0.0.1:5555"
-DEFAULT_PREVIEW_ENDPOINT: Final = "tcp://127.0.0.1:5556"
-DEFAULT_RESULTS_ENDPOINT: Final = "tcp://127.0.0.1:5557"
-DEFAULT_CONTROL_ENDPOINT: Final = "tcp://127.0.0.1:5558"
+DEFAULT_FRAMES_ENDPOINT: Final = f"tcp://127.0.0.1:{DEFAULT_FRAMES_PORT}"
+DEFAULT_PREVIEW_ENDPOINT: Final = f"tcp://127.0.0.1:{DEFAULT_PREVIEW_PORT}"
+DEFAULT_RESULTS_ENDPOINT: Final = f"tcp://127.0.0.1:{DEFAULT_RESULTS_PORT}"
+DEFAULT_CONTROL_ENDPOINT: Final = f"tcp://127.0.0.1:{DEFAULT_CONTROL_PORT}"
 
 _TRANSPORTS: Final = ("tcp", "ipc", "inproc")
 
@@ -86,6 +93,18 @@ def parse_endpoint(endpoint: str) -> Endpoint:
             "(or * for a random free port), e.g. tcp://127.0.0.1:5555"
         )
     return Endpoint(transport, address, host, port)
+
+
+def check_endpoints(endpoints: RunEndpoints) -> None:
+    """:func:`parse_endpoint` on each endpoint of a run that is used.
+
+    Raises
+    ------
+    ConfigError
+        For the first malformed one.
+    """
+    for endpoint in endpoints.all():
+        parse_endpoint(endpoint)
 
 
 class SocketHandle:

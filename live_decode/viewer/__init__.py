@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from live_decode.endpoints import RunEndpoints
 from live_decode.viewer.accumulator import ImageView, RenderSettings, SuperResAccumulator
 from live_decode.viewer.control_link import ControlLink, Reply
 from live_decode.viewer.density import DensityTrace, Health, LaserTrace, RateMeter
 from live_decode.viewer.export import export_png, export_tiff
 from live_decode.viewer.receiver import Receiver
 from live_decode.viewer.render import percentile_levels
-from live_decode.viewer.snapshots import Endpoints, PreviewFrame, RenderSnapshot, Traces
+from live_decode.viewer.snapshots import PreviewFrame, RenderSnapshot, Traces
 
 if TYPE_CHECKING:
     from live_decode.viewer.window import ViewerOptions, ViewerWindow, open_viewer
@@ -35,7 +36,6 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ControlLink",
     "DensityTrace",
-    "Endpoints",
     "Health",
     "ImageView",
     "LaserTrace",
@@ -45,6 +45,7 @@ __all__ = [
     "RenderSettings",
     "RenderSnapshot",
     "Reply",
+    "RunEndpoints",
     "SuperResAccumulator",
     "Traces",
     "ViewerOptions",

@@ -9,10 +9,10 @@ from pathlib import Path
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QApplication
 
+from live_decode.endpoints import RunEndpoints
 from live_decode.transport.curve import ClientKeys
 from live_decode.viewer.accumulator import RenderSettings
 from live_decode.viewer.run_files import RecordedRun
-from live_decode.viewer.snapshots import Endpoints
 from live_decode.viewer.window import (
     ViewerOptions,
     ViewerWindow,
@@ -22,7 +22,7 @@ from live_decode.viewer.window import (
 
 
 def run_app(
-    endpoints: Endpoints | RecordedRun,
+    endpoints: RunEndpoints | RecordedRun,
     *,
     curve: ClientKeys | None = None,
     settings: RenderSettings | None = None,

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import zmq
 
+from live_decode.endpoints import RunEndpoints
 from live_decode.errors import LiveDecodeError, error_if_none
 from live_decode.messages import (
     EosMsg,
@@ -37,12 +38,11 @@ from live_decode.messages import (
 from live_decode.transport.curve import ClientKeys
 from live_decode.transport.preview import PreviewSubscriber
 from live_decode.transport.results import ResultSubscriber
-from live_decode.transport.sockets import Context
+from live_decode.transport.sockets import Context, check_endpoints
 from live_decode.viewer.accumulator import RenderSettings, SuperResAccumulator
 from live_decode.viewer.density import DensityTrace, Health, LaserTrace, RateMeter
 from live_decode.viewer.snapshots import (
     Detections,
-    Endpoints,
     FrameView,
     PreviewFrame,
     RenderSnapshot,
@@ -105,7 +105,7 @@ class Receiver:
 
     def __init__(
         self,
-        endpoints: Endpoints | None,
+        endpoints: RunEndpoints | None,
         *,
         curve: ClientKeys | None = None,
         settings: RenderSettings | None = None,
@@ -118,7 +118,7 @@ class Receiver:
         draw_budget_s: float = 0.03,
     ) -> None:
         if endpoints is not None:
-            endpoints.check()
+            check_endpoints(endpoints)
         self.endpoints = endpoints
         self._curve = curve
         self._own_context = context is None

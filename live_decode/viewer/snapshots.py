@@ -1,57 +1,15 @@
-"""What the viewer connects to, and the snapshots the receiver hands to the GUI (no Qt)."""
+"""The snapshots the receiver hands to the GUI (no Qt)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from live_decode.transport.sockets import (
-    DEFAULT_CONTROL_ENDPOINT,
-    DEFAULT_PREVIEW_ENDPOINT,
-    DEFAULT_RESULTS_ENDPOINT,
-    parse_endpoint,
-)
 from live_decode.viewer.accumulator import ImageView, RenderSettings
 from live_decode.viewer.density import FloatArray
-
-# The transport's default ports (DESIGN.md §1), where a run started without options listens.
-DEFAULT_RESULTS_PORT: Final = int(parse_endpoint(DEFAULT_RESULTS_ENDPOINT).port)
-DEFAULT_PREVIEW_PORT: Final = int(parse_endpoint(DEFAULT_PREVIEW_ENDPOINT).port)
-DEFAULT_CONTROL_PORT: Final = int(parse_endpoint(DEFAULT_CONTROL_ENDPOINT).port)
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Where the viewer connects: the worker's results, the source's preview and control."""
-
-    results: str
-    preview: str | None = None
-    control: str | None = None
-
-    @classmethod
-    def on_host(
-        cls,
-        host: str,
-        results_port: int = DEFAULT_RESULTS_PORT,
-        preview_port: int | None = DEFAULT_PREVIEW_PORT,
-        control_port: int | None = DEFAULT_CONTROL_PORT,
-    ) -> Endpoints:
-        """TCP endpoints on ``host`` (a name, IPv4, or ``[IPv6]``); a port of None is not used."""
-        host = host.removeprefix("tcp://").rstrip("/")
-
-        def tcp(port: int | None) -> str | None:
-            return None if port is None else f"tcp://{host}:{port}"
-
-        return cls(f"tcp://{host}:{results_port}", tcp(preview_port), tcp(control_port))
-
-    def check(self) -> None:
-        """Raise :class:`~live_decode.errors.ConfigError` for a malformed endpoint."""
-        for endpoint in (self.results, self.preview, self.control):
-            if endpoint is not None:
-                parse_endpoint(endpoint)
 
 
 @dataclass(frozen=True)

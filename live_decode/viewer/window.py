@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from live_decode.endpoints import RunEndpoints
 from live_decode.transport.control import StatusReply
 from live_decode.transport.curve import ClientKeys
 from live_decode.viewer.accumulator import RenderSettings
@@ -36,7 +37,7 @@ from live_decode.viewer.receiver import Receiver
 from live_decode.viewer.render import percentile_levels
 from live_decode.viewer.run_files import RecordedRun
 from live_decode.viewer.side_panel import ControlsPanel, HealthPanel, RenderControls
-from live_decode.viewer.snapshots import Detections, Endpoints
+from live_decode.viewer.snapshots import Detections
 
 log = logging.getLogger("live_decode.viewer.window")
 
@@ -287,7 +288,7 @@ def _laser_recorder(receiver: Receiver) -> StatusCallback:
 
 
 def open_viewer(
-    endpoints: Endpoints,
+    endpoints: RunEndpoints,
     *,
     curve: ClientKeys | None = None,
     settings: RenderSettings | None = None,

@@ -448,7 +448,7 @@ def test_curve_keys_reach_every_socket_and_a_client_without_keys_gets_nothing(
     r, out = live_run(tmp_path, runs, tiny_model, str(config), "--seconds", "300")
     r.child("worker")
     wait_for(lambda: committed_frames(out) >= 5, 180, "localized frames over CURVE")
-    results = read_endpoints(out).results
+    results = read_endpoints(out).endpoints.results
     assert read_endpoints(out).curve is True
 
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()

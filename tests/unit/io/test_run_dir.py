@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from live_decode.endpoints import RunEndpoints
 from live_decode.errors import LiveDecodeError
 from live_decode.io.run_dir import (
     ENDPOINTS_NAME,
-    RunEndpoints,
+    EndpointsRecord,
     endpoints_of_this_process,
     read_endpoints,
     run_status,
@@ -22,16 +23,13 @@ from live_decode.io.run_dir import (
 )
 
 
-def _endpoints(pid: int | None = None) -> RunEndpoints:
-    return RunEndpoints(
-        "tcp://127.0.0.1:5555",
-        "tcp://127.0.0.1:5556",
-        "tcp://127.0.0.1:5557",
-        None,
-        socket.gethostname(),
-        pid,
-        False,
+def _endpoints(pid: int | None = None) -> EndpointsRecord:
+    ep = RunEndpoints(
+        frames="tcp://127.0.0.1:5555",
+        results="tcp://127.0.0.1:5556",
+        preview="tcp://127.0.0.1:5557",
     )
+    return EndpointsRecord(ep, socket.gethostname(), pid, False)
 
 
 def test_round_trip_as_strict_json(tmp_path: Path) -> None:
@@ -39,14 +37,24 @@ def test_round_trip_as_strict_json(tmp_path: Path) -> None:
     path = write_endpoints(tmp_path / "run", ep)
     assert path.name == ENDPOINTS_NAME
     body = json.loads(path.read_text(encoding="utf-8"))
-    assert body["version"] == 1 and body["control"] is None and body["pid"] == 1234
+    assert body == {  # the file format: one flat object
+        "version": 1,
+        "frames": "tcp://127.0.0.1:5555",
+        "results": "tcp://127.0.0.1:5556",
+        "preview": "tcp://127.0.0.1:5557",
+        "control": None,
+        "host": socket.gethostname(),
+        "pid": 1234,
+        "curve": False,
+    }
     assert read_endpoints(tmp_path / "run") == ep
     assert not list((tmp_path / "run").glob("*.partial"))  # written atomically
 
 
 def test_this_process_is_stamped() -> None:
-    ep = endpoints_of_this_process(None, "tcp://127.0.0.1:1", None, None, curve=True)
+    ep = endpoints_of_this_process(RunEndpoints(results="tcp://127.0.0.1:1"), curve=True)
     assert ep.pid == os.getpid() and ep.host == socket.gethostname() and ep.curve
+    assert ep.endpoints.results == "tcp://127.0.0.1:1" and ep.endpoints.frames is None
 
 
 @pytest.mark.parametrize(
@@ -80,7 +88,7 @@ def test_live_finished_or_stale(tmp_path: Path) -> None:
     )
     write_endpoints(tmp_path, _endpoints(pid=int(gone.stdout)))
     assert run_status(tmp_path) == "stale"  # the supervisor died without a summary
-    elsewhere = RunEndpoints(None, "tcp://10.0.0.2:1", None, None, "another-host", 1, True)
+    elsewhere = EndpointsRecord(RunEndpoints(results="tcp://10.0.0.2:1"), "another-host", 1, True)
     write_endpoints(tmp_path, elsewhere)
     assert run_status(tmp_path) == "live"  # cannot look at another host's processes
     (tmp_path / "summary.json").write_text("{}", encoding="utf-8")

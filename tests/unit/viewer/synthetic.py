@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import zmq
 
+from live_decode.endpoints import RunEndpoints
 from live_decode.messages import (
     CameraMeta,
     FrameStats,
@@ -34,7 +35,6 @@ from live_decode.transport.curve import ServerKeys
 from live_decode.transport.preview import PreviewPublisher
 from live_decode.transport.results import ResultPublisher
 from live_decode.viewer.receiver import Receiver
-from live_decode.viewer.snapshots import Endpoints
 
 Ctx = zmq.Context[zmq.Socket[bytes]]
 LOOPBACK = "tcp://127.0.0.1:*"
@@ -84,8 +84,10 @@ class SyntheticRun:
         self.preview = PreviewPublisher(ctx, LOOPBACK, max_rate_hz=None, curve=curve)
         self.frames_published = 0
 
-    def endpoints(self, control: str | None = None) -> Endpoints:
-        return Endpoints(self.results.endpoint, self.preview.endpoint, control)
+    def endpoints(self, control: str | None = None) -> RunEndpoints:
+        return RunEndpoints(
+            results=self.results.endpoint, preview=self.preview.endpoint, control=control
+        )
 
     def sync(self, receiver: Receiver, timeout_s: float = 5.0) -> None:
         """Publish heartbeats and a frame until both subscriptions are live (slow joiner)."""

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import zmq
 
+from live_decode.endpoints import RunEndpoints
 from live_decode.errors import ConfigError, LiveDecodeError
 from live_decode.messages import EosMsg, ErrorMsg, EventMsg
 from live_decode.transport.curve import client_keys, generate_key_set, server_keys
 from live_decode.viewer.accumulator import RenderSettings
 from live_decode.viewer.receiver import Receiver
-from live_decode.viewer.snapshots import Endpoints
 
 from .synthetic import CAMERA_PX_NM, FOV_PX, WORKER, Ctx, SyntheticRun, make_locs, wait_until
 
@@ -110,7 +110,7 @@ def test_malformed_messages_are_counted(ctx: Ctx, synthetic_run: SyntheticRun) -
         raw = ctx.socket(zmq.PUB)
         raw.setsockopt(zmq.LINGER, 0)
         port = raw.bind_to_random_port("tcp://127.0.0.1")
-        bad = Receiver(Endpoints(f"tcp://127.0.0.1:{port}"))
+        bad = Receiver(RunEndpoints(results=f"tcp://127.0.0.1:{port}"))
         bad.start()
         try:
             deadline = time.monotonic() + 5
@@ -168,24 +168,30 @@ def test_stop_joins_the_thread_and_terminates_the_context(synthetic_run: Synthet
 
 def test_bad_endpoint_fails_fast() -> None:
     with pytest.raises(ConfigError, match="invalid endpoint"):
-        Receiver(Endpoints("tcp://127.0.0.1"))
-    receiver = Receiver(Endpoints("tcp://127.0.0.1:5557"), curve=None)
+        Receiver(RunEndpoints(results="tcp://127.0.0.1"))
+    receiver = Receiver(RunEndpoints(results="tcp://127.0.0.1:5557"), curve=None)
     receiver.stop()  # never started: stopping is harmless
 
 
 def test_startup_error_is_raised_by_start(tmp_path: Path) -> None:
     keys = generate_key_set(tmp_path / "keys")
     # Connecting with server keys is a role mix-up the socket layer refuses.
-    receiver = Receiver(Endpoints("tcp://127.0.0.1:5557"), curve=server_keys(keys))  # type: ignore[arg-type]
+    receiver = Receiver(RunEndpoints(results="tcp://127.0.0.1:5557"), curve=server_keys(keys))  # type: ignore[arg-type]
     with pytest.raises(LiveDecodeError, match="client keys"):
         receiver.start()
     assert not receiver.running and receiver.context is not None and receiver.context.closed
 
 
 def test_on_host_endpoints() -> None:
-    e = Endpoints.on_host("tcp://10.0.0.2", results_port=6000, preview_port=None)
-    assert e == Endpoints("tcp://10.0.0.2:6000", None, "tcp://10.0.0.2:5558")
-    assert Endpoints.on_host("[::1]").results == "tcp://[::1]:5557"
+    e = RunEndpoints.on_host("tcp://10.0.0.2", results_port=6000, preview_port=None)
+    assert e == RunEndpoints(results="tcp://10.0.0.2:6000", control="tcp://10.0.0.2:5558")
+    assert RunEndpoints.on_host("[::1]").results == "tcp://[::1]:5557"
+    assert e.as_args() == [
+        "--results-endpoint",
+        "tcp://10.0.0.2:6000",
+        "--control-endpoint",
+        "tcp://10.0.0.2:5558",
+    ]
     assert math.isnan(Receiver(e).health().worker_fps)
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from live_decode.cli import view
-from live_decode.io.run_dir import RunEndpoints, write_endpoints
+from live_decode.endpoints import RunEndpoints
+from live_decode.io.run_dir import EndpointsRecord, write_endpoints
 from live_decode.viewer.run_files import load_run
 
 from .recorded import LASER_MW, N_FRAMES, spots, write_recorded_run
@@ -123,11 +124,10 @@ def test_view_joins_a_live_run_at_its_recorded_endpoints(
     live = tmp_path / "live"
     write_endpoints(
         live,
-        RunEndpoints(
-            None,
-            synthetic_run.results.endpoint,
-            synthetic_run.preview.endpoint,
-            None,
+        EndpointsRecord(
+            RunEndpoints(
+                results=synthetic_run.results.endpoint, preview=synthetic_run.preview.endpoint
+            ),
             "",
             os.getpid(),
             False,
