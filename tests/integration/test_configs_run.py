@@ -4,7 +4,9 @@ Configs the bundled model fits are run for real (``live-decode run CONFIG --fram
 --headless``, real processes) and must localize ≥ 90 % of the frames acquired once the worker was
 up. They run at half their camera rate (exposure and frame interval doubled in a copy): whether a
 CPU keeps up with the camera is a benchmark's question (``benchmarks/``), not a test's — on a
-loaded 2-core machine the bundled model fell to ~25 frames/s against the demo's 33. Configs that need a model of their own first (3-D astigmatism, sCMOS cameras) must be refused
+loaded 2-core machine the bundled model fell to ~25 frames/s against the demo's 33.
+
+Configs that need a model of their own first (3-D astigmatism, sCMOS cameras) must be refused
 with every difference named and the ``live-decode train`` command to run, using the camera the
 source itself describes (the Micro-Manager DemoCamera's core for ``mm_democam.yaml``).
 """
