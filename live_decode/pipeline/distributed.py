@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,9 +85,10 @@ class ChunkResult:
     worker_pid: int
 
 
-# Per worker process: the loaded models and the opened (memory-mapped) movies.
+# Per worker process: the loaded models and the last opened (memory-mapped) movies.
 _MODELS: dict[tuple[str, str, str], Localizer] = {}
-_MOVIES: dict[str, TiffMovie] = {}
+_MOVIES: OrderedDict[str, TiffMovie] = OrderedDict()
+OPEN_MOVIES = 16  # a worker keeps this many files open (an archive has thousands)
 
 
 def _worker_device(device: str | None) -> str | None:
@@ -124,15 +126,20 @@ def _localizer(job: Job) -> Localizer:
 
 
 def _movie(path: str) -> TiffMovie:
-    if path not in _MOVIES:
-        try:
-            _MOVIES[path] = TiffMovie(Path(path))
-        except (MovieError, OSError) as exc:
-            raise MovieError(
-                f"Dask worker {_where()} cannot read {path}: {exc}. Every worker must see the "
-                "movies at this path (a shared file system)."
-            ) from None
-    return _MOVIES[path]
+    if path in _MOVIES:
+        _MOVIES.move_to_end(path)
+        return _MOVIES[path]
+    try:
+        movie = TiffMovie(Path(path))
+    except (MovieError, OSError) as exc:
+        raise MovieError(
+            f"Dask worker {_where()} cannot read {path}: {exc}. Every worker must see the "
+            "movies at this path (a shared file system)."
+        ) from None
+    _MOVIES[path] = movie
+    while len(_MOVIES) > OPEN_MOVIES:
+        _MOVIES.popitem(last=False)[1].close()
+    return movie
 
 
 def _where() -> str:
@@ -242,6 +249,9 @@ def _dask_batches(
         indices = source.frame_indices
         bounds = chunk_bounds(source.n_frames, chunk_frames)
         token = f"{os.getpid()}-{time.time_ns()}"
+        log.info(
+            "%d frames in %d chunks of %d on %s", source.n_frames, len(bounds), chunk_frames, client
+        )
         futures = {
             client.submit(
                 localize_chunk,
