@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from live_decode.messages import Localizations
+from live_decode.quality.drift import DriftTrace
 from live_decode.viewer.render import Image, bin_sum, splat_counts, splat_gaussians
 
 COARSE_FACTOR: Final = 4
@@ -67,6 +68,9 @@ class RenderSettings:
         ``density``: one colour scale for the localization count. ``z`` (3-D) or ``time``
         (frame): each pixel's hue is the mean z or frame of what it holds, its brightness the
         count (:attr:`ImageView.values`).
+    drift_corrected
+        Draw each localization shifted by minus the drift estimate at its frame
+        (:meth:`SuperResAccumulator.set_drift`); the kept coordinates stay raw.
     """
 
     pixel_size_nm: float = 10.0
@@ -75,6 +79,7 @@ class RenderSettings:
     max_sigma_nm: float = math.inf
     max_kernel_radius_px: int = 8
     colour: Colour = "density"
+    drift_corrected: bool = False
 
     def __post_init__(self) -> None:
         if not self.pixel_size_nm > 0:
@@ -144,6 +149,7 @@ class SuperResAccumulator:
         self._kept = 0
         self.not_kept = 0
         self.version = 0  # increases with every change of the image
+        self._drift: DriftTrace | None = None
         self._alloc(self._shape_for(self._extent_nm))
 
     # ------------------------------------------------------------------ state
@@ -258,6 +264,12 @@ class SuperResAccumulator:
         self.version += 1
         if not self.deferred:
             self.catch_up()
+
+    def set_drift(self, trace: DriftTrace | None) -> None:
+        """Use a new drift estimate; with ``drift_corrected`` on, everything kept is re-rendered."""
+        self._drift = trace
+        if self._settings.drift_corrected:
+            self.update(self._settings)
 
     def set_filters(self, *, min_prob: float, max_sigma_nm: float) -> None:
         """Change the prob/σ filters and re-render."""
@@ -388,8 +400,12 @@ class SuperResAccumulator:
             ok = cols[_PROB] >= s.min_prob
             if math.isfinite(s.max_sigma_nm):
                 ok &= np.maximum(cols[_SX], cols[_SY]) <= s.max_sigma_nm
-        x = cols[_X][ok] / np.float32(s.pixel_size_nm)
-        y = cols[_Y][ok] / np.float32(s.pixel_size_nm)
+        x_nm, y_nm = cols[_X][ok], cols[_Y][ok]
+        if s.drift_corrected and self._drift is not None and x_nm.size:
+            dx, dy = self._drift.at(cols[_T][ok])
+            x_nm, y_nm = x_nm - dx.astype(np.float32), y_nm - dy.astype(np.float32)
+        x = x_nm / np.float32(s.pixel_size_nm)
+        y = y_nm / np.float32(s.pixel_size_nm)
         h, w = self._shape
         inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)  # NaN compares False: outside
         self._outside += int(inside.size - np.count_nonzero(inside))

@@ -15,12 +15,14 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import zmq
 
+from live_decode.config import QualityConfig
 from live_decode.endpoints import RunEndpoints
 from live_decode.errors import LiveDecodeError, error_if_none
 from live_decode.messages import (
@@ -41,6 +43,7 @@ from live_decode.transport.results import ResultSubscriber
 from live_decode.transport.sockets import Context, check_endpoints
 from live_decode.viewer.accumulator import RenderSettings, SuperResAccumulator
 from live_decode.viewer.density import DensityTrace, Health, LaserTrace, RateMeter
+from live_decode.viewer.quality_view import LiveQuality, QualityTraces, mismatch_banner
 from live_decode.viewer.snapshots import (
     Detections,
     FrameView,
@@ -53,6 +56,8 @@ log = logging.getLogger("live_decode.viewer.receiver")
 
 STALL_S: Final = 2.0
 """No message for this long: the stream shows as stalled."""
+MISMATCH_CODE: Final = "model_mismatch"
+MISMATCH_CLEARED: Final = "model_mismatch_cleared"
 
 
 @dataclass
@@ -64,6 +69,7 @@ class _Counters:
     last_error: str = ""
     events: int = 0
     last_event: str = ""
+    mismatch: str = ""  # the model-mismatch banner while the alarm is raised
     gaps: int = 0
     receiver_errors: int = 0
     eos: bool = False
@@ -101,6 +107,9 @@ class Receiver:
         Drawing time between two looks at the sockets. Receiving never waits for drawing: when
         drawing is slower than the stream (Gaussian rendering on a busy machine), localizations
         are kept and drawn later (``Health.draw_backlog``), none is dropped.
+    quality
+        Live quality settings (NeNA/FRC cadence, FRC pixel, drift windows): the viewer computes
+        NeNA, FRC and drift itself from the batches it receives (:mod:`.quality_view`).
     """
 
     def __init__(
@@ -116,6 +125,7 @@ class Receiver:
         preview_frames: int = 32,
         preview_bytes: int = 64 << 20,
         draw_budget_s: float = 0.03,
+        quality: QualityConfig | None = None,
     ) -> None:
         if endpoints is not None:
             check_endpoints(endpoints)
@@ -130,15 +140,18 @@ class Receiver:
         self._preview_frames = max(2, preview_frames)
         self._preview_bytes = preview_bytes
         # Two locks, so the GUI reading a frame or a trace never waits for a batch being drawn:
-        # _acc_lock guards the accumulator, _lock everything else. Never hold both.
+        # _acc_lock guards the accumulator, _quality_lock the quality, _lock everything else.
+        # Never hold two.
         self._lock = threading.Lock()
         self._acc_lock = threading.Lock()
+        self._quality_lock = threading.Lock()
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._startup_error: LiveDecodeError | None = None
         self._thread: threading.Thread | None = None
         # Written by the receiver thread under those locks; requests are taken under _lock.
         self._acc = SuperResAccumulator(settings, deferred=True)
+        self._quality = LiveQuality(quality)
         self._density = DensityTrace()
         self._laser = LaserTrace()
         self._overlay: OrderedDict[int, Detections] = OrderedDict()
@@ -236,8 +249,24 @@ class Receiver:
             self._frame = frame
             self._keep_preview(frame)
         h, w = frame.pixels.shape
+        self.set_field_of_view(h * frame.pixel_size_nm, w * frame.pixel_size_nm)
+
+    def set_field_of_view(self, height_nm: float, width_nm: float) -> None:
+        """The camera's field of view (nm): the canvas covers it; the quality tracker starts."""
         with self._acc_lock:
-            self._acc.set_field_of_view(h * frame.pixel_size_nm, w * frame.pixel_size_nm)
+            self._acc.set_field_of_view(height_nm, width_nm)
+        with self._quality_lock:
+            self._quality.set_field_of_view(height_nm, width_nm)
+
+    def load_quality(self, run_dir: Path) -> bool:
+        """Show a finished run's ``quality.csv`` / ``drift.csv`` (False if it has neither)."""
+        with self._quality_lock:
+            loaded = self._quality.load(run_dir)
+            drift = self._quality.drift
+        if loaded:
+            with self._acc_lock:
+                self._acc.set_drift(drift)
+        return loaded
 
     def record_laser(self, power_mw: float) -> None:
         """Add a laser reading (from the control link) at the newest frame seen."""
@@ -311,6 +340,19 @@ class Receiver:
         """A copy of the whole render at full resolution (for export)."""
         with self._acc_lock:
             return np.array(self._acc.image, np.float32), self._acc.settings
+
+    def quality(self) -> QualityTraces:
+        """NeNA / FRC traces and the drift estimate so far."""
+        with self._quality_lock:
+            return self._quality.traces()
+
+    def quality_version(self) -> int:
+        return self._quality.version  # one attribute read: no lock needed
+
+    def mismatch_alarm(self) -> str:
+        """The model-mismatch banner text while the worker's alarm is raised, else ""."""
+        with self._lock:
+            return self._counts.mismatch
 
     def render_version(self) -> int:
         return self._acc.version  # one attribute read: no lock needed
@@ -474,8 +516,7 @@ class Receiver:
             self._keep_preview(frame)
             self._rejected_preview = preview.rejected
         h, w = pixels.shape
-        with self._acc_lock:
-            self._acc.set_field_of_view(h * px, w * px)
+        self.set_field_of_view(h * px, w * px)
 
     def _keep_preview(self, frame: PreviewFrame) -> None:
         """Add to the kept previews (under ``_lock``); a frame index going back is a new run.
@@ -536,6 +577,12 @@ class Receiver:
         now = time.monotonic()
         with self._acc_lock:
             self._acc.add(locs)
+        with self._quality_lock:
+            new_row = self._quality.add(locs, stats[-1].frame if stats else None)
+            drift = self._quality.drift if new_row else None
+        if new_row:
+            with self._acc_lock:
+                self._acc.set_drift(drift)  # re-renders only when drift-corrected
         with self._lock:
             c = self._counts
             c.messages += n
@@ -551,9 +598,13 @@ class Receiver:
                 if isinstance(event, ErrorMsg):
                     c.errors += 1
                     c.last_error = f"{event.code}: {event.message}"
+                    if event.code == MISMATCH_CODE:
+                        c.mismatch = mismatch_banner(event.message)
                 elif isinstance(event, EventMsg):  # a notice (worker, density loop): no error
                     c.events += 1
                     c.last_event = f"{event.source} {event.name}: {event.message}"
+                    if event.name == MISMATCH_CLEARED:
+                        c.mismatch = ""
                 elif isinstance(event, EosMsg):
                     c.eos = True
                 else:

@@ -339,6 +339,10 @@ def open_recorded_run(
     try:
         if run.raw is not None:
             receiver.show_frame(run.raw)
+        elif run.frame_shape is not None:
+            h, w = run.frame_shape
+            receiver.set_field_of_view(h * run.pixel_size_nm, w * run.pixel_size_nm)
+        receiver.load_quality(run.run_dir)  # quality.csv / drift.csv; else computed from locs
         receiver.ingest(run.locs, run.stats, laser=(run.laser_frames, run.laser_mw), ended=True)
         base = options or ViewerOptions()
         if run.target_per_um2 is not None:
