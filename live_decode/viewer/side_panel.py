@@ -55,6 +55,11 @@ class RenderControls(QGroupBox):
         self.gaussian = QCheckBox("Gaussian σ")
         self.gaussian.setChecked(settings.gaussian)
         self.gaussian.setToolTip("draw each localization with its predicted uncertainty")
+        self.drift_corrected = QCheckBox("Drift-corrected")
+        self.drift_corrected.setChecked(settings.drift_corrected)
+        self.drift_corrected.setToolTip(
+            "shift each localization by the live drift estimate at its frame (files stay raw)"
+        )
         self.min_prob = _spin(0.0, 1.0, settings.min_prob, 0.05, 2)
         self.min_prob.setToolTip("draw only localizations with detection probability ≥ this")
         sigma = settings.max_sigma_nm if math.isfinite(settings.max_sigma_nm) else 0.0
@@ -74,6 +79,7 @@ class RenderControls(QGroupBox):
         form = QFormLayout(self)
         form.addRow("pixel", self.pixel_size)
         form.addRow(self.gaussian)
+        form.addRow(self.drift_corrected)
         form.addRow("prob ≥", self.min_prob)
         form.addRow("σ ≤", self.max_sigma)
         form.addRow("colour", self.colour)
@@ -86,6 +92,7 @@ class RenderControls(QGroupBox):
         for box in (self.pixel_size, self.min_prob, self.max_sigma):
             box.valueChanged.connect(self.settings_changed)
         self.gaussian.toggled.connect(self.settings_changed)
+        self.drift_corrected.toggled.connect(self.settings_changed)
         self.colour.currentIndexChanged.connect(self.settings_changed)
 
     def render_settings(self, base: RenderSettings) -> RenderSettings:
@@ -98,6 +105,7 @@ class RenderControls(QGroupBox):
             max_sigma_nm=sigma if sigma > 0 else math.inf,
             max_kernel_radius_px=base.max_kernel_radius_px,
             colour=COLOURS[self.colour.currentIndex()],
+            drift_corrected=self.drift_corrected.isChecked(),
         )
 
 

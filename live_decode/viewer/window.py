@@ -33,6 +33,7 @@ from live_decode.viewer.density import RateMeter
 from live_decode.viewer.export import export_png, export_tiff
 from live_decode.viewer.panels import DensityPlot, RawFramePanel, SuperResPanel
 from live_decode.viewer.qt_check import check_qt_binding
+from live_decode.viewer.quality_panel import QualityPlot
 from live_decode.viewer.receiver import Receiver
 from live_decode.viewer.render import percentile_levels
 from live_decode.viewer.run_files import RecordedRun
@@ -90,6 +91,13 @@ class ViewerWindow(QMainWindow):
         self.sr = SuperResPanel()
         self.render_controls = RenderControls(receiver.settings)
         self.density = DensityPlot()
+        self.quality = QualityPlot()
+        self.mismatch = QLabel("")
+        self.mismatch.setStyleSheet(
+            "QLabel { background: #c0182b; color: white; font-weight: bold; padding: 4px; }"
+        )
+        self.mismatch.setWordWrap(True)
+        self.mismatch.hide()
         self.controls = ControlsPanel(
             link,
             target_per_um2=self.options.target_per_um2,
@@ -141,11 +149,16 @@ class ViewerWindow(QMainWindow):
         top.setSizes([420, 760, 330])
         main = QSplitter(Qt.Orientation.Vertical)
         main.addWidget(top)
-        main.addWidget(self.density)
+        plots = QSplitter(Qt.Orientation.Horizontal)
+        plots.addWidget(self.density)
+        plots.addWidget(self.quality)
+        plots.setSizes([750, 750])
+        main.addWidget(plots)
         main.setSizes([600, 260])
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.addWidget(self.model_line)
+        layout.addWidget(self.mismatch)
         layout.addWidget(main, 1)
         self.setCentralWidget(central)
         self.resize(1500, 900)
@@ -211,11 +224,19 @@ class ViewerWindow(QMainWindow):
         latest = float(traces.smoothed[-1]) if traces.smoothed.size else None
         self.density.show_rate(health.locs_per_s, latest)
         self.health.show_health(health, self.frame_rate.rate())
+        self.quality.show_quality(self.receiver.quality(), self.receiver.quality_version())
+        self.show_mismatch(self.receiver.mismatch_alarm())
         self.controls.refresh()
         status = self.link.status if self.link else None
         status_model = None if status is None else status.details.get("model")
         if isinstance(status_model, str) and self.model_line.text().startswith("model: unknown"):
             self.model_line.setText(status_model)
+
+    def show_mismatch(self, banner: str) -> None:
+        """The red model-mismatch banner while the alarm is raised; hidden when it clears."""
+        if banner != self.mismatch.text():
+            self.mismatch.setText(banner)
+        self.mismatch.setVisible(bool(banner))
 
     def _force_render(self) -> None:
         self._render_key = None
