@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from live_decode.viewer.quality_view import LiveQuality, mismatch_banner
 from live_decode.viewer.receiver import Receiver
 from live_decode.viewer.run_files import frame_stats
 
+from .synthetic import CAMERA_PX_NM, FOV_PX, SyntheticRun, wait_until
+
 FOV_NM = 6400.0
 PRECISION_NM = 12.0
 CFG = QualityConfig(every_frames=200, drift_window_frames=100, frc_pixel_nm=8.0)
@@ -26,13 +29,16 @@ MISMATCH = (
 
 
 def blinking_locs(
-    n_frames: int, drift_nm: npt.NDArray[np.float64] | None = None, seed: int = 0
+    n_frames: int,
+    drift_nm: npt.NDArray[np.float64] | None = None,
+    seed: int = 0,
+    fov_nm: tuple[float, float] = (FOV_NM, FOV_NM),
 ) -> Localizations:
     """Fixed fluorophores blinking (on 3 frames on average), each on frame at the true position
     + drift + N(0, PRECISION_NM²) in x and y; frame order."""
     rng = np.random.default_rng(seed)
     n_fl = 800
-    pos = rng.uniform(0.05 * FOV_NM, 0.95 * FOV_NM, size=(n_fl, 2))
+    pos = rng.uniform(0.05, 0.95, size=(n_fl, 2)) * np.array([fov_nm[1], fov_nm[0]])  # (x, y)
     on = np.zeros(n_fl, bool)
     frames, idx = [], []
     for t in range(n_frames):
@@ -81,6 +87,31 @@ def test_receiver_quality_from_received_localizations() -> None:
     at_800 = float(q.drift_dx_nm[800])
     assert abs(at_800 - 48.0) < 10.0, at_800
     assert np.all(np.abs(q.drift_dy_nm[:800]) < 10.0)
+
+
+def _has_updates(receiver: Receiver, n: int) -> bool:
+    return bool(receiver.quality().frames.size == n)
+
+
+def test_quality_of_a_run_on_real_sockets(synthetic_run: SyntheticRun) -> None:
+    """Field of view from the preview frame, localizations from the results channel."""
+    n, batch = 400, 10
+    fov = (FOV_PX[0] * CAMERA_PX_NM, FOV_PX[1] * CAMERA_PX_NM)
+    locs = blinking_locs(n, seed=6, fov_nm=fov)
+    receiver = Receiver(synthetic_run.endpoints(), quality=CFG)
+    receiver.start()
+    try:
+        synthetic_run.sync(receiver)
+        for half in (0, 1):  # wait between the halves: the receiver merges what is queued
+            for start in range(half * n // 2, (half + 1) * n // 2, batch):
+                rows = locs[(locs["frame"] >= start) & (locs["frame"] < start + batch)]
+                synthetic_run.publish(rows, list(range(start, start + batch)), [0.5] * batch)
+            wait_until(partial(_has_updates, receiver, half + 1), what="a quality update")
+        q = receiver.quality()
+    finally:
+        receiver.stop()
+    assert q.frames.tolist() == [200.0, 400.0]  # every 200 frames (CFG.every_frames)
+    assert abs(q.latest_nena_nm - PRECISION_NM) < 0.15 * PRECISION_NM
 
 
 def test_batches_before_the_field_of_view_are_kept() -> None:
