@@ -26,6 +26,7 @@ from live_decode.endpoints import (
 from live_decode.errors import LiveDecodeError, ModelCardError
 
 if TYPE_CHECKING:
+    from live_decode.config import QualityConfig
     from live_decode.viewer.run_files import RecordedRun
 
 HELP = (
@@ -93,6 +94,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "pixel's mean z (3-D runs) or frame (time), brightness = count",
     )
     p.add_argument(
+        "--drift-corrected",
+        action="store_true",
+        help="show the image corrected by the live drift estimate (files stay raw)",
+    )
+    p.add_argument(
+        "--quality-every",
+        type=int,
+        default=None,
+        metavar="FRAMES",
+        help="recompute NeNA and FRC every this many frames (default: quality.every_frames "
+        "of the default config, 500; use the run's value)",
+    )
+    p.add_argument(
         "--target",
         type=float,
         default=1.0,
@@ -149,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
         gaussian=args.gaussian,
         min_prob=args.min_prob,
         colour=args.colour,
+        drift_corrected=args.drift_corrected,
     )
+    quality = _quality(args.quality_every)
     from live_decode.viewer.app import run_app  # Qt from here on
     from live_decode.viewer.window import ViewerOptions
 
@@ -159,9 +175,25 @@ def run(args: argparse.Namespace) -> int:
         settings=settings,
         model_line=line,
         options=ViewerOptions(target_per_um2=args.target),
+        quality=quality,
         seconds=args.seconds,
         screenshot=args.screenshot,
     )
+
+
+def _quality(every_frames: int | None) -> QualityConfig:
+    from pydantic import ValidationError
+
+    from live_decode.config import QualityConfig
+
+    if every_frames is None:
+        return QualityConfig()
+    try:
+        return QualityConfig(every_frames=every_frames)
+    except ValidationError:
+        raise LiveDecodeError(
+            f"--quality-every {every_frames}: give at least 10 frames between quality updates"
+        ) from None
 
 
 def _run_directory(run_dir: Path, args: argparse.Namespace) -> RunEndpoints | RecordedRun:

@@ -9,6 +9,7 @@ from pathlib import Path
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QApplication
 
+from live_decode.config import QualityConfig
 from live_decode.endpoints import RunEndpoints
 from live_decode.transport.curve import ClientKeys
 from live_decode.viewer.accumulator import RenderSettings
@@ -30,21 +31,28 @@ def run_app(
     options: ViewerOptions | None = None,
     seconds: float | None = None,
     screenshot: Path | None = None,
+    quality: QualityConfig | None = None,
 ) -> int:
     """Show the viewer until it is closed (or for ``seconds``, then save ``screenshot``).
 
     ``endpoints``: a live run's sockets, or a recorded run read from its directory.
+    ``quality``: cadence and parameters of the viewer's own NeNA/FRC/drift.
 
     Returns the exit status (0). Raises LiveDecodeError if the sockets cannot be opened.
     """
     app = QApplication.instance() or QApplication([sys.argv[0]])
     if isinstance(endpoints, RecordedRun):
         window = open_recorded_run(
-            endpoints, settings=settings, model_line=model_line, options=options
+            endpoints, settings=settings, model_line=model_line, options=options, quality=quality
         )
     else:
         window = open_viewer(
-            endpoints, curve=curve, settings=settings, model_line=model_line, options=options
+            endpoints,
+            curve=curve,
+            settings=settings,
+            model_line=model_line,
+            options=options,
+            quality=quality,
         )
     window.show()
     # Qt's event loop keeps Python from running signal handlers; an idle timer lets Ctrl-C in.

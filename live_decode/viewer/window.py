@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from live_decode.config import QualityConfig
 from live_decode.endpoints import RunEndpoints
 from live_decode.transport.control import StatusReply
 from live_decode.transport.curve import ClientKeys
@@ -315,6 +316,7 @@ def open_viewer(
     settings: RenderSettings | None = None,
     model_line: str = "",
     options: ViewerOptions | None = None,
+    quality: QualityConfig | None = None,
 ) -> ViewerWindow:
     """Start a receiver (and a control link if ``endpoints.control``) and make the window.
 
@@ -327,7 +329,7 @@ def open_viewer(
         If a socket cannot be opened (the message says which and why).
     """
     check_qt_binding()
-    receiver = Receiver(endpoints, curve=curve, settings=settings)
+    receiver = Receiver(endpoints, curve=curve, settings=settings, quality=quality)
     receiver.start()
     link: ControlLink | None = None
     try:
@@ -348,6 +350,7 @@ def open_recorded_run(
     settings: RenderSettings | None = None,
     model_line: str = "",
     options: ViewerOptions | None = None,
+    quality: QualityConfig | None = None,
 ) -> ViewerWindow:
     """A window on a finished run read from its files (:func:`~.run_files.load_run`).
 
@@ -355,7 +358,7 @@ def open_recorded_run(
     with its detections; no sockets, no controls. A QApplication must exist.
     """
     check_qt_binding()
-    receiver = Receiver(None, settings=settings)
+    receiver = Receiver(None, settings=settings, quality=quality)
     receiver.start()
     try:
         if run.raw is not None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 
+from live_decode.cli import view
 from live_decode.config import QualityConfig
+from live_decode.errors import LiveDecodeError
 from live_decode.messages import ErrorMsg, EventMsg, Localizations, empty_locs
 from live_decode.quality.tracker import QualityTracker
 from live_decode.viewer.accumulator import RenderSettings, SuperResAccumulator
@@ -176,3 +180,13 @@ def test_mismatch_banner_raised_and_cleared() -> None:
     receiver._absorb(empty_locs(), [], None, [cleared], 1)
     assert receiver.mismatch_alarm() == ""
     assert mismatch_banner("unparsed text").endswith("unparsed text")
+
+
+def test_view_cli_quality_options() -> None:
+    parser = argparse.ArgumentParser()
+    view.add_arguments(parser)
+    args = parser.parse_args(["127.0.0.1", "--quality-every", "250", "--drift-corrected"])
+    assert args.drift_corrected and view._quality(args.quality_every).every_frames == 250
+    assert view._quality(None) == QualityConfig()
+    with pytest.raises(LiveDecodeError, match="at least 10 frames"):
+        view._quality(3)
