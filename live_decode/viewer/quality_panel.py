@@ -36,13 +36,13 @@ class QualityPlot(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph i
         for curve in (self.dx, self.dy):
             curve.setDownsampling(auto=True, method="peak")
             curve.setClipToView(True)
-        self.shown_version = -1
+        self.shown: QualityTraces | None = None
 
-    def show_quality(self, q: QualityTraces, version: int) -> None:
-        """Draw the traces (only when ``version`` changed)."""
-        if version == self.shown_version:
+    def show_quality(self, q: QualityTraces) -> None:
+        """Draw the traces (only when they are a new snapshot)."""
+        if q is self.shown:
             return
-        self.shown_version = version
+        self.shown = q
         self.nena.setData(q.frames, q.nena_nm, connect="finite")
         self.frc.setData(q.frames, q.frc_nm, connect="finite")
         self.dx.setData(q.drift_frames, q.drift_dx_nm)

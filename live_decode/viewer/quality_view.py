@@ -75,7 +75,6 @@ class LiveQuality:
         self._buffer: list[tuple[Localizations, int | None]] = []
         self._loaded: QualityTraces | None = None
         self._loaded_drift: DriftTrace | None = None
-        self.version = 0  # increases with every new quality row (and on load)
 
     def set_field_of_view(self, height_nm: float, width_nm: float) -> None:
         """Start the tracker (once) and feed it the batches kept meanwhile."""
@@ -96,10 +95,8 @@ class LiveQuality:
             else:
                 self.buffered_dropped += 1
             return False
-        if self.tracker.add(locs.copy(), last_frame) is None:  # may view a ZeroMQ buffer
-            return False
-        self.version += 1
-        return True
+        # A copy: the batch may view a ZeroMQ buffer.
+        return self.tracker.add(locs.copy(), last_frame) is not None
 
     def load(self, run_dir: Path) -> bool:
         """Show a finished run's ``quality.csv`` / ``drift.csv``; False if it has neither."""
@@ -126,7 +123,6 @@ class LiveQuality:
         )
         self._loaded_drift = DriftTrace(df, dx, dy) if df.size >= 2 else None
         self.tracker, self._buffer = None, []
-        self.version += 1
         return True
 
     @property

@@ -140,7 +140,8 @@ class Receiver:
         self._preview_frames = max(2, preview_frames)
         self._preview_bytes = preview_bytes
         # Two locks, so the GUI reading a frame or a trace never waits for a batch being drawn:
-        # _acc_lock guards the accumulator, _quality_lock the quality, _lock everything else.
+        # _acc_lock guards the accumulator, _quality_lock the quality tracker (an update takes
+        # a few 100 ms: the GUI reads the snapshot under _lock instead), _lock everything else.
         # Never hold two.
         self._lock = threading.Lock()
         self._acc_lock = threading.Lock()
@@ -152,6 +153,7 @@ class Receiver:
         # Written by the receiver thread under those locks; requests are taken under _lock.
         self._acc = SuperResAccumulator(settings, deferred=True)
         self._quality = LiveQuality(quality)
+        self._quality_traces = self._quality.traces()
         self._density = DensityTrace()
         self._laser = LaserTrace()
         self._overlay: OrderedDict[int, Detections] = OrderedDict()
@@ -257,12 +259,17 @@ class Receiver:
             self._acc.set_field_of_view(height_nm, width_nm)
         with self._quality_lock:
             self._quality.set_field_of_view(height_nm, width_nm)
+            traces = self._quality.traces()
+        with self._lock:
+            self._quality_traces = traces
 
     def load_quality(self, run_dir: Path) -> bool:
         """Show a finished run's ``quality.csv`` / ``drift.csv`` (False if it has neither)."""
         with self._quality_lock:
             loaded = self._quality.load(run_dir)
-            drift = self._quality.drift
+            drift, traces = self._quality.drift, self._quality.traces()
+        with self._lock:
+            self._quality_traces = traces
         if loaded:
             with self._acc_lock:
                 self._acc.set_drift(drift)
@@ -342,12 +349,10 @@ class Receiver:
             return np.array(self._acc.image, np.float32), self._acc.settings
 
     def quality(self) -> QualityTraces:
-        """NeNA / FRC traces and the drift estimate so far."""
-        with self._quality_lock:
-            return self._quality.traces()
-
-    def quality_version(self) -> int:
-        return self._quality.version  # one attribute read: no lock needed
+        """NeNA / FRC traces and the drift estimate at the last quality update (a new object at
+        each update: compare by identity to know whether to redraw)."""
+        with self._lock:
+            return self._quality_traces
 
     def mismatch_alarm(self) -> str:
         """The model-mismatch banner text while the worker's alarm is raised, else ""."""
@@ -580,6 +585,10 @@ class Receiver:
         with self._quality_lock:
             new_row = self._quality.add(locs, stats[-1].frame if stats else None)
             drift = self._quality.drift if new_row else None
+            traces = self._quality.traces() if new_row else None
+        if traces is not None:
+            with self._lock:
+                self._quality_traces = traces
         if new_row:
             with self._acc_lock:
                 self._acc.set_drift(drift)  # re-renders only when drift-corrected

@@ -225,7 +225,7 @@ class ViewerWindow(QMainWindow):
         latest = float(traces.smoothed[-1]) if traces.smoothed.size else None
         self.density.show_rate(health.locs_per_s, latest)
         self.health.show_health(health, self.frame_rate.rate())
-        self.quality.show_quality(self.receiver.quality(), self.receiver.quality_version())
+        self.quality.show_quality(self.receiver.quality())
         self.show_mismatch(self.receiver.mismatch_alarm())
         self.controls.refresh()
         status = self.link.status if self.link else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -190,3 +191,19 @@ def test_view_cli_quality_options() -> None:
     assert view._quality(None) == QualityConfig()
     with pytest.raises(LiveDecodeError, match="at least 10 frames"):
         view._quality(3)
+
+
+def test_reading_quality_never_waits_for_an_update() -> None:
+    """The GUI's read takes the snapshot; an update holding the tracker's lock does not block it."""
+    receiver = Receiver(None, quality=CFG)
+    receiver.set_field_of_view(FOV_NM, FOV_NM)
+    before = receiver.quality()
+    got: list[object] = []
+    with receiver._quality_lock:  # as during an update (a few 100 ms on a busy machine)
+        reader = threading.Thread(target=lambda: got.append(receiver.quality()), daemon=True)
+        reader.start()
+        reader.join(5.0)
+    assert len(got) == 1 and got[0] is before
+    _feed(receiver, blinking_locs(200, seed=7), 200)
+    after = receiver.quality()
+    assert after is not before and after.frames.tolist() == [200.0]
