@@ -61,13 +61,17 @@ def simulate(
             "microscope": {"fov_px": [64, 64], "seed": seed, "laser": {"power_mw": laser_mw}},
         }
     )
-    torch.set_num_threads(1)
-    mic = SimulatedMicroscope(cfg)
-    movie, n = [], 0
-    for _ in range(frames):
-        f = mic.next_frame()
-        movie.append(f.adu)
-        n += len(f.truth)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small frames: fastest on one thread (restored: no leak to others)
+    try:
+        mic = SimulatedMicroscope(cfg)
+        movie, n = [], 0
+        for _ in range(frames):
+            f = mic.next_frame()
+            movie.append(f.adu)
+            n += len(f.truth)
+    finally:
+        torch.set_num_threads(threads)
     return cfg, np.stack(movie), n / frames / cfg.fov_area_um2
 
 

@@ -69,7 +69,9 @@ def test_three_d_astigmatic_training_learns_and_predicts_z(tmp_path: Path) -> No
     trainer = Trainer(cfg, tmp_path, device="cpu", name="tiny3d")
     assert trainer.scaling.is_3d and trainer.scaling.z_max_nm == pytest.approx(600.0)
     before = trainer.evaluate()["loss"]
-    after = trainer.run(max_steps=160)  # ~10 s; the tiny net first detects after ~150 steps
+    # The tiny net first detects after ~150 steps; where exactly depends on the float summation
+    # order (thread count), so 160 steps was flaky (Jaccard 0.08 on one machine): 260 has margin.
+    after = trainer.run(max_steps=260)
     assert after["loss"] < 0.5 * before
     assert after["jaccard"] > 0.2 and math.isfinite(after["rmse_ax_nm"])
     assert after["rmse_ax_nm"] < 400.0  # z is learnt at all (the range is ±500 nm)
