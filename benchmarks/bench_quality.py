@@ -13,6 +13,7 @@ off/on/off/on, since a shared machine's load moves the rate by more than the eff
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -39,7 +40,12 @@ from live_decode.transport.frames import FramePuller, FramePusher
 from live_decode.transport.results import ResultPublisher
 
 SIZE_PX = 64
-FRAMES = 300
+FRAMES = int(os.environ.get("LIVE_DECODE_BENCH_QUALITY_FRAMES", "300"))
+EVERY_FRAMES = int(os.environ.get("LIVE_DECODE_BENCH_QUALITY_EVERY", "100"))
+"""NeNA/FRC cadence: 100 by default, 5× the run's default (500) — an upper bound on the cost in a
+short benchmark; LIVE_DECODE_BENCH_QUALITY_FRAMES=1500 and _EVERY=500 measure the default."""
+PAIRS = int(os.environ.get("LIVE_DECODE_BENCH_QUALITY_PAIRS", "2"))
+"""Interleaved off/on pairs (the ratio is of the medians); more pairs on a noisy machine."""
 Ctx = zmq.Context[zmq.Socket[bytes]]
 
 
@@ -61,7 +67,8 @@ def movie(base_movie: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> P
 def _run(loc: Localizer, movie: Path, run_dir: Path, quality: bool) -> float:
     """Frames/s of one lossless replay, with or without the quality measures."""
     cfg = load_config_or_demo(None)
-    cfg = cfg.model_copy(update={"quality": cfg.quality.model_copy(update={"every_frames": 100})})
+    quality = cfg.quality.model_copy(update={"every_frames": EVERY_FRAMES})
+    cfg = cfg.model_copy(update={"quality": quality})
     camera: CameraMeta = camera_from_config(cfg)
     ctx: Ctx = zmq.Context()
     source = ReplaySource([movie], camera)
@@ -108,7 +115,7 @@ def test_worker_throughput_quality_on_vs_off(
     runs: dict[str, list[float]] = {"off": [], "on": []}
 
     def once() -> None:
-        for i in range(2):
+        for i in range(PAIRS):
             runs["off"].append(_run(lite, movie, tmp_path / f"off{i}", quality=False))
             runs["on"].append(_run(lite, movie, tmp_path / f"on{i}", quality=True))
 
@@ -122,6 +129,7 @@ def test_worker_throughput_quality_on_vs_off(
         network="lite",
         size_px=SIZE_PX,
         frames=FRAMES,
+        every_frames=EVERY_FRAMES,
         frames_per_s_off=round(fps["off"], 1),
         frames_per_s_on=round(fps["on"], 1),
         runs_off=[round(v, 1) for v in runs["off"]],
