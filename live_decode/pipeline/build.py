@@ -117,19 +117,34 @@ def speed_options(cfg: Config, device: torch.device) -> SpeedOptions:
     return replace(opts, pinned_copy=opts.pinned_copy and cfg.inference.pinned_copy)
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def _free_ports(host: str, n: int, taken: set[int]) -> list[int]:
+    """``n`` distinct free ports on ``host``, none of them in ``taken``.
+
+    All probe sockets stay bound until every port is chosen: a port released after one probe
+    can come straight back from the next (seen: preview and control given the same port).
+    """
+    probes: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < n:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            probes.append(s)
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+            if port not in taken and port not in ports:
+                ports.append(port)
+    finally:
+        for s in probes:
+            s.close()
+    return ports
 
 
 def endpoints_for(cfg: Config) -> RunEndpoints:
-    """Endpoints from the transport config; port 0 picks a free port now."""
+    """Endpoints from the transport config; port 0 picks a free port now (all distinct)."""
     t = cfg.transport
-    frames, results, preview, control = (
-        f"tcp://{t.host}:{p or _free_port(t.host)}"
-        for p in (t.frames_port, t.results_port, t.preview_port, t.control_port)
-    )
+    wanted = [t.frames_port, t.results_port, t.preview_port, t.control_port]
+    free = iter(_free_ports(t.host, wanted.count(0), {p for p in wanted if p}))
+    frames, results, preview, control = (f"tcp://{t.host}:{p or next(free)}" for p in wanted)
     return RunEndpoints(frames=frames, results=results, preview=preview, control=control)
 
 

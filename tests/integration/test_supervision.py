@@ -24,6 +24,7 @@ import tifffile
 from live_decode.inference.worker import CSV_NAME, HDF5_NAME
 from live_decode.io.picasso import read_picasso_hdf5, read_picasso_info
 from live_decode.io.thunderstorm import read_thunderstorm_csv
+from live_decode.pipeline.build import _free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
@@ -196,7 +197,7 @@ def test_a_worker_refusing_the_camera_stops_the_source_before_it_acquires(
     model (the demo's EMCCD) does not fit, it answers refused: both exit 2 with the mismatch,
     and no frame is acquired."""
     out = tmp_path / "run"
-    frames, results = (f"tcp://127.0.0.1:{_free_port()}" for _ in range(2))
+    frames, results = (f"tcp://127.0.0.1:{p}" for p in _free_ports("127.0.0.1", 2, set()))
     worker_cmd = ["worker", "--frames-endpoint", frames]
     worker_cmd += ["--results-endpoint", results, "--out", str(out), "--model", str(tiny_model)]
     source_cmd = ["source", str(CONFIGS / "scmos_2d.yaml"), "--frames-endpoint", frames]
@@ -229,14 +230,6 @@ def test_a_worker_refusing_the_camera_stops_the_source_before_it_acquires(
     record = read_json(out / "source_exit.json")
     assert record["status"] == "refused" and "camera type" in str(record["reason"])
     assert read_json(out / "worker_exit.json")["status"] == "refused"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --------------------------------------------------------------------------- a child dies
@@ -504,8 +497,9 @@ def test_a_worker_without_a_stream_stops_after_its_idle_timeout(
     """No source ever connects: the worker stops by itself and says why."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "live_decode", "worker", "--out", str(out)]
-    cmd += ["--frames-endpoint", f"tcp://127.0.0.1:{_free_port()}"]
-    cmd += ["--results-endpoint", f"tcp://127.0.0.1:{_free_port()}"]
+    frames_port, results_port = _free_ports("127.0.0.1", 2, set())
+    cmd += ["--frames-endpoint", f"tcp://127.0.0.1:{frames_port}"]
+    cmd += ["--results-endpoint", f"tcp://127.0.0.1:{results_port}"]
     cmd += ["--model", str(tiny_model), "--idle-timeout", "2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=REPO, timeout=180)
     assert proc.returncode == 0, proc.stderr
