@@ -50,7 +50,7 @@ from live_decode.messages import (
     empty_locs,
     encode,
 )
-from live_decode.pipeline.build import DEMO_CONFIG
+from live_decode.pipeline.build import DEMO_CONFIG, _free_ports
 from live_decode.sources.base import SourceFrame, camera_from_config
 from live_decode.sources.replay import ReplaySource
 from live_decode.sources.runner import SourceRunner
@@ -436,7 +436,7 @@ def test_fast_live_source_is_bounded_and_every_drop_is_counted(
     config = tmp_path / "fast.yaml"
     config.write_text(yaml.safe_dump(cfg))
     run_dir = tmp_path / "run"
-    frames_port, results_port = free_port(), free_port()
+    frames_port, results_port = _free_ports("127.0.0.1", 2, set())
     frames_ep = f"tcp://127.0.0.1:{frames_port}"
     n_frames = 6000
     frame_mb = 64 * 64 * 4 / 2**20
