@@ -35,6 +35,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="train without temporal context (for comparison)",
     )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        metavar="MODEL",
+        help="fine-tune from this model's weights (e.g. the bundled demo_lite.pt) "
+        "instead of starting from random ones",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         name=args.name,
         temporal_context=False if args.single_frame else None,
+        init_from=args.init_from,
     )
     if args.resume:
         trainer.load_checkpoint()

@@ -34,6 +34,7 @@ class ModelCard:
     device: str = "cpu"
     metrics: dict[str, float] = field(default_factory=dict)
     live_decode_version: str = "0.1.0"
+    init_from: str | None = None  # the model this one was fine-tuned from (its card's name)
 
     @property
     def parsed_config(self) -> Config:

@@ -60,6 +60,7 @@ class Trainer:
         device: str = "auto",
         name: str = "model",
         temporal_context: bool | None = None,
+        init_from: Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.out_dir = out_dir
@@ -70,6 +71,9 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):  # the seed fixes the initial weights too
             torch.manual_seed(cfg.training.seed)
             net = DecodeNet(cfg.model.n_filters, tc, predict_z=self.scaling.is_3d)
+        self.init_from: str | None = None
+        if init_from is not None:
+            self.init_from = _initialise_from(net, init_from)
         self.net = net.to(self.device)
         t = cfg.training
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
@@ -144,6 +148,7 @@ class Trainer:
             "times": (self.times.simulate_s, self.times.total_s),
             "resume_config": _resume_view(self.cfg),
             "temporal_context": self.temporal_context,
+            "init_from": self.init_from,
         }
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -184,6 +189,7 @@ class Trainer:
         self.elapsed_s = float(state["elapsed_s"])
         self.history = list(state["history"])
         self.times = StepTimes(*state["times"])
+        self.init_from = state.get("init_from", self.init_from)
 
     def card(self) -> ModelCard:
         last = self.history[-1] if self.history else {}
@@ -195,6 +201,7 @@ class Trainer:
             training_time_s=round(self.elapsed_s, 1),
             device=str(self.device),
             metrics={k: round(v, 4) for k, v in last.items()},
+            init_from=self.init_from,
         )
 
     def save_model(self) -> Path:
@@ -242,6 +249,34 @@ class Trainer:
         self.save_checkpoint()
         self.save_model()
         return final
+
+
+def _initialise_from(net: DecodeNet, path: Path) -> str:
+    """Copy a trained model's weights into ``net`` (fine-tuning); returns that model's name.
+
+    The architecture must match (filters, temporal context, 2-D/3-D); the camera, PSF and
+    scaling may differ: fine-tuning is how a model made for one setup is adapted to another.
+    """
+    from live_decode.model.checkpoint import load_model
+
+    src, card = load_model(path)
+    mismatch = [
+        f"{what}: {a} (init model) vs {b} (this config)"
+        for what, a, b in (
+            ("filters", src.filters, net.filters),
+            ("temporal_context", src.temporal_context, net.temporal_context),
+            ("3-D", src.predict_z, net.predict_z),
+        )
+        if a != b
+    ]
+    if mismatch:
+        raise LiveDecodeError(
+            f"--init-from {path}: its network differs from this config's ({'; '.join(mismatch)}). "
+            "Set model.size / temporal context / z range to match it, or train from scratch."
+        )
+    net.load_state_dict(src.state_dict())
+    log.info("initialised from %s (%s)", path, card.summary())
+    return card.name
 
 
 def _resume_view(cfg: Config) -> dict[str, Any]:

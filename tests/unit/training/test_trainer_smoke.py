@@ -14,6 +14,7 @@ from live_decode.config import (
     ModelConfig,
     TrainingConfig,
 )
+from live_decode.errors import LiveDecodeError
 from live_decode.inference.engine import Localizer
 from live_decode.inference.offline import localize_movie
 from live_decode.model.checkpoint import load_model
@@ -97,3 +98,27 @@ def test_the_seed_fixes_the_initial_weights_without_touching_the_global_rng(
     b = Trainer(_tiny_config(), tmp_path / "b", device="cpu")
     for pa, pb in zip(a.net.parameters(), b.net.parameters(), strict=True):
         assert torch.equal(pa, pb)
+
+
+def test_init_from_fine_tunes_a_trained_model_on_another_camera(tmp_path: Path) -> None:
+    trained = Trainer(_tiny_config(), tmp_path / "a", device="cpu", name="tiny")
+    trained.run(max_steps=40)
+    other = _tiny_config().model_copy(
+        update={"camera": _tiny_config().camera.model_copy(update={"baseline_adu": 400.0})}
+    )
+    scratch = Trainer(other, tmp_path / "b", device="cpu")
+    tuned = Trainer(other, tmp_path / "c", device="cpu", init_from=tmp_path / "a" / "tiny.pt")
+    for pa, pb in zip(trained.net.parameters(), tuned.net.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    # the weights carry over to the new camera: it starts far better than random weights
+    assert tuned.evaluate()["loss"] < 0.5 * scratch.evaluate()["loss"]
+    tuned.run(max_steps=2)
+    _net, card = load_model(tmp_path / "c" / "model.pt")
+    assert card.init_from == "tiny"
+
+
+def test_init_from_a_network_of_another_size_says_what_to_change(tmp_path: Path) -> None:
+    Trainer(_tiny_config(), tmp_path / "a", device="cpu", name="tiny").run(max_steps=1)
+    wider = _tiny_config().model_copy(update={"model": ModelConfig(size="custom", filters=12)})
+    with pytest.raises(LiveDecodeError, match=r"filters: 8 .*12"):
+        Trainer(wider, tmp_path / "b", device="cpu", init_from=tmp_path / "a" / "tiny.pt")
