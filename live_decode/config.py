@@ -225,6 +225,37 @@ class PostprocessConfig(Frozen):
     split_threshold: Fraction = Field(0.6, description="second emitter in a neighbouring pixel")
 
 
+Share = Annotated[float, Field(ge=0, le=1)]
+IntRange = tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
+
+
+class StructuredSamplesConfig(Frozen):
+    """Training windows whose emitters lie on filaments or in clusters (the rest: uniform).
+
+    A window keeps its drawn mean density; only where its emitters are changes, so a structured
+    window is locally far denser than its average, as real samples are.
+    """
+
+    fraction: Share = Field(0.0, description="share of the training windows that are structured")
+    filament_share: Share = Field(
+        0.5, description="share of the structured windows with filaments (the rest: clusters)"
+    )
+    filaments_per_window: IntRange = Field((1, 3), description="filaments in a window (min, max)")
+    persistence_length_um: Positive = Field(3.0, description="bending stiffness of the filaments")
+    clusters_per_window: IntRange = Field((1, 6), description="clusters in a window (min, max)")
+    cluster_radius_nm: tuple[Positive, Positive] = Field(
+        (30.0, 150.0), description="rms radius of a cluster per axis, drawn from (min, max)"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StructuredSamplesConfig:
+        for name in ("filaments_per_window", "clusters_per_window", "cluster_radius_nm"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"{name} must be (min, max) with min <= max")
+        return self
+
+
 class TrainingConfig(Frozen):
     """Simulation-based training (DECODE's published defaults where they apply)."""
 
@@ -239,6 +270,9 @@ class TrainingConfig(Frozen):
     time_budget_s: Positive | None = Field(None, description="stop after this wall time")
     density_range_per_um2: tuple[NonNegative, NonNegative] = Field(
         (0.0, 2.0), description="training density drawn per sample from (low, high)"
+    )
+    structured: StructuredSamplesConfig = Field(
+        StructuredSamplesConfig(), description="filament/cluster windows among the uniform ones"
     )
     min_target_photons: NonNegative = Field(100.0, description="dimmer emitters are not targets")
     max_targets: Annotated[int, Field(ge=1)] = 256

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from live_decode.config import Config
+from live_decode.config import Config, StructuredSamplesConfig
 from live_decode.simulation.background import sample_levels, smooth_fields
 from live_decode.simulation.camera import Camera
 from live_decode.simulation.emitters import Emitters
 from live_decode.simulation.photophysics import blinking_windows
 from live_decode.simulation.psf import PSF, build_psf, render
+from live_decode.simulation.structures import StructuredPositions, window_kinds
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,30 @@ class WindowSimulator:
         self.psf = psf if psf is not None else build_psf(cfg.psf, cfg.camera.pixel_size_nm)
         self.camera = Camera(cfg.camera)
 
-    def sample(self, densities_per_um2: Tensor, generator: torch.Generator) -> WindowBatch:
-        """One batch, one window per entry of ``densities_per_um2`` (B,)."""
+    def sample(
+        self,
+        densities_per_um2: Tensor,
+        generator: torch.Generator,
+        structured: StructuredSamplesConfig | None = None,
+    ) -> WindowBatch:
+        """One batch, one window per entry of ``densities_per_um2`` (B,).
+
+        With ``structured`` (and its ``fraction`` > 0), that share of the windows puts its
+        emitters on filaments or in clusters (same mean density); without, all are uniform.
+        """
         cfg, t = self.cfg, self.n_frames
         b = densities_per_um2.shape[0]
+        positions = None
+        if structured is not None and structured.fraction > 0:
+            kinds = window_kinds(b, structured, generator, self.device)
+            positions = StructuredPositions(
+                kinds,
+                structured,
+                self.shape_px,
+                cfg.camera.pixel_size_nm,
+                cfg.emitters.z_range_nm,
+                generator,
+            )
         emitters = blinking_windows(
             densities_per_um2.to(self.device),
             t,
@@ -67,6 +88,7 @@ class WindowSimulator:
             cfg.emitters.z_range_nm,
             cfg.photophysics,
             generator,
+            positions,
         )
         signal = render(self.psf, emitters, b * t, self.shape_px).view(b, t, *self.shape_px)
         # One level and pattern per window: background changes slowly compared with 3 frames.
@@ -79,9 +101,13 @@ class WindowSimulator:
         return WindowBatch(adu=adu, background=bg.contiguous(), emitters=emitters, n_frames=t)
 
     def sample_uniform(
-        self, batch_size: int, density_range: tuple[float, float], generator: torch.Generator
+        self,
+        batch_size: int,
+        density_range: tuple[float, float],
+        generator: torch.Generator,
+        structured: StructuredSamplesConfig | None = None,
     ) -> WindowBatch:
         """A batch whose per-window densities are uniform on ``density_range``."""
         lo, hi = density_range
         d = lo + (hi - lo) * torch.rand(batch_size, generator=generator, device=self.device)
-        return self.sample(d, generator)
+        return self.sample(d, generator, structured)

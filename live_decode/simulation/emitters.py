@@ -74,6 +74,52 @@ def uniform_positions(
     return u * scale + offset
 
 
+FILAMENT_STEP_UM = 0.05
+"""Contour step of the simulated worm-like chains."""
+LABEL_JITTER_NM = 12.5
+"""Distance of a label from the filament axis (antibody/linker size), rms per axis."""
+
+
+def filament_steps(shape_px: tuple[int, int], pixel_size_nm: float) -> tuple[int, float]:
+    """Steps of a filament long enough to cross a field of ``shape_px`` from any start; step, px.
+
+    The length is twice the field's diagonal, walked both ways from the start.
+    """
+    h, w = shape_px
+    length_um = 2.0 * math.hypot(h, w) * pixel_size_nm / 1000.0
+    return max(2, int(length_um / FILAMENT_STEP_UM)), FILAMENT_STEP_UM * 1000.0 / pixel_size_nm
+
+
+def worm_like_paths(start: Tensor, theta: Tensor, step_px: float) -> Tensor:
+    """Contours of worm-like chains through ``start``, (..., S, 2): x, y px.
+
+    Parameters
+    ----------
+    start : (..., 2) float
+        The point each chain passes through at its middle step (x, y px).
+    theta : (..., S) float
+        Tangent angle at each step (a heading plus a cumulative sum of Gaussian bends of variance
+        step/persistence length: a worm-like chain).
+    step_px : float
+        Contour length of one step.
+    """
+    steps = torch.stack([torch.cos(theta), torch.sin(theta)], -1) * step_px
+    # Walk both ways from the start so the filament crosses the field of view.
+    half = theta.shape[-1] // 2
+    path = torch.cumsum(steps, -2)
+    return path - path[..., half : half + 1, :] + start[..., None, :]
+
+
+def filament_z(position: Tensor, phase: Tensor | float, z_range_nm: tuple[float, float]) -> Tensor:
+    """z (nm) of a filament that drifts smoothly through the z range along its contour.
+
+    ``position`` is the fraction of the contour (0 → 1) covering half a period of a sinusoid of
+    the given ``phase``.
+    """
+    z0, z1 = z_range_nm
+    return (z0 + z1) / 2 + (z1 - z0) / 2 * torch.sin(position * math.pi + phase)
+
+
 def filament_positions(
     cfg: FilamentConfig,
     shape_px: tuple[int, int],
@@ -88,10 +134,8 @@ def filament_positions(
     Poisson process along the contour with ``labels_per_um``. z drifts smoothly within the range.
     """
     h, w = shape_px
-    step_um = 0.05
-    step_px = step_um * 1000.0 / pixel_size_nm
-    length_um = 2.0 * math.hypot(h, w) * pixel_size_nm / 1000.0
-    n_steps = max(2, int(length_um / step_um))
+    n_steps, step_px = filament_steps(shape_px, pixel_size_nm)
+    step_um = FILAMENT_STEP_UM
     points = []
     for _ in range(cfg.count):
         start = torch.rand(2, generator=generator) * torch.tensor([w, h], dtype=torch.float32)
@@ -99,12 +143,7 @@ def filament_positions(
         dtheta = torch.randn(n_steps, generator=generator) * math.sqrt(
             step_um / cfg.persistence_length_um
         )
-        theta = heading + torch.cumsum(dtheta, 0)
-        steps = torch.stack([torch.cos(theta), torch.sin(theta)], 1) * step_px
-        # Walk both ways from the start so the filament crosses the field of view.
-        half = n_steps // 2
-        path = torch.cumsum(steps, 0)
-        path = path - path[half] + start
+        path = worm_like_paths(start, heading + torch.cumsum(dtheta, 0), step_px)
         inside = (path[:, 0] >= 0) & (path[:, 0] < w) & (path[:, 1] >= 0) & (path[:, 1] < h)
         path = path[inside]
         if path.shape[0] == 0:
@@ -115,13 +154,10 @@ def filament_positions(
             )
         )
         idx = torch.randint(0, path.shape[0], (n_labels,), generator=generator)
-        jitter = torch.randn(n_labels, 2, generator=generator) * (12.5 / pixel_size_nm)
+        jitter = torch.randn(n_labels, 2, generator=generator) * (LABEL_JITTER_NM / pixel_size_nm)
         xy = path[idx] + jitter
-        z0, z1 = z_range_nm
         z_phase = float(torch.rand(1, generator=generator)) * 2 * math.pi
-        z = (z0 + z1) / 2 + (z1 - z0) / 2 * torch.sin(
-            idx.float() / max(1, path.shape[0]) * math.pi + z_phase
-        )
+        z = filament_z(idx.float() / max(1, path.shape[0]), z_phase, z_range_nm)
         points.append(torch.cat([xy, z[:, None]], 1))
     if not points:
         return torch.zeros(0, 3)

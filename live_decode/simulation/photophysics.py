@@ -14,6 +14,8 @@ Two uses:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -44,6 +46,7 @@ def blinking_windows(
     z_range_nm: tuple[float, float],
     cfg: PhotophysicsConfig,
     generator: torch.Generator,
+    positions: Callable[[Tensor], Tensor] | None = None,
 ) -> Emitters:
     """Independent windows of ``n_frames`` frames, one per entry of ``densities_per_um2``.
 
@@ -58,6 +61,9 @@ def blinking_windows(
     ----------
     densities_per_um2 : (B,) float
         Mean active emitters per µm² per frame in each window.
+    positions : callable, optional
+        Window index of each fluorophore (n,) int → its position (n, 3), x, y px and z nm (e.g.
+        :class:`~live_decode.simulation.structures.StructuredPositions`); default: uniform.
     """
     device = densities_per_um2.device
     tau = cfg.on_time_mean_frames
@@ -67,7 +73,10 @@ def blinking_windows(
     counts = torch.poisson(mean_count, generator=generator).long()
     n = int(counts.sum())
     window = torch.repeat_interleave(torch.arange(len(counts), device=device), counts)
-    xyz = uniform_positions(n, shape_px, z_range_nm, generator, device)
+    if positions is None:
+        xyz = uniform_positions(n, shape_px, z_range_nm, generator, device)
+    else:
+        xyz = positions(window)
     t_on = (t_lo + (t_hi - t_lo) * torch.rand(n, generator=generator, device=device)).clamp(min=0.0)
     on_time = torch.empty(n, device=device).exponential_(1.0 / tau, generator=generator)
     flux = sample_flux(n, cfg, generator, device)

@@ -98,7 +98,9 @@ class Trainer:
     def train_step(self) -> float:
         t = self.cfg.training
         t0 = time.perf_counter()
-        batch = self.sim.sample_uniform(t.batch_size, t.density_range_per_um2, self.gen)
+        batch = self.sim.sample_uniform(
+            t.batch_size, t.density_range_per_um2, self.gen, t.structured
+        )
         targets = make_targets(
             batch.emitters, batch.background, 3, self.scaling, t.min_target_photons, t.max_targets
         )

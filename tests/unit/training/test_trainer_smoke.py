@@ -12,6 +12,7 @@ from live_decode.config import (
     Config,
     EmittersConfig,
     ModelConfig,
+    StructuredSamplesConfig,
     TrainingConfig,
 )
 from live_decode.errors import LiveDecodeError
@@ -122,3 +123,16 @@ def test_init_from_a_network_of_another_size_says_what_to_change(tmp_path: Path)
     wider = _tiny_config().model_copy(update={"model": ModelConfig(size="custom", filters=12)})
     with pytest.raises(LiveDecodeError, match=r"filters: 8 .*12"):
         Trainer(wider, tmp_path / "b", device="cpu", init_from=tmp_path / "a" / "tiny.pt")
+
+
+def test_training_on_structured_windows_reduces_the_held_out_loss(tmp_path: Path) -> None:
+    base = _tiny_config()
+    structured = StructuredSamplesConfig(fraction=0.5)
+    cfg = base.model_copy(
+        update={"training": base.training.model_copy(update={"structured": structured})}
+    )
+    trainer = Trainer(cfg, tmp_path, device="cpu", name="tiny")
+    before = trainer.evaluate()["loss"]
+    assert trainer.run(max_steps=40)["loss"] < 0.5 * before
+    _net, card = load_model(tmp_path / "tiny.pt")
+    assert card.parsed_config.training.structured.fraction == 0.5
