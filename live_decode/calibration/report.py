@@ -23,14 +23,16 @@ def plot_calibration(
     result: CalibrationResult,
 ) -> Path:
     """Six panels: PTC with its fit, PSF σ, photons and pixel values (real vs simulated),
-    a real and a simulated frame side by side."""
+    a real and a simulated frame side by side; with a bead stack, a third row (σx(z), σy(z),
+    beads vs spline model, residuals against z)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     cam = result.camera
-    fig, ax = plt.subplots(2, 3, figsize=(13, 7.5))
+    rows = 2 if result.beads is None else 3
+    fig, ax = plt.subplots(rows, 3, figsize=(13, 3.75 * rows))
     m, v = transfer_pairs(movie)
     sel = np.random.default_rng(0).choice(len(m), size=min(len(m), 20000), replace=False)
     a = ax[0, 0]
@@ -84,6 +86,10 @@ def plot_calibration(
     for a in ax[1, 1:]:
         a.set_xticks([])
         a.set_yticks([])
+    if result.beads is not None:
+        from live_decode.calibration.bead_report import plot_bead_row
+
+        plot_bead_row(ax[2], result.beads)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

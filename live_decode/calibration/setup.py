@@ -11,7 +11,7 @@ import logging
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,9 @@ from live_decode.io.calibration import Calibration, read_calibration
 from live_decode.io.movie import TiffMovie
 from live_decode.simulation.batch import WindowSimulator
 from live_decode.strict_json import write_json
+
+if TYPE_CHECKING:
+    from live_decode.calibration.bead_calibration import BeadCalibration
 
 log = logging.getLogger("live_decode.calibration.setup")
 
@@ -63,6 +66,7 @@ class CalibrationResult:
     sources: dict[str, str]
     warnings: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
+    beads: BeadCalibration | None = None
 
 
 def read_movies(
@@ -388,6 +392,9 @@ def calibrate(
     qe: float | None = None,
     plot: bool = True,
     refine: bool = True,
+    beads: Path | None = None,
+    z_step_nm: float | None = None,
+    bead_psf: str | None = None,
 ) -> CalibrationResult:
     """Estimate a setup from raw movies; write ``out/setup.yaml``, ``calibration.json/.png``.
 
@@ -395,8 +402,13 @@ def calibrate(
     ------
     CalibrationError
         With what to supply instead: a missing camera type or pixel size, a movie too short, too
-        dense, constant or saturated, a dark series of another size.
+        dense, constant or saturated, a dark series of another size; a bead stack (``beads``,
+        for a 3-D PSF: see :mod:`~live_decode.calibration.bead_calibration`) without its
+        ``z_step_nm``, with too few planes or no isolated bead.
     """
+    from live_decode.calibration.bead_calibration import calibrate_beads, check_bead_options
+
+    bead_kind = check_bead_options(beads, z_step_nm, bead_psf)
     movie, cal, dtype = read_movies(movies)
     warnings: list[str] = []
     kind, kind_source = _kind(camera, cal)
@@ -407,7 +419,11 @@ def calibrate(
     raw = _measure(movie, kind, dark_frames, qe_value, max_adu, px_nm)
     warnings += raw.camera.warnings
     _compare_with_file(raw.camera, cal, warnings)
-    if abs(raw.sigma_x_nm - raw.sigma_y_nm) > 0.1 * raw.sigma_nm:
+    bead_cal = None
+    if beads is not None:
+        bead_cal = calibrate_beads(beads, z_step_nm, px_nm, out, raw.camera, bead_kind)
+        warnings += bead_cal.warnings
+    elif abs(raw.sigma_x_nm - raw.sigma_y_nm) > 0.1 * raw.sigma_nm:
         warnings.append(
             f"the PSF is elliptical (σx {raw.sigma_x_nm:.0f} nm, σy {raw.sigma_y_nm:.0f} nm): an "
             "astigmatic 3-D setup needs a bead stack (--beads); the setup uses their mean"
@@ -455,6 +471,12 @@ def calibrate(
             f"the movie is denser ({density:.1f} µm⁻²) than a spot detector can count reliably: "
             "the density is extrapolated; count it with a network trained on this setup"
         )
+    yaml_data = data
+    if bead_cal is not None:
+        data["psf"] = bead_cal.psf_section()
+        data["emitters"]["z_range_nm"] = [round(v, 1) for v in bead_cal.z_range_nm]
+        sources["psf"] = f"bead stack {beads} ({bead_cal.kind})"
+        yaml_data = {**data, "psf": bead_cal.psf_section(relative_to=out.resolve())}
     cfg = config_from_dict(data, source="calibrate")
     cam, sample = estimate.camera, estimate.sample
     sx, sy = estimate.sigma_x_nm, estimate.sigma_y_nm
@@ -470,11 +492,12 @@ def calibrate(
         distances=distances,
         sources=sources,
         warnings=warnings,
+        beads=bead_cal,
     )
     out.mkdir(parents=True, exist_ok=True)
     setup_path = out / "setup.yaml"
     header = "# Written by `live-decode calibrate` from " + ", ".join(map(str, movies)) + "\n"
-    setup_path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    setup_path.write_text(header + yaml.safe_dump(yaml_data, sort_keys=False), encoding="utf-8")
     report = {
         "movies": [str(p) for p in movies],
         "frames_used": len(movie),
@@ -490,7 +513,11 @@ def calibrate(
         "distances_ks": distances,
         "warnings": warnings,
     }
+    if bead_cal is not None:
+        report["beads"] = bead_cal.to_dict()
     result.files = {"setup": setup_path, "json": write_json(out / "calibration.json", report)}
+    if bead_cal is not None:
+        result.files["psf_spline"] = bead_cal.spline.calibration
     if plot:
         from live_decode.calibration.report import plot_calibration
 

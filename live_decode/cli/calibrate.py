@@ -33,6 +33,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="quantum efficiency where known (default: the file's, else 1: photons = photo-e⁻)",
     )
     p.add_argument(
+        "--beads",
+        type=Path,
+        default=None,
+        metavar="STACK.tif",
+        help="bead z-stack (one frame per z plane, increasing z) for a 3-D PSF",
+    )
+    p.add_argument(
+        "--z-step-nm", type=float, default=None, help="stage step between the bead stack's frames"
+    )
+    p.add_argument(
+        "--psf",
+        choices=("spline", "astigmatic"),
+        default=None,
+        help="3-D PSF the setup uses, from --beads (default: spline; both are reported)",
+    )
+    p.add_argument(
         "--no-refine",
         action="store_true",
         help="skip the simulation-based correction of the spot estimators (faster)",
@@ -50,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
         dark=args.dark,
         qe=args.qe,
         refine=not args.no_refine,
+        beads=args.beads,
+        z_step_nm=args.z_step_nm,
+        bead_psf=args.psf,
     )
     cam, s = result.camera, result.sample
     print(
@@ -57,6 +76,16 @@ def run(args: argparse.Namespace) -> int:
         f"{cam.adu_per_photon:.4g} ADU/photon"
     )
     print(f"PSF σ: {result.psf_sigma_nm[0]:.0f} × {result.psf_sigma_nm[1]:.0f} nm")
+    if result.beads is not None:
+        b, a = result.beads, result.beads.astigmatic.config
+        lo, hi = b.z_range_nm
+        print(
+            f"bead PSF ({b.stack.n_beads} beads, z {lo:.0f}..{hi:.0f} nm): astigmatic σ0 "
+            f"{a.sigma0_nm:.0f} nm, focal offset ±{a.focal_offset_nm:.0f} nm, depth "
+            f"{a.depth_of_field_nm:.0f} nm; unexplained light: spline "
+            f"{b.residuals['spline'].unexplained:.2%}, astigmatic "
+            f"{b.residuals['astigmatic'].unexplained:.2%}; setup uses {b.kind}"
+        )
     print(
         f"photons per frame on: {s.photons_mean:.0f} ± {s.photons_sigma:.0f}; "
         f"on-time {s.on_time_mean_frames:.2f} frames; background "
