@@ -9,6 +9,8 @@ The public API, imported as ``import live_decode as ld``::
     ld.evaluate(locs, truth)                    # the metrics `live-decode evaluate --json` prints
     ld.save(locs, "runs/offline")               # ThunderSTORM CSV + Picasso HDF5
     handle = ld.run(cfg, out="runs/live")       # the live pipeline, as `live-decode run`
+    with ld.attach(core, cfg):                  # inside your own pymmcore-plus MDA
+        core.run_mda(sequence).join()
 
 Importing this package is light: torch, ZeroMQ and Qt load only when a verb that needs them is
 first used (PEP 562 module ``__getattr__``). Everything not listed in ``__all__`` stays importable
@@ -36,6 +38,8 @@ _EXPORTS: dict[str, str] = {
     "read_locs": "live_decode.api.data",
     "run": "live_decode.api.runs",
     "RunHandle": "live_decode.api.runs",
+    "attach": "live_decode.api.attach",
+    "Attachment": "live_decode.pipeline.attach",
     "LOC_COLUMNS": "live_decode.api.tables",
     "Config": "live_decode.config",
     "CameraMeta": "live_decode.messages",
@@ -48,6 +52,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from live_decode.api.attach import attach as attach
     from live_decode.api.batch import localize_many as localize_many
     from live_decode.api.configs import demo_config as demo_config
     from live_decode.api.configs import load_config as load_config
@@ -67,6 +72,7 @@ if TYPE_CHECKING:
     from live_decode.errors import ModelCardError as ModelCardError
     from live_decode.errors import MovieError as MovieError
     from live_decode.messages import CameraMeta as CameraMeta
+    from live_decode.pipeline.attach import Attachment as Attachment
 
 
 def __getattr__(name: str) -> Any:

@@ -329,6 +329,22 @@ class MMSourceConfig(Frozen):
     e_per_adu: Positive | None = Field(None, description="override: electrons per ADU")
     em_gain: Annotated[float, Field(ge=1)] | None = Field(None, description="override EM gain")
     qe: Fraction | None = Field(None, description="override quantum efficiency")
+    mda: dict[str, Any] | Path | None = Field(
+        None,
+        description="run this useq MDASequence (a mapping, or a YAML/JSON file relative to this "
+        "YAML) instead of a continuous acquisition, e.g. {time_plan: {interval: 0, loops: 2000}}",
+    )
+
+    @model_validator(mode="after")
+    def _check_mda(self) -> MMSourceConfig:
+        if isinstance(self.mda, dict):
+            import useq
+
+            try:
+                useq.MDASequence.model_validate(self.mda)
+            except ValidationError as exc:
+                raise ValueError(f"mda is not a valid useq MDASequence: {exc}") from None
+        return self
 
 
 SourceConfig = Annotated[
@@ -534,6 +550,8 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
         source = source.model_copy(update={"paths": [fix(p) for p in source.paths]})
     if isinstance(source, MMSourceConfig) and source.system_config is not None:
         source = source.model_copy(update={"system_config": fix(source.system_config)})
+    if isinstance(source, MMSourceConfig) and isinstance(source.mda, Path):
+        source = source.model_copy(update={"mda": fix(source.mda)})
     if inference.model is not None:
         inference = inference.model_copy(update={"model": fix(inference.model)})
     return cfg.model_copy(update={"psf": psf, "source": source, "inference": inference})

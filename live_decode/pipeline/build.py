@@ -72,11 +72,13 @@ def build_source(
     if isinstance(src, MMSourceConfig):
         import importlib
 
+        name = "live_decode.sources.mda" if src.mda is not None else "live_decode.sources.mm"
         try:
-            mm = importlib.import_module("live_decode.sources.mm")
+            mm = importlib.import_module(name)
         except ImportError as exc:
             raise ConfigError(f"the Micro-Manager source is not available: {exc}") from None
-        source: FrameSource = mm.MMSource.from_config(cfg)
+        kind = mm.MDASource if src.mda is not None else mm.MMSource
+        source: FrameSource = kind.from_config(cfg)
         return source
     raise ConfigError(f"unknown source kind {src!r}")
 

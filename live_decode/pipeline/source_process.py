@@ -160,7 +160,7 @@ def _raw_recorder(cfg: Config, source: FrameSource, opts: SourceOptions) -> Movi
     )
 
 
-def _handshake(
+def handshake(
     source: FrameSource,
     pusher: FramePusher,
     ctx: zmq.Context[zmq.Socket[bytes]],
@@ -292,7 +292,7 @@ def _run_source(opts: SourceOptions) -> tuple[int, str]:
         if opts.wait_for_worker_s is not None and not stopped:
             if opts.results_endpoint is None:
                 raise ConfigError("waiting for the worker needs --results-endpoint")
-            ready = _handshake(
+            ready = handshake(
                 source,
                 pusher,
                 ctx,

@@ -172,7 +172,7 @@ def _outcome_of(child: ChildExit) -> Outcome:
     return Outcome("failed", EXIT_FAILED, child.reason)
 
 
-def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+def spawn_child(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     """A ``live-decode`` child in its own process group (a Ctrl-C reaches the supervisor only,
     which stops the children in order), stopped by the kernel if the supervisor dies."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())}
@@ -255,7 +255,7 @@ class Supervisor:
     def _spawn_worker(self, resume: bool) -> None:
         clear_exit(self.out, "worker")
         self._worker_asked = False
-        self.worker = _spawn(self._worker_args(resume), self.out / "logs" / "worker.log")
+        self.worker = spawn_child(self._worker_args(resume), self.out / "logs" / "worker.log")
         self._worker_started = time.perf_counter()
 
     def check_model(self) -> Outcome | None:
@@ -314,9 +314,9 @@ class Supervisor:
             self.monitor.start()
         self._spawn_worker(resume=False)
         clear_exit(self.out, "source")
-        self.source = _spawn(self._source_args(), logs / "source.log")
+        self.source = spawn_child(self._source_args(), logs / "source.log")
         if not self.opts.headless and display_available():
-            self.viewer = _spawn(
+            self.viewer = spawn_child(
                 [
                     "view",
                     self.ep.results.rsplit(":", 1)[0].split("//")[1],

@@ -26,21 +26,36 @@ import weakref
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from live_decode.closeable import Closeable
 from live_decode.config import Config, MMSourceConfig
-from live_decode.errors import ConfigError, LiveDecodeError, error_if_none
+from live_decode.errors import ConfigError, LiveDecodeError
 from live_decode.messages import CameraMeta
 from live_decode.sources.base import SourceFrame, SourceGap
+from live_decode.sources.mm_camera import (
+    CALIBRATION_FIELDS,
+    NEUTRAL,
+    REPORTED_PROPERTIES,
+    MMCamera,
+    as_float,
+    calibration_from_config,
+)
 from live_decode.sources.mm_core import (
     MMDeviceError,
     close_core,
     discard_core,
     open_core,
-    require_device,
 )
 from live_decode.sources.mm_laser import MMPropertyActuator
+
+__all__ = [
+    "CALIBRATION_FIELDS",
+    "NEUTRAL",
+    "REPORTED_PROPERTIES",
+    "MMFrameMeta",
+    "MMSource",
+]
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,34 +63,6 @@ if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus, Metadata
 
 log = logging.getLogger("live_decode.sources.mm")
-
-CALIBRATION_FIELDS: Final = (
-    "pixel_size_nm",
-    "baseline_adu",
-    "e_per_adu",
-    "em_gain",
-    "qe",
-    "read_noise_e",
-    "spurious_charge_e",
-)
-"""The :class:`CameraMeta` fields a config may supply (``defaults``) or force (``overrides``)."""
-
-NEUTRAL: Final[Mapping[str, float]] = {
-    "baseline_adu": 0.0,
-    "e_per_adu": 1.0,
-    "em_gain": 1.0,
-    "qe": 1.0,
-    "read_noise_e": 0.0,
-    "spurious_charge_e": 0.0,
-}
-"""What a value nobody supplies falls back to (photons = ADU)."""
-
-REPORTED_PROPERTIES: Final[Mapping[str, str]] = {"Offset": "baseline_adu", "EMGain": "em_gain"}
-"""Standard Micro-Manager camera properties taken as calibration (property → CameraMeta field).
-
-``Gain`` is not among them: on most cameras it is a setting (a register, a mode index), not
-electrons per ADU; its raw value travels in ``CameraMeta.extra["mm_gain"]``.
-"""
 
 
 @dataclass(frozen=True)
@@ -141,26 +128,8 @@ class MMSource(Closeable):
         owns_core: bool = True,
         autostart: bool = True,
     ) -> None:
-        self._defaults = _calibration(defaults or {}, "defaults")
-        self._overrides = _calibration(overrides or {}, "overrides")
-        label = camera if camera is not None else str(core.getCameraDevice())
-        if not label:
-            raise MMDeviceError(
-                "Micro-Manager has no camera: name it in source.camera or add "
-                "'Property,Core,Camera,<label>' to the .cfg file"
-            )
-        require_device(core, label, "camera")
-        if str(core.getDeviceType(label)) != "Camera":
-            raise MMDeviceError(
-                f"camera: device {label!r} is a {core.getDeviceType(label)} device, not a camera"
-            )
-        if core.getCameraDevice() != label:
-            core.setCameraDevice(label)
-        if core.getNumberOfComponents() != 1:
-            raise MMDeviceError(
-                f"camera {label!r} delivers colour images; SMLM needs a "
-                "monochrome camera (check its PixelType)"
-            )
+        self._cam = MMCamera(core, camera, defaults=defaults, overrides=overrides)
+        label = self._cam.label
         if buffer_mb is not None:
             core.setCircularBufferMemoryFootprint(int(buffer_mb))
         if exposure_ms is not None:
@@ -173,19 +142,14 @@ class MMSource(Closeable):
         self._owns_core = owns_core
         self._autostart = autostart
         self._running = False
-        self._dirty = True
-        self._warned_pixel_size = False
-        self._camera: CameraMeta | None = None
-        self._shape = (0, 0)
-        self._exposure_ms = 0.0
-        self._binning = ""
-        self._refresh_camera()
+        self._cam.refresh()  # after the exposure was set
         # (MMCore reports no capacity before its buffer was first allocated: compute it)
         buffer_mib = int(core.getCircularBufferMemoryFootprint())
         if buffer_mib * 2**20 < 2 * int(core.getImageBufferSize()):
+            self._cam.close()
             raise MMDeviceError(
                 f"the circular buffer ({buffer_mib} MiB) holds fewer than 2 frames of "
-                f"{self._shape} px: raise source.buffer_mb"
+                f"{self._cam.shape_px} px: raise source.buffer_mb"
             )
         # acquisition bookkeeping: index = base + ImageNumber within one acquisition
         self._base = 0
@@ -197,10 +161,6 @@ class MMSource(Closeable):
         self.gaps_detected = 0
         self._gaps: deque[SourceGap] = deque(maxlen=100_000)
         self.last_frame: MMFrameMeta | None = None
-        events = core.events
-        events.propertyChanged.connect(self._on_property_changed)
-        events.exposureChanged.connect(self._on_exposure_changed)
-        events.pixelSizeChanged.connect(self._mark_dirty)
 
     @classmethod
     def from_config(cls, cfg: Config) -> MMSource:
@@ -214,21 +174,7 @@ class MMSource(Closeable):
             raise ConfigError(
                 f"source.kind must be 'mm' for the Micro-Manager source, got {src.kind!r}"
             )
-        cam = cfg.camera
-        defaults = {
-            "pixel_size_nm": cam.pixel_size_nm,
-            "baseline_adu": cam.baseline_adu,
-            "e_per_adu": cam.e_per_adu,
-            "em_gain": cam.em_gain if cam.kind == "emccd" else 1.0,
-            "qe": cam.qe,
-            "read_noise_e": cam.read_noise_e,
-            "spurious_charge_e": cam.spurious_charge_e,
-        }
-        overrides = {
-            k: v
-            for k in ("baseline_adu", "e_per_adu", "em_gain", "qe")
-            if (v := getattr(src, k)) is not None
-        }
+        defaults, overrides = calibration_from_config(cfg)
         core = open_core(src.system_config, src.adapter_path)
         try:
             laser = (
@@ -262,14 +208,17 @@ class MMSource(Closeable):
     @property
     def camera(self) -> CameraMeta:
         """Calibration and settings of the camera now (re-read when they change)."""
-        if self._dirty and self._core is not None:
-            self._refresh_camera()
-        return error_if_none(self._camera, "the camera metadata was never read")
+        return self._cam.camera
+
+    @property
+    def calibration_sources(self) -> dict[str, str]:
+        """Where each camera value came from (config, camera property, pixel-size preset)."""
+        return self._cam.calibration_sources
 
     @property
     def shape_px(self) -> tuple[int, int]:
         """(height, width) of the frames, px."""
-        return self._shape
+        return self._cam.shape_px
 
     @property
     def paced_by_camera(self) -> bool:
@@ -283,7 +232,7 @@ class MMSource(Closeable):
     @property
     def frame_interval_ms(self) -> float:
         """The camera's exposure, ms (the frame period of a free-running camera)."""
-        return self._exposure_ms
+        return self._cam.exposure_ms
 
     def read(self) -> SourceFrame | None:
         """The oldest frame not yet read; waits for one while acquiring.
@@ -320,7 +269,7 @@ class MMSource(Closeable):
                 self._running = False
                 return None
             now = time.monotonic()
-            timeout_s = max(self.frame_timeout_s, 3e-3 * self._exposure_ms)
+            timeout_s = max(self.frame_timeout_s, 3e-3 * self._cam.exposure_ms)
             if deadline is None:
                 deadline = now + timeout_s
             elif now > deadline:
@@ -341,13 +290,7 @@ class MMSource(Closeable):
         if core is None:
             return
         self._running = False
-        events = core.events
-        for signal, slot in (
-            (events.propertyChanged, self._on_property_changed),
-            (events.exposureChanged, self._on_exposure_changed),
-            (events.pixelSizeChanged, self._mark_dirty),
-        ):
-            signal.disconnect(slot)
+        self._cam.close()
         self.laser = None
         if self._owns_core:
             close_core(core)
@@ -385,7 +328,7 @@ class MMSource(Closeable):
             return
         if core.isSequenceRunning():
             core.stopSequenceAcquisition()
-        self._refresh_camera()
+        self._cam.refresh()
         self._base, self._expected = self._next_index, 0
         self._t0_ns = time.time_ns()
         core.startContinuousSequenceAcquisition(0)
@@ -393,8 +336,8 @@ class MMSource(Closeable):
         log.info(
             "acquiring from camera %r: %d×%d px, %.3g ms",
             self._label,
-            *self._shape,
-            self._exposure_ms,
+            *self._cam.shape_px,
+            self._cam.exposure_ms,
         )
 
     def stop(self) -> None:
@@ -443,104 +386,23 @@ class MMSource(Closeable):
         index = self._base + number
         self._expected = number + 1
         self._next_index = index + 1
-        elapsed_ms = _as_float(md.get("ElapsedTime-ms"))
+        elapsed_ms = as_float(md.get("ElapsedTime-ms"))
         timestamp_ns = (
             self._t0_ns + int(elapsed_ms * 1e6) if elapsed_ms is not None else time.time_ns()
         )
-        binning = md.get("Binning")
-        if binning is not None and str(binning) != self._binning:
-            self._dirty = True
-        if self._dirty:
-            self._refresh_camera()
+        self._cam.note_binning(md.get("Binning"))
+        if self._cam.dirty:
+            self._cam.refresh()
         self.frames_read += 1
         self.last_frame = MMFrameMeta(
             index=index,
             image_number=number,
             elapsed_ms=elapsed_ms or 0.0,
-            exposure_ms=self._exposure_ms,
-            binning=self._binning,
+            exposure_ms=self._cam.exposure_ms,
+            binning=self._cam.binning,
             metadata=md,
         )
         return SourceFrame(index=index, timestamp_ns=timestamp_ns, pixels=pixels)
-
-    def _refresh_camera(self) -> None:
-        core, cam = self.core, self._label
-        self._dirty = False  # first: a change during the reads below marks it again
-        self._exposure_ms = float(core.getExposure())
-        self._binning = (
-            str(core.getProperty(cam, "Binning")) if core.hasProperty(cam, "Binning") else "1"
-        )
-        self._shape = (int(core.getImageHeight()), int(core.getImageWidth()))
-        reported: dict[str, float] = {}
-        for prop, field in REPORTED_PROPERTIES.items():
-            if core.hasProperty(cam, prop):
-                v = _as_float(core.getProperty(cam, prop))
-                if v is not None:
-                    reported[field] = v
-        if "em_gain" in reported:  # 0 = EM gain off on some cameras: a multiplication by 1
-            reported["em_gain"] = max(1.0, reported["em_gain"])
-        pixel_um = float(core.getPixelSizeUm())
-        if pixel_um > 0:
-            reported["pixel_size_nm"] = pixel_um * 1000.0
-        values = {**NEUTRAL, **self._defaults, **reported, **self._overrides}
-        prop_of = {field: prop for prop, field in REPORTED_PROPERTIES.items()}
-        self.calibration_sources: dict[str, str] = {  # where each value came from
-            k: (
-                f"config source.{k} (override)"
-                if k in self._overrides
-                else f"camera property {prop_of[k]}"
-                if k in reported and k in prop_of
-                else "Micro-Manager pixel size preset"
-                if k in reported
-                else f"config camera.{k}"
-                if k in self._defaults
-                else "neutral default (photons = ADU)"
-            )
-            for k in values
-        }
-        self.calibration_sources["exposure_ms"] = "Micro-Manager core exposure"
-        if "pixel_size_nm" not in values:
-            raise MMDeviceError(
-                "the core has no pixel size for the current configuration: add a pixel size "
-                "preset (ConfigPixelSize + PixelSize_um) to the .cfg, or set camera.pixel_size_nm"
-            )
-        if pixel_um <= 0 and "pixel_size_nm" not in self._overrides and not self._warned_pixel_size:
-            self._warned_pixel_size = True
-            log.warning(
-                "the core has no pixel size preset for the current state; using "
-                "%g nm from the config",
-                values["pixel_size_nm"],
-            )
-        extra: dict[str, object] = {"camera": cam, "binning": self._binning}
-        if core.hasProperty(cam, "Gain"):
-            extra["mm_gain"] = str(core.getProperty(cam, "Gain"))
-        self._camera = CameraMeta(
-            exposure_ms=self._exposure_ms, extra=extra, **{k: values[k] for k in CALIBRATION_FIELDS}
-        )
-
-    def _on_property_changed(self, device: str, prop: str, value: object) -> None:
-        if device == self._label or device == "Core":
-            self._dirty = True
-
-    def _on_exposure_changed(self, device: str, value: float) -> None:
-        self._dirty = True
-
-    def _mark_dirty(self, *_: object) -> None:
-        self._dirty = True
-
-
-def _calibration(values: Mapping[str, float], what: str) -> dict[str, float]:
-    unknown = sorted(set(values) - set(CALIBRATION_FIELDS))
-    if unknown:
-        raise ValueError(f"{what}: unknown camera field(s) {unknown}; use {CALIBRATION_FIELDS}")
-    return {k: float(v) for k, v in values.items()}
-
-
-def _as_float(value: object) -> float | None:
-    try:
-        return float(str(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _as_int(value: object, default: int) -> int:

@@ -93,6 +93,8 @@ def open_sim_core(
     core.setProperty("Laser405", "Power", laser_mw)
     core.definePixelSizeConfig("Res", "Core", "AutoShutter", "1")
     core.setPixelSizeUm("Res", pixel_size_um)
+    # The cached pixel size (what an MDA's writers read) stays 0 until the cache is refreshed.
+    core.updateSystemStateCache()
     return core
 
 
@@ -147,4 +149,6 @@ def open_blank_core(camera: BlankCamera, pixel_size_um: float = 0.1) -> UniMMCor
     core.setCameraDevice("Camera")
     core.definePixelSizeConfig("Res", "Core", "AutoShutter", "1")
     core.setPixelSizeUm("Res", pixel_size_um)
+    # The cached pixel size (what an MDA's writers read) stays 0 until the cache is refreshed.
+    core.updateSystemStateCache()
     return core
