@@ -49,13 +49,23 @@ class CameraConfig(Frozen):
 
 # --------------------------------------------------------------------------- PSF
 class GaussianPsfConfig(Frozen):
-    """Pixel-integrated 2-D Gaussian PSF (no z dependence)."""
+    """Pixel-integrated 2-D Gaussian PSF (no z dependence); elliptical if ``sigma_y_nm`` is set."""
 
     kind: Literal["gaussian"] = "gaussian"
     sigma_nm: Positive = Field(130.0, description="PSF standard deviation in the sample plane")
+    sigma_y_nm: Positive | None = Field(
+        None,
+        description="σ along y (the rows) where it differs from sigma_nm (then σ along x): a mild "
+        "astigmatism of a 2-D setup; None: round",
+    )
     roi_px: Annotated[int, Field(ge=5, le=101)] = Field(
         15, description="side of the square window each emitter is rendered into"
     )
+
+    @property
+    def sigma_x_y_nm(self) -> tuple[float, float]:
+        """(σx, σy) in nm."""
+        return self.sigma_nm, self.sigma_nm if self.sigma_y_nm is None else self.sigma_y_nm
 
 
 class AstigmaticPsfConfig(Frozen):

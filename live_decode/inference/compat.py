@@ -130,6 +130,8 @@ def camera_mismatches(card: ModelCard, camera: CameraMeta, train: str) -> list[M
 def _psf_words(cfg: Config) -> str:
     psf = cfg.psf
     if isinstance(psf, GaussianPsfConfig):
+        if psf.sigma_y_nm is not None:
+            return f"a 2-D Gaussian PSF (σx {psf.sigma_nm:g} nm, σy {psf.sigma_y_nm:g} nm)"
         return f"a 2-D Gaussian PSF (σ {psf.sigma_nm:g} nm)"
     if isinstance(psf, AstigmaticPsfConfig):
         return (
@@ -147,7 +149,8 @@ def _z_words(cfg: Config) -> str:
 def _psf_shape_differs(trained: Config, data: Config) -> bool:
     a, b = trained.psf, data.psf
     if isinstance(a, GaussianPsfConfig) and isinstance(b, GaussianPsfConfig):
-        return _differs(a.sigma_nm, b.sigma_nm, PSF_WIDTH_TOLERANCE)
+        pairs = list(zip(a.sigma_x_y_nm, b.sigma_x_y_nm, strict=True))
+        return any(_differs(x, y, PSF_WIDTH_TOLERANCE) for x, y in pairs)
     if isinstance(a, AstigmaticPsfConfig) and isinstance(b, AstigmaticPsfConfig):
         pairs = [
             (a.sigma0_nm, b.sigma0_nm),

@@ -2,7 +2,9 @@
 
 Per frame, the network's own emitters (positions, photons) are rendered through the card's PSF,
 a smooth background is added, and the camera model gives each pixel's expected ADU and its
-variance: for an EMCCD, electrons e = QE·photons + spurious charge are amplified with variance
+variance — the shared forward model of :mod:`live_decode.simulation.forward`, which the wake
+phase of ``live-decode adapt`` fits to real frames: for an EMCCD, electrons e = QE·photons +
+spurious charge are amplified with variance
 2·G²·e (the Gamma EM register doubles the Poisson variance), plus read noise and ADC rounding;
 for an sCMOS, variance e + read noise². The frame's statistic is the mean squared normalised
 residual ``χ²/px = mean((ADU − mean)² / var)``: ≈ 1 when the model holds, whatever the density.
@@ -33,8 +35,8 @@ from scipy.ndimage import gaussian_filter
 
 from live_decode.config import CameraConfig, Config
 from live_decode.messages import CameraMeta
-from live_decode.simulation.emitters import Emitters
-from live_decode.simulation.psf import PSF, build_psf, render
+from live_decode.simulation.forward import CameraNoise, emitters_from_locs, expected_signal
+from live_decode.simulation.psf import PSF, build_psf
 
 FloatArray = npt.NDArray[np.float64]
 BACKGROUND_SMOOTHING_PX = 5.0
@@ -42,16 +44,12 @@ BACKGROUND_SMOOTHING_PX = 5.0
 
 
 def expected_adu(photons: FloatArray, camera: CameraConfig) -> tuple[FloatArray, FloatArray]:
-    """Mean and variance of the camera's output in ADU for expected ``photons`` per pixel."""
-    e = camera.qe * np.clip(photons, 0.0, None) + camera.spurious_charge_e
-    if camera.kind == "emccd" and camera.em_gain > 1.0:
-        mean_e, var_e = e * camera.em_gain, 2.0 * camera.em_gain**2 * e
-    else:
-        mean_e, var_e = e, e.copy()
-    var_e = var_e + camera.read_noise_e**2
-    mean = mean_e / camera.e_per_adu + camera.baseline_adu
-    var = var_e / camera.e_per_adu**2 + 1.0 / 12.0
-    return mean, var
+    """Mean and variance of the camera's output in ADU for expected ``photons`` per pixel.
+
+    The shared camera noise model (:class:`live_decode.simulation.forward.CameraNoise`).
+    """
+    mean, var = CameraNoise(camera).adu_mean_var(torch.from_numpy(np.asarray(photons, np.float64)))
+    return mean.numpy(), var.numpy()
 
 
 def to_photons(adu: FloatArray, camera: CameraConfig) -> FloatArray:
@@ -73,6 +71,7 @@ class ResidualModel:
     def __init__(self, psf: PSF, camera: CameraConfig) -> None:
         self.psf = psf
         self.camera = camera
+        self.noise = CameraNoise(camera)
 
     @classmethod
     def from_config(cls, cfg: Config) -> ResidualModel:
@@ -96,32 +95,17 @@ class ResidualModel:
             The emitters the network found in it (x = column, nm), photons each.
         """
         frame = np.asarray(adu, dtype=np.float64)
-        px = self.camera.pixel_size_nm
-        xyz = torch.as_tensor(
-            np.column_stack(
-                [
-                    np.asarray(x_nm, np.float64) / px,
-                    np.asarray(y_nm, np.float64) / px,
-                    np.asarray(z_nm, np.float64),
-                ]
-            ),
-            dtype=torch.float32,
-        ).reshape(-1, 3)
-        n = xyz.shape[0]
-        emitters = Emitters(
-            xyz,
-            torch.as_tensor(np.asarray(photons, np.float64), dtype=torch.float32).reshape(n),
-            torch.zeros(n, dtype=torch.long),
-            torch.arange(n),
+        n = np.asarray(photons).size
+        emitters = emitters_from_locs(
+            np.zeros(n, np.int64), x_nm, y_nm, z_nm, photons, self.camera.pixel_size_nm
         )
         shape = (int(frame.shape[0]), int(frame.shape[1]))
-        signal = render(self.psf, emitters, 1, shape)[0].double().numpy()
+        signal = expected_signal(self.psf, emitters, 1, shape)[0].double().numpy()
         bg = gaussian_filter(
             to_photons(frame, self.camera) - signal, BACKGROUND_SMOOTHING_PX, mode="nearest"
         )
-        mean, var = expected_adu(signal + bg, self.camera)
+        r2 = self.noise.chi2(torch.from_numpy(frame), torch.from_numpy(signal + bg)).numpy()
         ok = frame < self.camera.max_adu  # saturated pixels carry no noise information
-        r2 = (frame - mean) ** 2 / var
         return float(r2[ok].mean()) if ok.any() else math.nan
 
 

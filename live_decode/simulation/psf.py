@@ -37,12 +37,12 @@ class PSF(Protocol):
         ...
 
 
-def _window_origin(pos_px: Tensor, k: int) -> Tensor:
+def window_origin(pos_px: Tensor, k: int) -> Tensor:
     """Top-left index of a K-wide window centred on the pixel holding ``pos_px``."""
     return torch.floor(pos_px.detach()).long() - k // 2
 
 
-def _integrated_gaussian_1d(pos_px: Tensor, sigma_px: Tensor, origin: Tensor, k: int) -> Tensor:
+def integrated_gaussian_1d(pos_px: Tensor, sigma_px: Tensor, origin: Tensor, k: int) -> Tensor:
     """(N, K) integral of a unit 1-D Gaussian over pixels origin .. origin+K-1."""
     edges = origin[:, None].to(pos_px.dtype) + torch.arange(k + 1, device=pos_px.device)
     cdf = torch.erf((edges - pos_px[:, None]) / (math.sqrt(2.0) * sigma_px[:, None]))
@@ -50,24 +50,27 @@ def _integrated_gaussian_1d(pos_px: Tensor, sigma_px: Tensor, origin: Tensor, k:
 
 
 class GaussianPSF:
-    """Separable pixel-integrated Gaussian with per-emitter σx, σy (px) from ``sigmas(z)``."""
+    """Separable pixel-integrated Gaussian with per-emitter σx, σy (px) from ``sigmas(z)``.
 
-    def __init__(self, sigma_px: float, roi_px: int) -> None:
+    ``sigma_y_px`` None: round (σy = σx = ``sigma_px``).
+    """
+
+    def __init__(self, sigma_px: float, roi_px: int, sigma_y_px: float | None = None) -> None:
         self.sigma_px = sigma_px
+        self.sigma_y_px = sigma_px if sigma_y_px is None else sigma_y_px
         self.roi_px = roi_px
 
     def sigmas(self, z_nm: Tensor) -> tuple[Tensor, Tensor]:
         """σx, σy in px for each emitter, (N,) each."""
-        s = torch.full_like(z_nm, self.sigma_px)
-        return s, s
+        return torch.full_like(z_nm, self.sigma_px), torch.full_like(z_nm, self.sigma_y_px)
 
     def roi(self, xyz: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         k = self.roi_px
         sx, sy = self.sigmas(xyz[:, 2])
-        col0 = _window_origin(xyz[:, 0], k)
-        row0 = _window_origin(xyz[:, 1], k)
-        px = _integrated_gaussian_1d(xyz[:, 0], sx, col0, k)
-        py = _integrated_gaussian_1d(xyz[:, 1], sy, row0, k)
+        col0 = window_origin(xyz[:, 0], k)
+        row0 = window_origin(xyz[:, 1], k)
+        px = integrated_gaussian_1d(xyz[:, 0], sx, col0, k)
+        py = integrated_gaussian_1d(xyz[:, 1], sy, row0, k)
         return py[:, :, None] * px[:, None, :], row0, col0
 
 
@@ -94,7 +97,8 @@ class AstigmaticPSF(GaussianPSF):
 def build_psf(cfg: PsfConfig, pixel_size_nm: float) -> PSF:
     """The PSF a config describes, with lateral sizes converted to px."""
     if isinstance(cfg, GaussianPsfConfig):
-        return GaussianPSF(cfg.sigma_nm / pixel_size_nm, cfg.roi_px)
+        sx, sy = cfg.sigma_x_y_nm
+        return GaussianPSF(sx / pixel_size_nm, cfg.roi_px, sy / pixel_size_nm)
     if isinstance(cfg, AstigmaticPsfConfig):
         return AstigmaticPSF(
             cfg.sigma0_nm / pixel_size_nm, cfg.focal_offset_nm, cfg.depth_of_field_nm, cfg.roi_px
