@@ -43,6 +43,9 @@ DETECT_SNR = 10.0
 DETECT_FRACTION = 0.1
 """... and at least this fraction of the brightest bead's height (dim debris is not a bead)."""
 FEW_BEADS = 3
+OUTLIER_RATIO = 4.0
+"""A bead is left out when it differs from the median bead by more than this × the typical
+bead (squared distance of the normalised stacks): aggregates, debris, beads on another surface."""
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,45 @@ def _aligned(signal: F64, xy: F64, focus: F64, half_planes: int) -> F64:
     return out
 
 
+def _half_planes(focus: F64, z: int, step: float, source: str, warnings: list[str]) -> int:
+    """Planes m the averaged stack keeps either side of the focus: as many as every bead has."""
+    half = math.floor(min(focus.min(), z - 1 - focus.max()) + 1e-6)
+    if half < MIN_HALF_PLANES:
+        raise CalibrationError(
+            f"{source}: the beads' focus lies at plane(s) {np.round(focus, 1).tolist()} of "
+            f"{z}: record at least {MIN_HALF_PLANES} planes on each side of focus (centre the "
+            "stack on the focus)"
+        )
+    if 4 * (z - 2 * half - 1) > z:
+        warnings.append(
+            f"{source}: {z - 2 * half - 1} of {z} planes lie beyond the range all beads share "
+            f"either side of their focus (foci at planes {np.round(focus, 1).tolist()}); the PSF "
+            f"covers ±{half * step:.0f} nm — centre the stack on the focus to use them all"
+        )
+    return int(half)
+
+
+def _normalised(aligned: F64, source: str) -> F64:
+    """(B, Z', K, K) aligned beads with every plane scaled to sum to 1."""
+    sums = aligned.sum(axis=(2, 3), keepdims=True)
+    if np.any(sums <= 0):
+        raise CalibrationError(
+            f"{source}: a bead plane holds no light above the background; check the camera "
+            "baseline and that the beads are in the field on every plane"
+        )
+    return np.asarray(aligned / sums, dtype=np.float64)
+
+
+def consistent_beads(norm: F64) -> npt.NDArray[np.bool_]:
+    """(B,) beads whose normalised stack (B, Z', K, K) is like the others': its squared distance
+    to the median stack at most :data:`OUTLIER_RATIO` × the median distance (with >= 3 beads)."""
+    if len(norm) < FEW_BEADS:
+        return np.ones(len(norm), dtype=bool)
+    median = np.median(norm, axis=0)
+    dist = ((norm - median) ** 2).sum(axis=(1, 2, 3))
+    return np.asarray(dist <= OUTLIER_RATIO * np.median(dist))
+
+
 def measure_beads(
     adu: F64,
     z_step_nm: float | None,
@@ -286,28 +328,24 @@ def measure_beads(
     p, ok = p.reshape(b, z, 6), ok.reshape(b, z)
     xy = _bead_xy(p, ok)
     focus = focus_plane(p[..., 4], p[..., 5], ok)
-    half = math.floor(min(focus.min(), z - 1 - focus.max()) + 1e-6)
-    if half < MIN_HALF_PLANES:
-        raise CalibrationError(
-            f"{source}: the beads' focus lies at plane(s) {np.round(focus, 1).tolist()} of "
-            f"{z}: record at least {MIN_HALF_PLANES} planes on each side of focus (centre the "
-            "stack on the focus)"
-        )
-    if 2 * half + 1 < z - 2:
-        warnings.append(
-            f"{source}: {z - 2 * half - 1} of {z} planes lie beyond the range all beads share "
-            f"either side of their focus (foci at planes {np.round(focus, 1).tolist()}); the PSF "
-            f"covers ±{half * step:.0f} nm — centre the stack on the focus to use them all"
-        )
     signal = rois - bg[..., None, None]
-    aligned = _aligned(signal, xy, focus, half)
-    sums = aligned.sum(axis=(2, 3), keepdims=True)
-    if np.any(sums <= 0):
-        raise CalibrationError(
-            f"{source}: a bead plane holds no light above the background; check the camera "
-            "baseline and that the beads are in the field on every plane"
+    first: list[str] = []
+    half = _half_planes(focus, z, step, source, first)
+    norm = _normalised(_aligned(signal, xy, focus, half), source)
+    keep = consistent_beads(norm)
+    if not keep.all():
+        at = (centres[~keep][:, ::-1] + 0.5).tolist()
+        warnings.append(
+            f"{source}: {int((~keep).sum())} bead(s) at x, y {at} px differ in shape from the "
+            "others (aggregates, debris, or on another surface) and are left out"
         )
-    psf = (aligned / sums).mean(axis=0)
+        rois, bg, signal, xy, focus = (a[keep] for a in (rois, bg, signal, xy, focus))
+        centres = centres[keep]
+        half = _half_planes(focus, z, step, source, warnings)
+        norm = _normalised(_aligned(signal, xy, focus, half), source)
+    else:
+        warnings += first
+    psf = norm.mean(axis=0)
     psf /= psf.sum(axis=(1, 2), keepdims=True)
     bead_photons = float(np.median(signal.sum(axis=(2, 3))))
     fit, fit_ok = fit_gaussians(psf * max(bead_photons, 100.0))
