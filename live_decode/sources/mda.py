@@ -227,6 +227,11 @@ class MDAStream(Closeable):
         return replace(cam, exposure_ms=info.exposure_ms, extra=extra)
 
     @property
+    def calibration_sources(self) -> dict[str, str]:
+        """Where each camera value came from (config, camera property, pixel-size preset)."""
+        return self._cam.calibration_sources
+
+    @property
     def shape_px(self) -> tuple[int, int]:
         """(height, width) of the frames, px."""
         if self._cam.dirty and self._core is not None:
