@@ -43,6 +43,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="fine-tune from this model's weights (e.g. the bundled demo_lite.pt) "
         "instead of starting from random ones",
     )
+    p.add_argument(
+        "--raw-threshold",
+        type=float,
+        default=None,
+        help="detection threshold written into the card (default: chosen after training for "
+        "the best efficiency on simulated validation windows of the setup)",
+    )
+    p.add_argument(
+        "--split-threshold",
+        type=float,
+        default=None,
+        help="threshold for a second emitter next to a detection (default: chosen like "
+        "--raw-threshold)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         name=args.name,
         temporal_context=False if args.single_frame else None,
         init_from=args.init_from,
+        raw_threshold=args.raw_threshold,
+        split_threshold=args.split_threshold,
     )
     if args.resume:
         trainer.load_checkpoint()
@@ -101,5 +117,17 @@ def run(args: argparse.Namespace) -> int:
 
         final = trainer.run(steps, None if minutes is None else minutes * 60.0, on_progress)
     final["simulate_share"] = trainer.times.simulate_share
-    print(strict_json.dumps({"model": str(args.out / f"{args.name}.pt"), **final}, indent=2))
+    summary: dict[str, object] = {"model": str(args.out / f"{args.name}.pt"), **final}
+    if trainer.thresholds is not None:
+        choice = trainer.thresholds
+        print(choice.summary())
+        summary["thresholds"] = {
+            "raw_threshold": choice.raw_threshold,
+            "split_threshold": choice.split_threshold,
+            "criterion": choice.criterion,
+            "score": choice.score,
+            "default_score": choice.default_score,
+            "given": list(choice.given),
+        }
+    print(strict_json.dumps(summary, indent=2))
     return 0

@@ -35,6 +35,8 @@ class ModelCard:
     metrics: dict[str, float] = field(default_factory=dict)
     live_decode_version: str = "0.1.0"
     init_from: str | None = None  # the model this one was fine-tuned from (its card's name)
+    # How config.postprocess was chosen: criterion, scores, the search table (ThresholdChoice)
+    thresholds: dict[str, Any] | None = None
 
     @property
     def parsed_config(self) -> Config:

@@ -4,6 +4,8 @@ One step: simulate a batch of 3-frame windows on the training device → ADU to 
 camera's inverse map (exactly what inference does to real frames) → network → DECODE loss →
 AdamW with gradient-norm clipping; the learning rate decays stepwise. A fixed held-out simulated
 set is evaluated periodically; checkpoints allow resuming; the run stops on a step or time budget.
+At the end the detection thresholds are chosen on simulated validation windows of the setup
+(:mod:`.thresholds`) and written into the model card with the search behind them.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from live_decode.config import Config
+from live_decode.config import Config, PostprocessConfig
 from live_decode.errors import LiveDecodeError
 from live_decode.model.checkpoint import ModelCard, make_card, save_model
 from live_decode.model.device import resolve_device
@@ -27,6 +29,7 @@ from live_decode.model.network import DecodeNet
 from live_decode.model.scaling import Scaling
 from live_decode.simulation.batch import WindowBatch, WindowSimulator
 from live_decode.training.targets import make_targets
+from live_decode.training.thresholds import ThresholdChoice, choose_thresholds
 from live_decode.training.validation import HeldOutSet, evaluate_held_out
 
 log = logging.getLogger("live_decode.training")
@@ -61,7 +64,16 @@ class Trainer:
         name: str = "model",
         temporal_context: bool | None = None,
         init_from: Path | None = None,
+        raw_threshold: float | None = None,
+        split_threshold: float | None = None,
     ) -> None:
+        """``raw_threshold`` / ``split_threshold``: use these instead of choosing them."""
+        for flag, value in (("raw", raw_threshold), ("split", split_threshold)):
+            if value is not None and not 0.0 < value <= 1.0:
+                raise LiveDecodeError(
+                    f"--{flag}-threshold {value}: a detection threshold is a probability in "
+                    "(0, 1]; give one in that range or leave it to the automatic choice."
+                )
         self.cfg = cfg
         self.out_dir = out_dir
         self.name = name
@@ -86,6 +98,9 @@ class Trainer:
         self.elapsed_s = 0.0
         self.times = StepTimes()
         self.history: list[dict[str, float]] = []
+        self.given_thresholds = (raw_threshold, split_threshold)
+        self.postprocess = self._with_given(cfg.postprocess)
+        self.thresholds: ThresholdChoice | None = None
         eval_gen = torch.Generator(device=self.device).manual_seed(t.seed + EVAL_SEED_OFFSET)
         self.held_out = HeldOutSet.simulate(
             self.sim, t.eval_samples, cfg.emitters.density_per_um2, eval_gen
@@ -127,10 +142,41 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, float]:
-        metrics = evaluate_held_out(self.net, self.held_out, self.cfg, self.scaling, self.sim)
+        metrics = evaluate_held_out(
+            self.net, self.held_out, self.cfg, self.scaling, self.sim, self.postprocess
+        )
         metrics["step"] = self.step
         self.history.append(metrics)
         return metrics
+
+    # ------------------------------------------------------------------ thresholds
+    def choose_thresholds(self, density_per_um2: float | None = None) -> ThresholdChoice:
+        """Choose the detection thresholds for the network as it is now; later cards carry them.
+
+        Searches the pair not given to the constructor on validation windows of the setup at
+        ``density_per_um2`` (default: the config's), see :func:`.thresholds.choose_thresholds`.
+        """
+        raw, split = self.given_thresholds
+        choice = choose_thresholds(
+            self.net,
+            self.cfg,
+            self.scaling,
+            density_per_um2=density_per_um2,
+            raw_threshold=raw,
+            split_threshold=split,
+            sim=self.sim,
+        )
+        self.thresholds = replace(choice, step=self.step)
+        self.postprocess = choice.postprocess
+        log.info("%s", choice.summary())
+        return self.thresholds
+
+    def _with_given(self, post: PostprocessConfig) -> PostprocessConfig:
+        raw, split = self.given_thresholds
+        return PostprocessConfig(
+            raw_threshold=post.raw_threshold if raw is None else raw,
+            split_threshold=post.split_threshold if split is None else split,
+        )
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -151,6 +197,8 @@ class Trainer:
             "resume_config": _resume_view(self.cfg),
             "temporal_context": self.temporal_context,
             "init_from": self.init_from,
+            "postprocess": self.postprocess.model_dump(),
+            "thresholds": None if self.thresholds is None else self.thresholds.to_dict(),
         }
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -192,18 +240,24 @@ class Trainer:
         self.history = list(state["history"])
         self.times = StepTimes(*state["times"])
         self.init_from = state.get("init_from", self.init_from)
+        if state.get("thresholds") is not None:  # chosen before; given values still win
+            saved = PostprocessConfig(**state["postprocess"])
+            self.postprocess = self._with_given(saved)
+            self.thresholds = _threshold_choice(state["thresholds"])
 
     def card(self) -> ModelCard:
+        """The card: config with the thresholds in use (``postprocess``), and how they were set."""
         last = self.history[-1] if self.history else {}
         return make_card(
             self.name,
-            self.cfg,
+            self.cfg.model_copy(update={"postprocess": self.postprocess}),
             self.net,
             training_steps=self.step,
             training_time_s=round(self.elapsed_s, 1),
             device=str(self.device),
             metrics={k: round(v, 4) for k, v in last.items()},
             init_from=self.init_from,
+            thresholds=None if self.thresholds is None else self.thresholds.to_dict(),
         )
 
     def save_model(self) -> Path:
@@ -217,8 +271,13 @@ class Trainer:
         max_steps: int,
         time_budget_s: float | None = None,
         on_progress: Callable[[int, float, dict[str, float] | None], None] | None = None,
+        search_thresholds: bool = True,
     ) -> dict[str, float]:
-        """Train until ``max_steps`` total steps or ``time_budget_s`` more seconds; evaluate."""
+        """Train until ``max_steps`` total steps or ``time_budget_s`` more seconds; evaluate.
+
+        At the end (unless ``search_thresholds`` is False) the detection thresholds are chosen
+        (:meth:`choose_thresholds`); the final evaluation and the saved card use them.
+        """
         t = self.cfg.training
         start = time.perf_counter()
         last_eval: dict[str, float] | None = None
@@ -247,6 +306,8 @@ class Trainer:
                 snap.write_bytes(path.read_bytes())
             if on_progress is not None:
                 on_progress(self.step, loss, last_eval)
+        if search_thresholds:
+            self.choose_thresholds()
         final = self.evaluate()
         self.save_checkpoint()
         self.save_model()
@@ -279,6 +340,12 @@ def _initialise_from(net: DecodeNet, path: Path) -> str:
     net.load_state_dict(src.state_dict())
     log.info("initialised from %s (%s)", path, card.summary())
     return card.name
+
+
+def _threshold_choice(data: dict[str, Any]) -> ThresholdChoice:
+    """A :class:`ThresholdChoice` from its ``to_dict`` (a checkpoint's)."""
+    data = {**data, "default": tuple(data["default"]), "given": tuple(data["given"])}
+    return ThresholdChoice(**data)
 
 
 def _resume_view(cfg: Config) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from live_decode.config import Config
+from live_decode.config import Config, PostprocessConfig, StructuredSamplesConfig
 from live_decode.evaluation.metrics import compute_metrics
 from live_decode.messages import TRUTH_DTYPE
 from live_decode.model.loss import gmm_loss
@@ -28,10 +28,15 @@ class HeldOutSet:
 
     @classmethod
     def simulate(
-        cls, sim: WindowSimulator, n: int, density_per_um2: float, generator: torch.Generator
+        cls,
+        sim: WindowSimulator,
+        n: int,
+        density_per_um2: float,
+        generator: torch.Generator,
+        structured: StructuredSamplesConfig | None = None,
     ) -> HeldOutSet:
         d = torch.full((n,), density_per_um2, device=sim.device)
-        return cls(sim.sample(d, generator))
+        return cls(sim.sample(d, generator, structured))
 
     def ground_truth(self, pixel_size_nm: float) -> np.ndarray:
         """Centre-frame emitters as a structured array; ``frame`` is the window index."""
@@ -58,9 +63,17 @@ def predict_windows(net: DecodeNet, x: torch.Tensor, batch_size: int = 64) -> to
 
 
 def evaluate_held_out(
-    net: DecodeNet, held_out: HeldOutSet, cfg: Config, scaling: Scaling, sim: WindowSimulator
+    net: DecodeNet,
+    held_out: HeldOutSet,
+    cfg: Config,
+    scaling: Scaling,
+    sim: WindowSimulator,
+    postprocess: PostprocessConfig | None = None,
 ) -> dict[str, float]:
-    """Held-out loss and localization metrics (Jaccard, RMSE, efficiency) at the nominal density."""
+    """Held-out loss and localization metrics (Jaccard, RMSE, efficiency) at the nominal density.
+
+    Detection thresholds: ``postprocess``, default ``cfg.postprocess``.
+    """
     b = held_out.batch
     x = scaling.scale_input(sim.camera.to_photons(b.adu))
     out = predict_windows(net, x)
@@ -70,7 +83,8 @@ def evaluate_held_out(
     )
     loss = float(gmm_loss(out, targets, n_dims=4 if scaling.is_3d else 3).mean())
     px = cfg.camera.pixel_size_nm
-    locs = localize(out, torch.arange(out.shape[0]), cfg.postprocess, scaling, px)
+    post = cfg.postprocess if postprocess is None else postprocess
+    locs = localize(out, torch.arange(out.shape[0]), post, scaling, px)
     gt = held_out.ground_truth(px)
     metrics: dict[str, float] = {"loss": loss, "n_pred": len(locs), "n_true": len(gt)}
     metrics.update(score(locs, gt, is_3d=scaling.is_3d))
