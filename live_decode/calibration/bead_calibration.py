@@ -26,6 +26,7 @@ from live_decode.calibration.beads import BeadStack, flipped, measure_beads, rea
 from live_decode.calibration.camera_fit import EXCESS_NOISE_FACTOR_SQ, CameraEstimate
 from live_decode.config import AstigmaticPsfConfig, SplinePsfConfig
 from live_decode.errors import CalibrationError
+from live_decode.io.calibration import read_z_step_nm
 
 BeadPsfKind = Literal["spline", "astigmatic"]
 BEAD_PSF_KINDS: tuple[BeadPsfKind, ...] = ("spline", "astigmatic")
@@ -80,24 +81,32 @@ class BeadCalibration:
 
 def check_bead_options(
     beads: Path | None, z_step_nm: float | None, kind: str | None
-) -> BeadPsfKind:
-    """The PSF kind to write, or CalibrationError where the bead options do not go together."""
+) -> tuple[BeadPsfKind, float | None, str]:
+    """The PSF kind to write, the bead stack's z step and where it came from (given, else the
+    file's metadata), or CalibrationError where the options do not go together."""
     if beads is None:
         if z_step_nm is not None or kind is not None:
             raise CalibrationError(
                 "--z-step-nm and --psf describe a bead z-stack: pass it with --beads STACK.tif"
             )
-        return "spline"
-    if z_step_nm is None:
-        raise CalibrationError(
-            f"{beads}: the bead stack's z step is needed: pass --z-step-nm (the stage move "
-            "between frames, nm, e.g. 50)"
-        )
-    if kind is None:
-        return "spline"
-    if kind not in BEAD_PSF_KINDS:
+        return "spline", None, ""
+    if kind is not None and kind not in BEAD_PSF_KINDS:
         raise CalibrationError(f"--psf must be one of {', '.join(BEAD_PSF_KINDS)}, not {kind!r}")
-    return "spline" if kind == "spline" else "astigmatic"
+    psf_kind: BeadPsfKind = "astigmatic" if kind == "astigmatic" else "spline"
+    if z_step_nm is not None:
+        return psf_kind, float(z_step_nm), "given (--z-step-nm)"
+    if not Path(beads).is_file():
+        raise CalibrationError(f"{beads}: bead stack not found; check --beads")
+    try:
+        found = read_z_step_nm(Path(beads))
+    except (OSError, ValueError) as exc:
+        raise CalibrationError(f"{beads}: cannot read the bead stack as a TIFF ({exc})") from None
+    if found is None:
+        raise CalibrationError(
+            f"{beads}: the bead stack's z step is needed and the file does not record it: pass "
+            "--z-step-nm (the stage move between frames, nm, e.g. 50)"
+        )
+    return psf_kind, found[0], found[1]
 
 
 def calibrate_beads(

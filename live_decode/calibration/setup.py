@@ -408,7 +408,7 @@ def calibrate(
     """
     from live_decode.calibration.bead_calibration import calibrate_beads, check_bead_options
 
-    bead_kind = check_bead_options(beads, z_step_nm, bead_psf)
+    bead_kind, z_step_nm, z_step_source = check_bead_options(beads, z_step_nm, bead_psf)
     movie, cal, dtype = read_movies(movies)
     warnings: list[str] = []
     kind, kind_source = _kind(camera, cal)
@@ -476,6 +476,7 @@ def calibrate(
         data["psf"] = bead_cal.psf_section()
         data["emitters"]["z_range_nm"] = [round(v, 1) for v in bead_cal.z_range_nm]
         sources["psf"] = f"bead stack {beads} ({bead_cal.kind})"
+        sources["bead_z_step_nm"] = z_step_source
         yaml_data = {**data, "psf": bead_cal.psf_section(relative_to=out.resolve())}
     cfg = config_from_dict(data, source="calibrate")
     cam, sample = estimate.camera, estimate.sample

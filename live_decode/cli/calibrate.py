@@ -40,7 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="bead z-stack (one frame per z plane, increasing z) for a 3-D PSF",
     )
     p.add_argument(
-        "--z-step-nm", type=float, default=None, help="stage step between the bead stack's frames"
+        "--z-step-nm",
+        type=float,
+        default=None,
+        help="stage step between the bead stack's frames (where its OME / ImageJ / "
+        "Micro-Manager metadata does not say)",
     )
     p.add_argument(
         "--psf",

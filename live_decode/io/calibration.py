@@ -223,3 +223,51 @@ def write_calibration(
     path = run_dir / CALIBRATION_NAME
     path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return path
+
+
+_PLAUSIBLE_Z_STEP_NM = (1.0, 10_000.0)
+
+
+def read_z_step_nm(path: Path) -> tuple[float, str] | None:
+    """The plane spacing a z-stack TIFF records, nm, and where it came from; None if it does not.
+
+    Read from OME ``Pixels`` ``PhysicalSizeZ`` (with its unit), Micro-Manager's summary
+    ``z-step_um``, or ImageJ's ``spacing`` (in its ``unit``).
+    """
+    with tifffile.TiffFile(path) as tif:
+        found: list[tuple[float | None, str]] = []
+        if tif.ome_metadata:
+            try:
+                root = ET.fromstring(tif.ome_metadata)
+            except ET.ParseError:
+                root = None
+            pixels = (
+                next((el for el in root.iter() if _strip_ns(el.tag) == "Pixels"), None)
+                if root is not None
+                else None
+            )
+            if pixels is not None and pixels.get("PhysicalSizeZ") is not None:
+                scale = _unit_nm(pixels.get("PhysicalSizeZUnit"))
+                found.append((_times(pixels.get("PhysicalSizeZ"), scale), "file:OME PhysicalSizeZ"))
+        mm = tif.micromanager_metadata
+        summary = mm.get("Summary") if isinstance(mm, dict) else None
+        if isinstance(summary, dict) and "z-step_um" in summary:
+            found.append((_times(summary["z-step_um"], 1000.0), "file:Micro-Manager z-step_um"))
+        ij = tif.imagej_metadata
+        if isinstance(ij, dict) and "spacing" in ij:
+            scale = _unit_nm(str(ij.get("unit", "")), default="µm")
+            found.append((_times(ij["spacing"], scale), "file:ImageJ spacing"))
+    for nm, source in found:
+        if nm is not None and _PLAUSIBLE_Z_STEP_NM[0] <= nm <= _PLAUSIBLE_Z_STEP_NM[1]:
+            return nm, source
+    return None
+
+
+def _times(value: object, scale: float | None) -> float | None:
+    """float(value) × scale, or None where either is missing or not a number."""
+    if scale is None:
+        return None
+    try:
+        return float(str(value)) * scale
+    except ValueError:
+        return None

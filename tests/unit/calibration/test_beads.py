@@ -233,18 +233,42 @@ def test_crowded_beads_are_not_isolated() -> None:
         measure_beads(stack.astype(np.float64), Z_STEP_NM, baseline_adu=480.0)
 
 
-def test_too_few_planes_and_a_missing_z_step_are_refused() -> None:
+def test_too_few_planes_and_a_missing_z_step_are_refused(tmp_path: Path) -> None:
     stack = simulate_stack(CASES["emccd"], planes=5).astype(np.float64)
     with pytest.raises(CalibrationError, match=r"5 plane.*at least 9 planes"):
         measure_beads(stack, Z_STEP_NM)
     with pytest.raises(CalibrationError, match="pass --z-step-nm"):
         measure_beads(stack, None)
-    with pytest.raises(CalibrationError, match="pass --z-step-nm"):
-        check_bead_options(Path("beads.tif"), None, None)
     with pytest.raises(CalibrationError, match="pass it with --beads"):
         check_bead_options(None, 50.0, None)
     with pytest.raises(CalibrationError, match="--z-step-nm must be a positive"):
         measure_beads(stack, -50.0)
+    tifffile.imwrite(tmp_path / "plain.tif", stack.astype(np.uint16))
+    with pytest.raises(CalibrationError, match="does not record it: pass --z-step-nm"):
+        check_bead_options(tmp_path / "plain.tif", None, None)
+
+
+@pytest.mark.parametrize(
+    ("writer", "expected"),
+    [
+        ({"imagej": True, "metadata": {"axes": "ZYX", "spacing": 0.05, "unit": "micron"}}, 50.0),
+        ({"ome": True, "metadata": {"axes": "ZYX", "PhysicalSizeZ": 0.04}}, 40.0),
+    ],
+    ids=["imagej", "ome"],
+)
+def test_the_z_step_is_read_from_the_file_where_it_says(
+    tmp_path: Path, writer: dict[str, Any], expected: float
+) -> None:
+    path = tmp_path / "beads.tif"
+    tifffile.imwrite(path, np.zeros((9, 16, 16), np.uint16), **writer)
+    kind, step, source = check_bead_options(path, None, None)
+    assert (kind, step) == ("spline", pytest.approx(expected))
+    assert source.startswith("file:")
+    assert check_bead_options(path, 30.0, "astigmatic") == (
+        "astigmatic",
+        30.0,
+        "given (--z-step-nm)",
+    )
 
 
 def test_a_focus_at_the_end_of_the_stack_is_refused() -> None:
