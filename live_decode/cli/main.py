@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "simulate": "Simulate an SMLM acquisition: OME-TIFF movie, ground-truth CSV, preview PNG.",
     "calibrate": "Estimate a setup (camera, PSF, photophysics) from a raw movie: setup.yaml.",
     "train": "Train a DECODE network on simulations of a config; writes a checkpoint + model card.",
+    "adapt": "Learn the microscope from a real movie (wake–sleep): adapted setup, model, report.",
     "evaluate": "Localize a movie with a model and score it against ground truth.",
     "run": "Run the live pipeline (source, worker, viewer) for a config and supervise it.",
     "demo": "Run the pipeline on the embedded default: simulated microscope + bundled model.",

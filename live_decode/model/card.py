@@ -37,6 +37,8 @@ class ModelCard:
     init_from: str | None = None  # the model this one was fine-tuned from (its card's name)
     # How config.postprocess was chosen: criterion, scores, the search table (ThresholdChoice)
     thresholds: dict[str, Any] | None = None
+    adaptation: dict[str, Any] | None = None
+    """``live-decode adapt``: the setup it started from, the fitted PSF/background, likelihoods."""
 
     @property
     def parsed_config(self) -> Config:
