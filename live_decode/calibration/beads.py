@@ -43,6 +43,9 @@ DETECT_SNR = 10.0
 DETECT_FRACTION = 0.1
 """... and at least this fraction of the brightest bead's height (dim debris is not a bead)."""
 FEW_BEADS = 3
+FOCUS_SPREAD_NM = 300.0
+"""Beads whose focus lies further than this from the median bead's are left out (another
+surface, or a mis-fit)."""
 OUTLIER_RATIO = 4.0
 """A bead is left out when it differs from the median bead by more than this × the typical
 bead (squared distance of the normalised stacks): aggregates, debris, beads on another surface."""
@@ -147,11 +150,13 @@ def find_beads(photons: F64, roi_px: int) -> tuple[npt.NDArray[np.int64], int]:
     """Rows, columns (B, 2) of bright, isolated beads whose K×K window lies in the frame, and the
     number of maxima found in all (isolated or not).
 
-    Maxima of the max-projection (each plane smoothed by a 1-px Gaussian) above
-    :data:`DETECT_SNR` robust σ and :data:`DETECT_FRACTION` of the brightest; a bead is isolated
-    when no other maximum lies within K px (rows and columns), so windows do not share light.
+    Maxima of the max − min projection (each plane smoothed by a 1-px Gaussian; what does not
+    change with z — hot pixels, a static background — drops out) above :data:`DETECT_SNR` robust
+    σ and :data:`DETECT_FRACTION` of the brightest; a bead is isolated when no other maximum lies
+    within K px (rows and columns), so windows do not share light.
     """
-    proj = ndimage.gaussian_filter(photons, sigma=(0, 1.0, 1.0), mode="nearest").max(axis=0)
+    smooth = ndimage.gaussian_filter(photons, sigma=(0, 1.0, 1.0), mode="nearest")
+    proj = smooth.max(axis=0) - smooth.min(axis=0)
     med = float(np.median(proj))
     noise = max(float(np.median(np.abs(proj - med))) / 0.6745, 1e-12)
     peaks = proj == ndimage.maximum_filter(proj, size=5, mode="nearest")
@@ -328,6 +333,20 @@ def measure_beads(
     p, ok = p.reshape(b, z, 6), ok.reshape(b, z)
     xy = _bead_xy(p, ok)
     focus = focus_plane(p[..., 4], p[..., 5], ok)
+    usable = (ok.mean(axis=1) >= 0.5) & (np.abs(focus - np.median(focus)) * step <= FOCUS_SPREAD_NM)
+    if not usable.any():
+        raise CalibrationError(
+            f"{source}: no bead could be fitted on most planes with a common focus; record "
+            f"brighter beads, or a wider window than {roi_px} px for the defocused planes"
+        )
+    if not usable.all():
+        at = (centres[~usable][:, ::-1] + 0.5).tolist()
+        warnings.append(
+            f"{source}: {int((~usable).sum())} spot(s) at x, y {at} px left out: no Gaussian fit "
+            f"on most planes, or a focus more than {FOCUS_SPREAD_NM:.0f} nm from the others'"
+        )
+        rois, bg, p, ok, xy, focus = (a[usable] for a in (rois, bg, p, ok, xy, focus))
+        centres = centres[usable]
     signal = rois - bg[..., None, None]
     first: list[str] = []
     half = _half_planes(focus, z, step, source, first)
