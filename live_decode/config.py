@@ -289,6 +289,9 @@ class TrainingConfig(Frozen):
     eval_every: Annotated[int, Field(ge=1)] = 250
     eval_samples: Annotated[int, Field(ge=8)] = 256
     checkpoint_every: Annotated[int, Field(ge=1)] = 250
+    log_every: Annotated[int, Field(ge=1)] = Field(
+        25, description="steps between progress lines of <out>/train_log.jsonl (and ≤ 30 s)"
+    )
     amp: bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
     seed: int = 0
 

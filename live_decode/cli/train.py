@@ -106,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
             "train", total=steps, completed=trainer.step, loss=float("nan"), rate=""
         )
 
+        # The estimate after the first steps and the chosen thresholds are logged (stderr)
+        # by the trainer, and are in the JSON summary printed at the end.
         def on_progress(step: int, loss: float, _: dict[str, float] | None) -> None:
             sps = step / trainer.elapsed_s if trainer.elapsed_s else 0.0
             progress.update(
@@ -118,9 +120,11 @@ def run(args: argparse.Namespace) -> int:
         final = trainer.run(steps, None if minutes is None else minutes * 60.0, on_progress)
     final["simulate_share"] = trainer.times.simulate_share
     summary: dict[str, object] = {"model": str(args.out / f"{args.name}.pt"), **final}
+    if trainer.estimate is not None:
+        summary["estimate"] = trainer.estimate.to_dict()
+    summary["log"] = str(trainer.train_log.path)
     if trainer.thresholds is not None:
         choice = trainer.thresholds
-        print(choice.summary())
         summary["thresholds"] = {
             "raw_threshold": choice.raw_threshold,
             "split_threshold": choice.split_threshold,

@@ -28,6 +28,7 @@ from live_decode.model.loss import gmm_loss
 from live_decode.model.network import DecodeNet
 from live_decode.model.scaling import Scaling
 from live_decode.simulation.batch import WindowBatch, WindowSimulator
+from live_decode.training.progress import ESTIMATE_STEPS, Estimate, ProgressMeter, TrainLog
 from live_decode.training.targets import make_targets
 from live_decode.training.thresholds import ThresholdChoice, choose_thresholds
 from live_decode.training.validation import HeldOutSet, evaluate_held_out
@@ -38,7 +39,13 @@ EVAL_SEED_OFFSET = 10_007
 # What a resumed run must share with its checkpoint: the simulated data, the network and how it is
 # trained. Budgets and reporting intervals (training.steps, eval_every ...) may change on resume.
 RESUME_SECTIONS = ("camera", "psf", "emitters", "photophysics", "background", "model", "training")
-RESUME_FREE_TRAINING_KEYS = ("steps", "time_budget_s", "eval_every", "checkpoint_every")
+RESUME_FREE_TRAINING_KEYS = (
+    "steps",
+    "time_budget_s",
+    "eval_every",
+    "checkpoint_every",
+    "log_every",
+)
 
 
 @dataclass
@@ -101,6 +108,8 @@ class Trainer:
         self.given_thresholds = (raw_threshold, split_threshold)
         self.postprocess = self._with_given(cfg.postprocess)
         self.thresholds: ThresholdChoice | None = None
+        self.estimate: Estimate | None = None
+        self.train_log = TrainLog(out_dir)
         eval_gen = torch.Generator(device=self.device).manual_seed(t.seed + EVAL_SEED_OFFSET)
         self.held_out = HeldOutSet.simulate(
             self.sim, t.eval_samples, cfg.emitters.density_per_um2, eval_gen
@@ -275,24 +284,53 @@ class Trainer:
     ) -> dict[str, float]:
         """Train until ``max_steps`` total steps or ``time_budget_s`` more seconds; evaluate.
 
-        At the end (unless ``search_thresholds`` is False) the detection thresholds are chosen
-        (:meth:`choose_thresholds`); the final evaluation and the saved card use them.
+        The first steps are timed for :attr:`estimate` (logged, and in ``train_log.jsonl`` with
+        the progress lines, see :mod:`.progress`). At the end (unless ``search_thresholds`` is
+        False) the detection thresholds are chosen (:meth:`choose_thresholds`); the final
+        evaluation and the saved card use them.
         """
         t = self.cfg.training
         start = time.perf_counter()
+        first_step = self.step
+        meter = ProgressMeter(self.step, max_steps, t.batch_size)
+        self.train_log.write(
+            "start",
+            self.step,
+            max_steps=max_steps,
+            time_budget_s=time_budget_s,
+            device=str(self.device),
+            batch_size=t.batch_size,
+        )
+        self.estimate = None
+        n_timed = min(ESTIMATE_STEPS, max(max_steps - self.step, 0))
+        step_s: list[float] = []
         last_eval: dict[str, float] | None = None
+        reason = "step budget"
         while self.step < max_steps:
             if time_budget_s is not None and time.perf_counter() - start > time_budget_s:
                 log.info("time budget of %.0f s reached at step %d", time_budget_s, self.step)
+                reason = "time budget"
                 break
             t0 = time.perf_counter()
             loss = self.train_step()
-            self.elapsed_s += time.perf_counter() - t0
+            dt = time.perf_counter() - t0
+            self.elapsed_s += dt
             if not math.isfinite(loss):
+                self.train_log.write("end", self.step, reason=f"loss became {loss}")
                 raise FloatingPointError(f"training loss became {loss} at step {self.step}")
+            meter.add(loss)
+            if len(step_s) < n_timed:
+                step_s.append(dt)
+                if len(step_s) == n_timed:
+                    self._estimate(step_s, first_step, max_steps, time_budget_s)
+            if meter.due(self.step, t.log_every):
+                lr = self.sched.get_last_lr()[0]
+                line = meter.line(self.step, time_budget_s)
+                self.train_log.write("progress", self.step, **line, elapsed_s=self.elapsed_s, lr=lr)
             last_eval = None
             if self.step % t.eval_every == 0:
                 last_eval = self.evaluate()
+                self.train_log.write("eval", self.step, **_without_step(last_eval))
                 log.info(
                     "step %d: %s",
                     self.step,
@@ -307,11 +345,35 @@ class Trainer:
             if on_progress is not None:
                 on_progress(self.step, loss, last_eval)
         if search_thresholds:
-            self.choose_thresholds()
+            c = self.choose_thresholds()
+            self.train_log.write(
+                "thresholds",
+                self.step,
+                raw_threshold=c.raw_threshold,
+                split_threshold=c.split_threshold,
+                criterion=c.criterion,
+                score=c.score,
+                default_score=c.default_score,
+                given=list(c.given),
+            )
         final = self.evaluate()
+        self.train_log.write("eval", self.step, final=True, **_without_step(final))
         self.save_checkpoint()
         self.save_model()
+        wall = time.perf_counter() - start
+        self.train_log.write("end", self.step, reason=reason, elapsed_s=self.elapsed_s, wall_s=wall)
         return final
+
+    def _estimate(
+        self, step_s: list[float], first_step: int, max_steps: int, budget_s: float | None
+    ) -> None:
+        t = self.cfg.training
+        est = Estimate.from_timing(
+            step_s, t.batch_size, str(self.device), first_step, max_steps, budget_s
+        )
+        self.estimate = est
+        log.info("%s", est.message())
+        self.train_log.write("estimate", self.step, **est.to_dict())
 
 
 def _initialise_from(net: DecodeNet, path: Path) -> str:
@@ -340,6 +402,10 @@ def _initialise_from(net: DecodeNet, path: Path) -> str:
     net.load_state_dict(src.state_dict())
     log.info("initialised from %s (%s)", path, card.summary())
     return card.name
+
+
+def _without_step(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if k != "step"}
 
 
 def _threshold_choice(data: dict[str, Any]) -> ThresholdChoice:

@@ -135,9 +135,9 @@ def test_train_cli_threshold_flags_override_the_search(
     argv = ["train", str(config), "--out", str(out), "--steps", "2", "--threads", "1"]
     assert main([*argv, "--raw-threshold", "0.35", "--split-threshold", "0.55"]) == 0
     printed = capsys.readouterr().out
-    assert "thresholds raw 0.35, split 0.55 (given)" in printed
     summary = json.loads(printed[printed.index("{\n") :])
     assert summary["thresholds"]["given"] == ["raw", "split"]
+    assert summary["thresholds"]["raw_threshold"] == 0.35
     post = load_model(out / "model.pt")[1].parsed_config.postprocess
     assert (post.raw_threshold, post.split_threshold) == (0.35, 0.55)
     assert main([*argv, "--overwrite", "--raw-threshold", "0"]) == 2
