@@ -19,6 +19,7 @@ import torch
 import yaml
 from scipy import stats
 
+from live_decode.calibration.blinking import BlinkingEstimate, estimate_blinking
 from live_decode.calibration.camera_fit import (
     EXCESS_NOISE_FACTOR_SQ,
     CameraEstimate,
@@ -43,6 +44,9 @@ log = logging.getLogger("live_decode.calibration.setup")
 MAX_FRAMES = 1000
 """Frames read at most: the estimates converge well before (bounded time on a long movie)."""
 MIN_FITTED_SPOTS = 30
+LINKING_MIN_ON_TIME = 1.0
+LINKING_MAX_DENSITY = 2.0
+"""Where linking spots gives no on-time (sub-frame, or tracks broken by density), frames/µm⁻²."""
 NOMINAL_EM_GAIN = 100.0
 """EM gain written for an EMCCD whose file does not say: only gain / (e⁻/ADU) is identifiable,
 and the simulation depends on that ratio alone."""
@@ -463,6 +467,40 @@ def calibrate(
         estimate = corrected
     else:
         estimate = raw
+    blinking: BlinkingEstimate | None = None
+    if estimate.sample.on_time_mean_frames <= LINKING_MIN_ON_TIME or density > LINKING_MAX_DENSITY:
+        # Linking cannot see sub-frame on-times and breaks tracks when dense: read the on-time
+        # (and the flux that goes with it) off the movie's temporal correlation instead.
+        truth = config_from_dict({k: v for k, v in data.items() if not k.startswith("_")})
+        fitted_photons = raw.spots["photons"][raw.spots["ok"]]
+        blinking = estimate_blinking(
+            truth,
+            _true_camera(truth),
+            EXCESS_NOISE_FACTOR_SQ[kind],
+            to_photons(movie, raw.camera),
+            float(np.median(fitted_photons)),
+            density,
+        )
+        s = estimate.sample
+        spread = s.photons_sigma / s.photons_mean if s.photons_mean > 0 else 0.3
+        sample = replace(
+            s,
+            on_time_mean_frames=blinking.on_time_mean_frames,
+            photons_mean=blinking.photons_mean,
+            photons_sigma=spread * blinking.photons_mean,
+        )
+        estimate = replace(estimate, sample=sample)
+        data, cam_sources, density = setup(estimate)
+        sources["on_time_mean_frames"] = "temporal correlation (frames t, t+1 vs far apart)"
+        sources["photons_mean"] = "flux reproducing the median spot photons at that on-time"
+        if blinking.on_time_mean_frames <= blinking.curve_on_time[0]:
+            warnings.append(
+                "consecutive frames are no more alike than distant ones: the emitters blink "
+                f"within a frame; the on-time is set to the shortest simulated, "
+                f"{blinking.curve_on_time[0]:g} frames"
+            )
+    else:
+        sources["on_time_mean_frames"] = "spots linked frame to frame"
     sources.update(cam_sources)
     curve = data.pop("_count_curve")
     grid, detected = np.asarray(curve["true"]), np.asarray(curve["detected"])
@@ -510,6 +548,7 @@ def calibrate(
             "corrected": density,
             "count_curve": {"true": grid, "detected": detected},
         },
+        "blinking": None if blinking is None else blinking.to_dict(),
         "sources": sources,
         "distances_ks": distances,
         "warnings": warnings,
