@@ -39,6 +39,7 @@ EVAL_SEED_OFFSET = 10_007
 # What a resumed run must share with its checkpoint: the simulated data, the network and how it is
 # trained. Budgets and reporting intervals (training.steps, eval_every ...) may change on resume.
 RESUME_SECTIONS = ("camera", "psf", "emitters", "photophysics", "background", "model", "training")
+STRUCTURED_METRICS = ("loss", "jaccard", "rmse_lat_nm", "efficiency_lat", "efficiency_vol")
 RESUME_FREE_TRAINING_KEYS = (
     "steps",
     "time_budget_s",
@@ -114,6 +115,14 @@ class Trainer:
         self.held_out = HeldOutSet.simulate(
             self.sim, t.eval_samples, cfg.emitters.density_per_um2, eval_gen
         )
+        # Training on structured windows: also a held-out set of structured windows only (same
+        # density), whose metrics come as structured_* (how the network does where it is crowded)
+        self.held_out_structured: HeldOutSet | None = None
+        if t.structured.fraction > 0:
+            only = t.structured.model_copy(update={"fraction": 1.0})
+            self.held_out_structured = HeldOutSet.simulate(
+                self.sim, t.eval_samples, cfg.emitters.density_per_um2, eval_gen, only
+            )
 
     # ------------------------------------------------------------------ one step
     def _inputs(self, batch: WindowBatch) -> torch.Tensor:
@@ -151,9 +160,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, float]:
-        metrics = evaluate_held_out(
-            self.net, self.held_out, self.cfg, self.scaling, self.sim, self.postprocess
-        )
+        args = (self.cfg, self.scaling, self.sim, self.postprocess)
+        metrics = evaluate_held_out(self.net, self.held_out, *args)
+        if self.held_out_structured is not None:
+            crowded = evaluate_held_out(self.net, self.held_out_structured, *args)
+            metrics.update({f"structured_{k}": crowded[k] for k in STRUCTURED_METRICS})
         metrics["step"] = self.step
         self.history.append(metrics)
         return metrics
