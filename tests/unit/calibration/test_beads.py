@@ -223,6 +223,27 @@ def test_the_spline_loads_with_the_project_loader_and_explains_the_beads(
     np.testing.assert_allclose(p[:, 5] * PX_NM, true_y, rtol=0.1)
 
 
+def test_the_bead_row_of_the_report_draws_curves_montage_and_residuals(
+    calibrated: tuple[dict[str, Any], BeadCalibration], tmp_path: Path
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from live_decode.calibration.bead_report import plot_bead_row
+
+    _, beads = calibrated
+    fig, ax = plt.subplots(1, 3, figsize=(12, 3.5))
+    plot_bead_row(ax, beads)
+    assert len(ax[0].lines) == 4 and len(ax[1].images) == 1 and len(ax[2].lines) == 3
+    image = ax[1].images[0].get_array()
+    assert image.shape == (3 * beads.stack.roi_px, 3 * beads.stack.roi_px)
+    fig.savefig(tmp_path / "row.png", dpi=50)
+    plt.close(fig)
+    assert (tmp_path / "row.png").stat().st_size > 5_000
+
+
 # ---------------------------------------------------------------------------- bad input
 def test_a_stack_without_beads_is_refused_saying_what_to_record() -> None:
     noise = np.random.default_rng(0).poisson(20.0, (31, 64, 64)).astype(np.float64)
@@ -323,6 +344,7 @@ def test_calibrate_with_beads_writes_a_3d_setup(tmp_path: Path) -> None:
         pixel_size_nm=PX_NM,
         camera="emccd",
         refine=False,
+        plot=False,  # the bead row of calibration.png is drawn in its own (faster) test
         beads=tmp_path / "beads.tif",
         z_step_nm=Z_STEP_NM,
     )
@@ -339,7 +361,7 @@ def test_calibrate_with_beads_writes_a_3d_setup(tmp_path: Path) -> None:
     assert beads["beads"] == 9 and beads["psf_used"] == "spline"
     assert len(beads["sigma_x_nm"]) == len(beads["z_nm"])
     assert beads["residual"]["spline"]["unexplained"] < 0.03
-    assert result.beads is not None and (out / "calibration.png").stat().st_size > 10_000
+    assert result.beads is not None and result.files["psf_spline"] == cfg.psf.calibration
 
 
 def test_an_aggregate_is_left_out_and_the_rest_still_recover_the_psf() -> None:
