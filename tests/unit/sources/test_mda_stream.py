@@ -24,6 +24,12 @@ from live_decode.sources.mm_core import close_core
 from live_decode.testing.mm import REPO_CONFIGS, open_sim_core, sim_config
 
 
+@pytest.fixture(autouse=True)
+def psygnal_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The psygnal signals whatever Qt app an earlier test left (the Qt case is tested apart)."""
+    monkeypatch.setenv("PYMM_SIGNALS_BACKEND", "psygnal")
+
+
 @pytest.fixture
 def core() -> Iterator[UniMMCore]:
     core = open_sim_core(sim_config(exposure_ms=2.0), mode="Fast")
@@ -132,3 +138,22 @@ def test_a_bad_sequence_is_refused_with_its_key(tmp_path: Path) -> None:
     src = load_config(good).source
     assert isinstance(src, MMSourceConfig)
     assert len(list(parse_sequence(src.mda))) == 5  # relative to the YAML
+
+
+@pytest.mark.qt
+def test_with_a_qt_app_frames_are_taken_on_the_mda_thread(
+    qapp: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a Qt app runs (napari, pymmcore-gui) the core's signals are Qt signals: frames
+    must still reach the bounded queue from the MDA's thread, not wait for the GUI's loop."""
+    monkeypatch.setenv("PYMM_SIGNALS_BACKEND", "auto")
+    core = open_sim_core(sim_config(exposure_ms=2.0), mode="Fast")
+    try:
+        assert "Q" in type(core.mda.events).__name__  # the Qt signal backend
+        stream = MDAStream(core, MMCamera(core), sequences=1)
+        core.run_mda(_lapse(10)).join()  # this thread runs no Qt event loop meanwhile
+        assert stream.counts.frames_seen == 10 and stream.ended
+        assert [f.index for f in iter(stream.read, None)] == list(range(10))
+        stream.close()
+    finally:
+        close_core(core)
