@@ -8,6 +8,7 @@ The public API, imported as ``import live_decode as ld``::
     locs = model.localize(movie, camera=cfg)    # pandas DataFrame, one row per localization
     ld.evaluate(locs, truth)                    # the metrics `live-decode evaluate --json` prints
     ld.save(locs, "runs/offline")               # ThunderSTORM CSV + Picasso HDF5
+    ld.fit("raw.tif", "fits/mine", minutes=60)  # calibrate → train → localize your own movie
     handle = ld.run(cfg, out="runs/live")       # the live pipeline, as `live-decode run`
     with ld.attach(core, cfg):                  # inside your own pymmcore-plus MDA
         core.run_mda(sequence).join()
@@ -31,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "load_model": "live_decode.api.models",
     "Model": "live_decode.api.models",
     "localize_many": "live_decode.api.batch",
+    "fit": "live_decode.api.fit",
     "simulate": "live_decode.api.data",
     "Simulation": "live_decode.api.data",
     "evaluate": "live_decode.api.data",
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
     from live_decode.api.data import read_locs as read_locs
     from live_decode.api.data import save as save
     from live_decode.api.data import simulate as simulate
+    from live_decode.api.fit import fit as fit
     from live_decode.api.models import Model as Model
     from live_decode.api.models import load_model as load_model
     from live_decode.api.runs import RunHandle as RunHandle

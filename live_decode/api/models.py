@@ -9,6 +9,7 @@ on the first frame, and the same fixed chunks of ``inference.max_batch`` frames
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 
     from live_decode.inference.engine import Localizer
     from live_decode.model.card import ModelCard
+
+log = logging.getLogger("live_decode.api.models")
 
 MovieLike = npt.NDArray[Any] | str | Path | Sequence[str | Path] | Iterable[npt.NDArray[Any]]
 """A (T, H, W) array of camera ADU, a TIFF / OME-TIFF path (or a list: one series), or an
@@ -69,7 +72,7 @@ def load_model(
 
     cfg = load_config(config) if config is not None else demo_config()
     override = Path(path) if path is not None else None
-    return Model(build_localizer(cfg, override, device), cfg)
+    return Model(build_localizer(cfg, override, device), cfg, camera_from_card=config is None)
 
 
 class Model:
@@ -79,10 +82,13 @@ class Model:
     localization.
     """
 
-    def __init__(self, localizer: Localizer, config: Config) -> None:
+    def __init__(
+        self, localizer: Localizer, config: Config, *, camera_from_card: bool = False
+    ) -> None:
         self._localizer = localizer
         self.config = config
         """The setup config the model runs with (thresholds, speed, camera fallback)."""
+        self._camera_from_card = camera_from_card  # no config given: the card's camera
 
     @property
     def card(self) -> ModelCard:
@@ -165,23 +171,27 @@ class Model:
     ) -> Localizations:
         """:meth:`localize` returning the structured array (``LOC_DTYPE``) instead of a table."""
         from live_decode.pipeline.offline import OfflineStream, source_frames
-        from live_decode.sources.base import SourceFrame, camera_from_config
+        from live_decode.sources.base import SourceFrame
         from live_decode.sources.replay import ReplaySource
 
-        check_config, fallback = self._camera_and_config(camera)
+        check_config, given = self._camera_and_config(camera)
         source: ReplaySource | None = None
         frames: Iterable[npt.ArrayLike | SourceFrame]
         total = 0
         paths = _paths_of(movie)
+        default, label = self._default_camera()
         if paths is not None:
             source = ReplaySource(
                 paths,
-                fallback if fallback is not None else camera_from_config(self.config),
+                given if given is not None else default,
                 prefer_file_metadata=not isinstance(camera, CameraMeta),
+                fallback_label=label,
             )
             cam, frames, total = source.camera, source_frames(source), source.n_frames
         else:
-            cam = fallback if fallback is not None else camera_from_config(self.config)
+            cam = given if given is not None else default
+            if given is None:
+                log.info("camera calibration: the %s (pass camera= to give yours)", label)
             frames, total = _frames_of(movie)
         stream = OfflineStream(
             self._localizer,
@@ -201,6 +211,17 @@ class Model:
             if source is not None:
                 source.close()
         return np.concatenate(parts) if parts else empty_locs()
+
+    def _default_camera(self) -> tuple[CameraMeta, str]:
+        """The camera of a movie given without one, and its source label: the model card's
+        camera when the model was loaded without a config, else that config's."""
+        from live_decode.sources.base import camera_from_config
+        from live_decode.sources.replay import card_camera_label
+
+        if self._camera_from_card:
+            card = self.card
+            return camera_from_config(card.parsed_config), card_camera_label(card.name)
+        return camera_from_config(self.config), "camera of the model's config"
 
     def _camera_and_config(self, camera: CameraLike) -> tuple[Config | None, CameraMeta | None]:
         """(config whose PSF/z range are checked, camera) for a ``camera`` argument."""

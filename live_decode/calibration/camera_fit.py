@@ -88,22 +88,44 @@ def transfer_pairs(
     return level[steady], var[steady]
 
 
-def _check_usable(movie: npt.NDArray[np.generic], max_adu: int | None) -> None:
+SATURATED_ERROR = 0.01
+SATURATED_WARNING = 1e-4
+"""Shares of pixels at the camera's ceiling refused / warned about (bright spots clip first)."""
+MIN_PILE_UP = 20
+"""Pixels that must share the movie's highest value before it counts as a ceiling (a 12- or
+14-bit camera written as 16-bit TIFF saturates below 65535)."""
+
+
+def _check_usable(movie: npt.NDArray[np.generic], max_adu: int | None) -> list[str]:
+    """Refuse movies without usable photon statistics; return warnings for marginal ones."""
     values = np.asarray(movie[: min(len(movie), 200)])
     if not np.all(np.isfinite(values)):
         raise CalibrationError("the movie has NaN or infinite pixels: it is not raw camera data")
-    top = int(max_adu) if max_adu is not None else int(np.iinfo(np.uint16).max)
-    saturated = float(np.mean(values >= top))
-    if saturated > 0.01:
-        raise CalibrationError(
-            f"{saturated:.1%} of the pixels sit at the camera's maximum ({top} ADU): the camera "
-            "is saturated; lower the EM gain or the exposure and record again"
-        )
     if float(values.std()) == 0.0:
         raise CalibrationError(
             "the movie is a constant image: it carries no photon statistics; record raw frames "
             "with the sample in view"
         )
+    top = int(max_adu) if max_adu is not None else int(np.iinfo(np.uint16).max)
+    where = f"the camera's maximum ({top} ADU)"
+    at_top = int(np.count_nonzero(values >= top))
+    highest = float(values.max())
+    if at_top == 0 and highest < top:
+        at_highest = int(np.count_nonzero(values == highest))
+        if at_highest >= MIN_PILE_UP:  # a ceiling below the file type's: the ADC's
+            at_top, where = at_highest, f"the movie's highest value ({highest:g} ADU)"
+    saturated = at_top / values.size
+    if saturated > SATURATED_ERROR:
+        raise CalibrationError(
+            f"{saturated:.1%} of the pixels sit at {where}: the camera is saturated; lower the "
+            "EM gain or the exposure and record again"
+        )
+    if saturated > SATURATED_WARNING and at_top >= MIN_PILE_UP:
+        return [
+            f"{at_top} pixels ({saturated:.2%}) sit at {where}: the brightest spots clip, so "
+            "their photons come out low; lower the EM gain or the exposure for a better setup"
+        ]
+    return []
 
 
 def _dark_statistics(
@@ -156,8 +178,7 @@ def estimate_camera(
     """
     if movie.ndim != 3:
         raise CalibrationError(f"a movie is a (T, H, W) stack, got shape {movie.shape}")
-    _check_usable(movie, max_adu)
-    warnings: list[str] = []
+    warnings = _check_usable(movie, max_adu)
     if movie.shape[0] < MIN_FRAMES:
         raise CalibrationError(
             f"the movie has {movie.shape[0]} frames; calibrating the camera needs at least "
@@ -199,6 +220,13 @@ def estimate_camera(
 
     if dark is not None:
         baseline, read_noise = _dark_statistics(dark, movie.shape[1:])
+        movie_median = float(np.median(np.asarray(movie[: min(len(movie), 200)])))
+        if baseline >= movie_median:
+            raise CalibrationError(
+                f"the dark series (median {baseline:g} ADU) is as bright as the movie (median "
+                f"{movie_median:g} ADU): it is not dark; record it with the shutter closed (or "
+                "the lasers off and the objective covered), same exposure and gain"
+            )
         baseline_source = "dark series"
         # The line through the dark point (b, σ_r²): only the slope is left to fit.
         dm, dv = bm - baseline, bv - read_noise**2

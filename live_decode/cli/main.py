@@ -22,6 +22,7 @@ from live_decode.pipeline.exits import (
 COMMANDS: dict[str, str] = {
     "simulate": "Simulate an SMLM acquisition: OME-TIFF movie, ground-truth CSV, preview PNG.",
     "calibrate": "Estimate a setup (camera, PSF, photophysics) from a raw movie: setup.yaml.",
+    "fit": "Your own microscope in one command: calibrate a raw movie, train for it, localize.",
     "train": "Train a DECODE network on simulations of a config; writes a checkpoint + model card.",
     "adapt": "Learn the microscope from a real movie (wake–sleep): adapted setup, model, report.",
     "evaluate": "Localize a movie with a model and score it against ground truth.",

@@ -24,6 +24,7 @@ from live_decode.config import (
     SplinePsfConfig,
 )
 from live_decode.errors import ModelCardError
+from live_decode.inference.photon_stats import adu_per_photon, photon_statistics
 from live_decode.messages import CameraMeta
 from live_decode.model.card import ModelCard
 
@@ -34,6 +35,13 @@ PSF_WIDTH_TOLERANCE = 0.15  # relative: σ of a Gaussian, σ0 / focal offset / d
 READ_NOISE_FACTOR = 3.0  # read noise in photons may differ this much before it matters
 READ_NOISE_FLOOR_PHOTONS = 1.0  # ... and only once it is above one photon rms
 Z_RANGE_TOLERANCE_NM = 50.0
+GAIN_RATIO_TOLERANCE = 1.5
+"""The ADU per photon the pixels' noise implies may differ this much (×, ÷) from the camera
+calibration's; correct calibrations measure 0.95–1.08 on one 64×64 frame, a 3× error 2.9–3.6."""
+CALIBRATE_HINT = (
+    "measure the camera with `live-decode calibrate MOVIE --out setup/` and pass "
+    "--config setup/setup.yaml (or correct e_per_adu, em_gain and baseline_adu in your config)"
+)
 
 IGNORE_HINT = "pass --ignore-model-mismatch to run anyway (a warning is kept in the summary)"
 
@@ -289,7 +297,41 @@ def check_frame(card: ModelCard, camera: CameraMeta, frame: np.ndarray) -> list[
                 "check e_per_adu / em_gain in the camera section",
             )
         )
+    elif photons >= -0.5 * bg_max:
+        out += photon_statistics_mismatches(card, camera, frame)
     return out
+
+
+def photon_statistics_mismatches(
+    card: ModelCard, camera: CameraMeta, frame: np.ndarray
+) -> list[Mismatch]:
+    """The frame's background noise against the level the camera calibration converts it to.
+
+    A calibration whose ADU per photon is off by a factor r feeds the network r times too many
+    photons with r² times the noise (:mod:`live_decode.inference.photon_stats`): the model was
+    trained on correctly converted photons, so it is refused like any other mismatch.
+    """
+    stats = photon_statistics(camera, frame)
+    r = stats.gain_ratio
+    if not stats.conclusive or 1.0 / GAIN_RATIO_TOLERANCE <= r <= GAIN_RATIO_TOLERANCE:
+        return []
+    used = adu_per_photon(camera)
+    trained = card.parsed_config.camera
+    card_gain = (trained.em_gain if trained.kind == "emccd" else 1.0) * trained.qe
+    card_gain /= trained.e_per_adu
+    implied = f"≈ {used * r:.3g} ADU/photon" if r > 0 else "less noise than the read noise alone"
+    return [
+        Mismatch(
+            "photon statistics",
+            f"correctly converted photons (its camera: {card_gain:.3g} ADU/photon)",
+            f"a background noise of {stats.variance_photons2:.3g} photons² at "
+            f"{stats.level_photons:.3g} photons/px where the camera calibration in use "
+            f"({used:.3g} ADU/photon, baseline {camera.baseline_adu:g} ADU) predicts "
+            f"{stats.predicted_variance_photons2:.3g}: the pixels say {implied} "
+            f"({r:.2g}× the calibration)",
+            f"the gain or the baseline is wrong; {CALIBRATE_HINT}",
+        )
+    ]
 
 
 def card_mismatches(

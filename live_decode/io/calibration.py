@@ -207,6 +207,27 @@ def read_calibration(tif: tifffile.TiffFile, description: str = "") -> Calibrati
     return cal
 
 
+_UNITS = {
+    "pixel_size_nm": " nm",
+    "baseline_adu": " ADU",
+    "e_per_adu": " e⁻/ADU",
+    "em_gain": "",
+    "qe": "",
+    "exposure_ms": " ms",
+    "spurious_charge_e": " e⁻",
+    "read_noise_e": " e⁻",
+}
+
+
+def describe_calibration(cal: Calibration) -> str:
+    """One line: every camera value with its unit, grouped by where it came from."""
+    by_source: dict[str, list[str]] = {}
+    for key, value in cal.values.items():
+        words = f"{key} {value:g}{_UNITS.get(key, '')}"
+        by_source.setdefault(cal.sources.get(key, "?"), []).append(words)
+    return "; ".join(f"{', '.join(v)} ({src})" for src, v in by_source.items())
+
+
 def write_calibration(
     run_dir: Path,
     values: Mapping[str, float],

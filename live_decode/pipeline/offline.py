@@ -31,7 +31,7 @@ from live_decode.inference.worker import (
     WorkerSummary,
     open_loc_files,
 )
-from live_decode.io.calibration import write_calibration
+from live_decode.io.calibration import describe_calibration, write_calibration
 from live_decode.io.formats import write_extra_formats
 from live_decode.io.thunderstorm import read_thunderstorm_csv
 from live_decode.messages import (
@@ -43,7 +43,8 @@ from live_decode.messages import (
     StatsMsg,
     WorkerStats,
 )
-from live_decode.pipeline.build import build_localizer, load_config_or_demo
+from live_decode.model.card import read_card
+from live_decode.pipeline.build import build_localizer, load_config_or_demo, model_path
 from live_decode.pipeline.exits import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -55,7 +56,12 @@ from live_decode.pipeline.plots import plot_run
 from live_decode.pipeline.run_dir import earlier_results, prepare_run_dir
 from live_decode.pipeline.supervisor import Outcome, RunState, write_summary
 from live_decode.sources.base import SourceFrame, camera_from_config
-from live_decode.sources.replay import ReplaySource, explicit_camera_keys
+from live_decode.sources.replay import (
+    DEMO_LABEL,
+    ReplaySource,
+    card_camera_label,
+    explicit_camera_keys,
+)
 from live_decode.sources.runner import SourceSummary
 from live_decode.strict_json import write_json
 
@@ -206,28 +212,41 @@ def localize_files(
     progress: Progress | None = None,
     overwrite: bool = False,
     batches: Batches | None = None,
+    prefer_file_metadata: bool = True,
 ) -> dict[str, object]:
     """Localize ``movies`` (in order, one stream) into the run directory ``out``.
 
     The camera comes from the files' metadata (as ``live-decode simulate`` writes it), else from
-    ``config`` (default: the demo config). Writes ``locs.csv``, ``locs.hdf5`` (+ ``.yaml``),
+    ``config``, else (no config) from the model card: the camera the model was trained for,
+    with a warning that names every value so assumed and ``live-decode calibrate``. The
+    calibration in use and the source of each value are logged and kept in ``calibration.json``.
+    Writes ``locs.csv``, ``locs.hdf5`` (+ ``.yaml``),
     ``calibration.json``, ``worker_summary.json``, ``source_summary.json``, ``summary.json`` and
     the plots; returns the summary. What was localized before a failure stays in the run
     directory, ``summary.json`` says why it stopped (``status``, ``reason``), and the failure is
     raised after the files are closed. An ``out`` holding an earlier run's results is refused
     unless ``overwrite`` (which deletes them first). ``batches`` replaces the one-process loop
     (:func:`live_decode.pipeline.distributed.localize_many` passes its Dask chunks).
+    ``prefer_file_metadata=False`` takes every camera value from ``config`` (``fit`` localizes
+    with the camera it calibrated and trained for).
     """
     cfg = load_config_or_demo(config)
     if out.is_dir() and earlier_results(out) and not overwrite:
         prepare_run_dir(out, overwrite=False)  # raises, naming the files and --overwrite
     label = str(config) if config is not None else None
+    camera, fallback = camera_from_config(cfg), DEMO_LABEL
+    if config is None:  # no camera given: the one the model was trained for, said loudly
+        card = read_card(model_path(cfg, model))
+        camera, fallback = camera_from_config(card.parsed_config), card_camera_label(card.name)
     source = ReplaySource(  # bad movies and contradicting configs fail before the model loads
         list(movies),
-        camera_from_config(cfg),
+        camera,
         config_keys=None if label is None else explicit_camera_keys(cfg, label),
         default_label=f"config default ({label})",
+        fallback_label=fallback,
+        prefer_file_metadata=prefer_file_metadata,
     )
+    log.info("camera calibration: %s", describe_calibration(source.calibration))
     try:
         localizer = build_localizer(cfg, model, device)
         prepare_run_dir(out, overwrite=overwrite)

@@ -33,7 +33,7 @@ from live_decode.io.movie import TiffMovie, camera_from_tiff
 from live_decode.messages import CameraMeta, GapMsg
 from live_decode.sources.base import SourceFrame
 
-__all__ = ["ReplaySource", "camera_from_tiff", "explicit_camera_keys"]
+__all__ = ["ReplaySource", "camera_from_tiff", "card_camera_label", "explicit_camera_keys"]
 
 log = logging.getLogger("live_decode.sources.replay")
 
@@ -48,6 +48,11 @@ _CAMERA_FIELDS = {  # CameraMeta field -> the config fields that set it
     "spurious_charge_e": ("spurious_charge_e",),
     "read_noise_e": ("read_noise_e",),
 }
+
+
+def card_camera_label(model_name: str) -> str:
+    """The source label of a camera value taken from a model card (no file value, no config)."""
+    return f"model card '{model_name}' camera"
 
 
 def explicit_camera_keys(cfg: Config, label: str) -> dict[str, str]:
@@ -80,8 +85,12 @@ class ReplaySource:
         The camera the config describes; the file's own calibration replaces its values.
     config_keys
         Camera values the user's config states explicitly (:func:`explicit_camera_keys`): a
-        file that contradicts one of them is refused. None: the config is a default (the demo)
-        and every value the file lacks is reported loudly as the demo camera's.
+        file that contradicts one of them is refused. None: ``camera`` is a stand-in (the demo
+        camera, or the camera the model was trained for) and every value the file lacks is
+        reported loudly as ``fallback_label`` 's.
+    fallback_label
+        Where ``camera`` came from when ``config_keys`` is None, e.g. ``"model card 'x'
+        camera"``; kept in :attr:`calibration` and named in the warning.
     """
 
     def __init__(
@@ -95,6 +104,7 @@ class ReplaySource:
         prefer_file_metadata: bool = True,
         config_keys: Mapping[str, str] | None = None,
         default_label: str = "config",
+        fallback_label: str = DEMO_LABEL,
     ) -> None:
         if not paths:
             raise MovieError("no movie file given")
@@ -122,7 +132,7 @@ class ReplaySource:
         self.loop = loop
         try:
             self.calibration = self._calibrate(
-                camera, prefer_file_metadata, config_keys, default_label
+                camera, prefer_file_metadata, config_keys, default_label, fallback_label
             )
         except ConfigError:
             self.close()
@@ -142,6 +152,7 @@ class ReplaySource:
         prefer_file: bool,
         config_keys: Mapping[str, str] | None,
         default_label: str,
+        fallback_label: str,
     ) -> Calibration:
         """The camera values to use, each with its source; refuse a contradicting config."""
         first = self._movies[0]
@@ -160,7 +171,7 @@ class ReplaySource:
                     )
                 cal.set(key, value, source)
             else:
-                label = explicit.get(key, DEMO_LABEL if config_keys is None else default_label)
+                label = explicit.get(key, fallback_label if config_keys is None else default_label)
                 cal.set(key, float(base[key]), label)
         if clashes:
             raise ConfigError(
@@ -169,14 +180,17 @@ class ReplaySource:
                 + "\nRemove these values from the config to use the file's, or correct the "
                 "file's metadata if the config is right."
             )
-        demo = [k for k in CAMERA_KEYS if cal.sources[k] == DEMO_LABEL]
-        if demo:
+        assumed = [k for k in CAMERA_KEYS if cal.sources[k] == fallback_label]
+        if assumed:
             log.warning(
-                "%s: no %s in the file and no --config: using the demo camera's (%s). Pass "
-                "--config with your camera section if this is not your camera.",
+                "%s: the file does not say its %s and no --config was given: using the %s (%s). "
+                "If this is not your camera, measure it: `live-decode calibrate %s --out setup/`, "
+                "then pass --config setup/setup.yaml.",
                 first.path,
-                ", ".join(demo),
-                ", ".join(f"{k} {cal.values[k]:g}" for k in demo),
+                ", ".join(assumed),
+                fallback_label,
+                ", ".join(f"{k} {cal.values[k]:g}" for k in assumed),
+                first.path,
             )
         return cal
 

@@ -28,6 +28,7 @@ from live_decode.model.checkpoint import ModelCard, load_model
 from live_decode.pipeline.build import DEMO_CONFIG
 from live_decode.sources.base import camera_from_config
 from live_decode.sources.replay import ReplaySource
+from live_decode.testing.frames import camera_movie
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -35,7 +36,7 @@ FRAMES, SIZE = 12, 32
 
 
 def noise(n: int = FRAMES, size: int = SIZE, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(100, 3000, size=(n, size, size)).astype(np.uint16)
+    return camera_movie((n, size, size), seed=seed)
 
 
 def truncated(path: Path) -> Path:

@@ -28,6 +28,7 @@ from live_decode.messages import CameraMeta, EosMsg, ErrorMsg, FrameMsg, GapMsg,
 from live_decode.model.checkpoint import load_model
 from live_decode.pipeline.build import DEMO_CONFIG
 from live_decode.sources.base import camera_from_config
+from live_decode.testing.frames import camera_movie
 from live_decode.transport.frames import FramePuller
 from live_decode.transport.results import ResultPublisher, ResultSubscriber
 
@@ -78,9 +79,8 @@ def test_bad_values_are_rejected_counted_and_the_stream_goes_on(
     tmp_path: Path, ctx: Ctx, localizer: Localizer
 ) -> None:
     camera = camera_from_config(load_config(DEMO_CONFIG))
-    rng = np.random.default_rng(3)
     h, w = 32, 32
-    movie = rng.integers(100, 3000, size=(12, h, w)).astype(np.uint16)
+    movie = camera_movie((12, h, w), seed=3)
     push = ctx.socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 0)
     port = push.bind_to_random_port("tcp://127.0.0.1")

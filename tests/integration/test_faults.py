@@ -54,6 +54,7 @@ from live_decode.pipeline.build import DEMO_CONFIG, _free_ports
 from live_decode.sources.base import SourceFrame, camera_from_config
 from live_decode.sources.replay import ReplaySource
 from live_decode.sources.runner import SourceRunner
+from live_decode.testing.frames import camera_movie
 from live_decode.transport.frames import FramePusher
 from live_decode.transport.results import ResultSubscriber
 
@@ -215,8 +216,7 @@ def camera() -> CameraMeta:
 
 
 def noise_movie(path: Path, n: int, size: int, dtype: str = "uint16", seed: int = 1) -> Path:
-    rng = np.random.default_rng(seed)
-    tifffile.imwrite(path, rng.integers(100, 3000, size=(n, size, size)).astype(dtype))
+    tifffile.imwrite(path, camera_movie((n, size, size), seed=seed).astype(dtype))
     return path
 
 
@@ -507,8 +507,7 @@ def _with_header(parts: list[bytes | memoryview], **changes: object) -> list[byt
 def test_bad_messages_are_rejected_counted_and_the_worker_goes_on(
     tmp_path: Path, procs: Processes, ctx: Ctx, tiny_model: Path, camera: CameraMeta
 ) -> None:
-    rng = np.random.default_rng(2)
-    frames = rng.integers(100, 3000, size=(40, 32, 32)).astype(np.uint16)
+    frames = camera_movie((40, 32, 32), seed=2)
     push = ctx.socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 0)
     port = push.bind_to_random_port("tcp://127.0.0.1")

@@ -26,6 +26,7 @@ from live_decode.pipeline.offline import localize_files
 from live_decode.sources.base import camera_from_config
 from live_decode.sources.replay import ReplaySource
 from live_decode.sources.runner import SourceRunner
+from live_decode.testing.frames import camera_movie
 from live_decode.transport.frames import FramePuller, FramePusher
 from live_decode.transport.results import ResultPublisher, ResultSubscriber
 
@@ -39,8 +40,7 @@ def setup(tmp_path: Path) -> tuple[Path, Path]:
     cfg = tmp_path / "astig.yaml"
     cfg.write_text(yaml.safe_dump(data))
     movie = tmp_path / "m.tif"
-    rng = np.random.default_rng(0)
-    tifffile.imwrite(movie, rng.poisson(150, size=(10, 32, 32)).astype(np.uint16))
+    tifffile.imwrite(movie, camera_movie((10, 32, 32)))
     return cfg, movie
 
 

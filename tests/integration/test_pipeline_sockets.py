@@ -22,6 +22,7 @@ from live_decode.model.checkpoint import make_card
 from live_decode.model.network import DecodeNet
 from live_decode.sources.replay import ReplaySource
 from live_decode.sources.runner import SourceRunner
+from live_decode.testing.frames import camera_movie
 from live_decode.transport.frames import FramePuller, FramePusher
 from live_decode.transport.results import ResultPublisher, ResultSubscriber
 
@@ -54,8 +55,7 @@ def localizer() -> Localizer:
 def test_streamed_files_equal_offline_inference(
     tmp_path: Path, ctx: zmq.Context[zmq.Socket[bytes]], localizer: Localizer
 ) -> None:
-    rng = np.random.default_rng(1)
-    movie = rng.integers(100, 3000, size=(20, 24, 28)).astype(np.uint16)
+    movie = camera_movie((20, 24, 28), seed=1)
     tifffile.imwrite(tmp_path / "m.tif", movie)
     pusher = FramePusher(ctx, "tcp://127.0.0.1:*", lossless=True, sndhwm=4)
     puller = FramePuller(ctx, pusher.endpoint, rcvhwm=4)

@@ -22,6 +22,7 @@ from live_decode.io.calibration import CALIBRATION_NAME
 from live_decode.io.movie import RAW_NAME, TiffMovie
 from live_decode.io.thunderstorm import read_thunderstorm_csv
 from live_decode.messages import Localizations
+from live_decode.testing.frames import camera_movie
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -102,8 +103,7 @@ def test_a_gap_in_a_recording_resets_temporal_context_on_replay(
     from live_decode.io.movie import MovieRecorder
     from live_decode.pipeline.offline import localize_files
 
-    rng = np.random.default_rng(3)
-    frames = rng.integers(100, 3000, size=(12, 48, 48)).astype(np.uint16)
+    frames = camera_movie((12, 48, 48), seed=3)
     indices = [*range(6), *range(9, 15)]
     camera = {"pixel_size_nm": 100.0, "baseline_adu": 100.0, "e_per_adu": 45.0,
               "em_gain": 300.0, "qe": 0.9, "exposure_ms": 30.0}  # fmt: skip

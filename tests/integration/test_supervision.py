@@ -25,6 +25,7 @@ from live_decode.inference.worker import CSV_NAME, HDF5_NAME
 from live_decode.io.picasso import read_picasso_hdf5, read_picasso_info
 from live_decode.io.thunderstorm import read_thunderstorm_csv
 from live_decode.pipeline.build import _free_ports
+from live_decode.testing.frames import camera_movie
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
@@ -168,8 +169,9 @@ def live_run(tmp_path: Path, runs: list[Run], model: Path, *extra: str) -> tuple
 
 
 def noise_movie(path: Path, n: int, size: int = 64, *, ome: bool = False) -> Path:
-    rng = np.random.default_rng(3)
-    tifffile.imwrite(path, rng.integers(100, 3000, size=(n, size, size)).astype(np.uint16), ome=ome)
+    # ~20 localizations per frame from the tiny model, as the tests were sized for
+    movie = camera_movie((n, size, size), seed=3, spots_per_frame=20, spot_photons=6000)
+    tifffile.imwrite(path, movie, ome=ome)
     return path
 
 

@@ -12,67 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 import tifffile
-import torch
 import yaml
 
 from live_decode.calibration.camera_fit import estimate_camera
 from live_decode.calibration.setup import CalibrationResult, calibrate
-from live_decode.config import Config, config_from_dict, load_config
-from live_decode.errors import CalibrationError
-from live_decode.simulation.microscope import SimulatedMicroscope
-
-CAMERAS = {
-    "emccd": dict(
-        kind="emccd",
-        pixel_size_nm=117.0,
-        baseline_adu=480.0,
-        e_per_adu=12.0,
-        em_gain=150.0,
-        qe=0.9,
-        read_noise_e=60.0,
-        spurious_charge_e=0.0,
-    ),
-    "scmos": dict(
-        kind="scmos",
-        pixel_size_nm=108.0,
-        baseline_adu=100.0,
-        e_per_adu=0.46,
-        em_gain=1.0,
-        qe=0.8,
-        read_noise_e=1.6,
-        spurious_charge_e=0.0,
-    ),
-}
-SIGMA_NM = {"emccd": 150.0, "scmos": 120.0}
-
-
-def simulate(
-    kind: str, frames: int = 300, laser_mw: float = 6.0, seed: int = 2
-) -> tuple[Config, npt.NDArray[np.uint16], float]:
-    cfg = config_from_dict(
-        {
-            "camera": CAMERAS[kind],
-            "psf": {"kind": "gaussian", "sigma_nm": SIGMA_NM[kind]},
-            "photophysics": {"photons_mean": 2000, "photons_sigma": 400, "on_time_mean_frames": 3},
-            "background": {"uniform_photons": [30, 60], "variation_fraction": 0.3},
-            "microscope": {"fov_px": [64, 64], "seed": seed, "laser": {"power_mw": laser_mw}},
-        }
-    )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small frames: fastest on one thread (restored: no leak to others)
-    try:
-        mic = SimulatedMicroscope(cfg)
-        movie, n = [], 0
-        for _ in range(frames):
-            f = mic.next_frame()
-            movie.append(f.adu)
-            n += len(f.truth)
-    finally:
-        torch.set_num_threads(threads)
-    return cfg, np.stack(movie), n / frames / cfg.fov_area_um2
+from live_decode.config import Config, load_config
+from live_decode.testing.calibration import SIGMA_NM, simulate
 
 
 def adu_per_photon(cfg: Config) -> float:
@@ -151,30 +98,3 @@ def test_a_dark_series_gives_the_baseline_within_3_adu() -> None:
     assert abs(est.baseline_adu - c.baseline_adu) < 3.0
     assert est.adu_per_photon == pytest.approx(adu_per_photon(cfg), rel=0.10)
     assert est.read_noise_adu == pytest.approx(c.read_noise_e / c.e_per_adu, rel=0.1)
-
-
-# ------------------------------------------------------------------------------ bad input
-def test_bad_movies_are_refused_with_what_to_do(tmp_path: Path) -> None:
-    _, movie, _ = simulate("scmos", frames=40)
-    saturated = np.repeat(movie[:1], 100, axis=0)
-    saturated[:, :8, :] = 65535
-    cases = {
-        "constant": (np.full((100, 32, 32), 100, np.uint16), "constant image"),
-        "short": (movie[:10], "at least"),
-        "saturated": (saturated, "saturated"),
-    }
-    for name, (frames, words) in cases.items():
-        path = tmp_path / f"{name}.tif"
-        tifffile.imwrite(path, frames)
-        with pytest.raises(CalibrationError, match=words):
-            calibrate([path], tmp_path / name, pixel_size_nm=100, camera="scmos")
-    good = tmp_path / "good.tif"
-    tifffile.imwrite(good, movie)
-    with pytest.raises(CalibrationError, match="--camera"):
-        calibrate([good], tmp_path / "x", pixel_size_nm=100)
-    with pytest.raises(CalibrationError, match="--pixel-size-nm"):
-        calibrate([good], tmp_path / "x", camera="scmos")
-    dark = tmp_path / "dark.tif"
-    tifffile.imwrite(dark, np.full((20, 16, 16), 100, np.uint16))
-    with pytest.raises(CalibrationError, match="same camera region"):
-        calibrate([good], tmp_path / "x", pixel_size_nm=100, camera="scmos", dark=dark)
