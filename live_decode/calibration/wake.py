@@ -54,9 +54,10 @@ class WakeOptions:
     """round | elliptical | astigmatic; None: as the setup's PSF is (round for a round Gaussian)."""
     refine_emitters: bool = True
     """Refine positions and photons with the PSF (they were inferred under the setup's PSF)."""
-    steps_fixed: int = 60
-    """Adam steps of emitters + background with the setup's PSF (the likelihood before)."""
-    steps_joint: int = 200
+    steps_fixed: int = 150
+    """Adam steps of emitters + background with the setup's PSF (the likelihood before); as many
+    as with the PSF released, so the gain is the PSF's, not a longer fit's."""
+    steps_joint: int = 150
     """Adam steps with the PSF released."""
     lr: float = 0.03
 

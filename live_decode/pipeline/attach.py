@@ -20,26 +20,23 @@ frame read (sequence, event index, runner time, exposure, camera, sent or droppe
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import subprocess
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 import zmq
 
 from live_decode.config import Config, MMSourceConfig
 from live_decode.control import ControlLoop
-from live_decode.control.loop import ActuatorSafetyError
 from live_decode.endpoints import RunEndpoints
-from live_decode.errors import ConfigError, LiveDecodeError
+from live_decode.errors import ConfigError, LiveDecodeError, ModelCardError
 from live_decode.inference.worker import END_OF_STREAM
 from live_decode.io.run_dir import endpoints_of_this_process, write_endpoints
+from live_decode.pipeline.attach_pump import FramePump
 from live_decode.pipeline.build import (
     client_curve,
     endpoints_for,
@@ -59,10 +56,10 @@ from live_decode.pipeline.supervisor import (
     spawn_child,
     write_summary,
 )
-from live_decode.sources.mda import DEFAULT_QUEUE_FRAMES, MDAFrameInfo, MDAStream
+from live_decode.sources.mda import DEFAULT_QUEUE_FRAMES, MDAStream
 from live_decode.sources.mm_camera import MMCamera, calibration_from_config
 from live_decode.sources.mm_laser import MMPropertyActuator
-from live_decode.sources.runner import SourceSummary, laser_handler
+from live_decode.sources.runner import laser_handler
 from live_decode.strict_json import write_json
 from live_decode.transport.control import ControlServer
 from live_decode.transport.frames import FramePusher
@@ -73,10 +70,6 @@ if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
 
 log = logging.getLogger("live_decode.pipeline.attach")
-
-FRAMES_LOG_NAME = "mda_frames.csv"
-HEARTBEAT_S = 1.0  # while no MDA runs, the worker is kept from its idle timeout
-POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -113,7 +106,6 @@ class Attachment:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         self.out: Path = opts.out or Path("runs") / stamp
         self.state = RunState()
-        self.summary = SourceSummary()
         self.failure: str | None = None
         self.result: RunResult | None = None
         self.endpoints: RunEndpoints = endpoints_for(self.cfg)
@@ -121,14 +113,10 @@ class Attachment:
         self.loop: ControlLoop | None = None
         self.worker: subprocess.Popen[bytes] | None = None
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
-        self._pusher: FramePusher | None = None
-        self._preview: PreviewPublisher | None = None
-        self._control: ControlServer | None = None
-        self._frames_log: TextIO | None = None
+        self.pump: FramePump | None = None
         self._pump: threading.Thread | None = None
         self._monitor: threading.Thread | None = None
         self._closing = threading.Event()
-        self._eos_sent = threading.Event()
         self._lock = threading.Lock()
         self._outcome: Outcome | None = None
 
@@ -151,7 +139,8 @@ class Attachment:
         except BaseException:
             self._teardown()
             raise
-        self._pump = threading.Thread(target=self._run_pump, name="ld-attach-pump", daemon=True)
+        assert self.pump is not None
+        self._pump = threading.Thread(target=self.pump.run, name="ld-attach-pump", daemon=True)
         self._monitor = threading.Thread(
             target=self._run_monitor, name="ld-attach-monitor", daemon=True
         )
@@ -196,23 +185,33 @@ class Attachment:
         h, w = self.stream.shape_px
         curve = server_curve(cfg)
         assert ep.frames is not None and ep.results is not None
-        self._pusher = FramePusher(
+        pusher = FramePusher(
             ctx, ep.frames, sndhwm=cfg.transport.frame_queue, frame_bytes=h * w * 2, curve=curve
         )
-        if ep.preview is not None:
-            self._preview = PreviewPublisher(ctx, ep.preview, curve=curve)
-        if laser is not None:
-            sub = ResultSubscriber(
-                ctx, ep.results, topics=("stats", "event"), curve=client_curve(cfg)
+        preview = control = None
+        try:
+            if ep.preview is not None:
+                preview = PreviewPublisher(ctx, ep.preview, curve=curve)
+            if laser is not None:
+                self.loop = self._control_loop(ctx, laser)
+            handler = self.loop.handle if self.loop is not None else laser_handler(self.stream)
+            if ep.control is not None:
+                control = ControlServer(ctx, handler, ep.control, curve=curve)
+            self.pump = FramePump(
+                self.stream,
+                pusher,
+                self.out,
+                worker_alive=self._worker_alive,
+                on_failure=self._fail,
+                preview=preview,
+                control=control,
+                loop=self.loop,
             )
-            try:
-                self.loop = ControlLoop(cfg.control, laser, sub, run_dir=self.out)
-            except ValueError as exc:  # a safe power outside the laser's limits
-                sub.close()
-                raise ConfigError(str(exc)) from None
-        handler = self.loop.handle if self.loop is not None else laser_handler(self.stream)
-        if ep.control is not None:
-            self._control = ControlServer(ctx, handler, ep.control, curve=curve)
+        except BaseException:
+            for end in (control, preview, pusher):
+                if end is not None:
+                    end.close()
+            raise
         (self.out / "logs").mkdir(parents=True, exist_ok=True)
         write_endpoints(
             self.out, endpoints_of_this_process(ep, curve=cfg.transport.keys_dir is not None)
@@ -220,22 +219,35 @@ class Attachment:
         self.worker = spawn_child(self._worker_args(), self.out / "logs" / "worker.log")
         ready = handshake(
             self.stream,
-            self._pusher,
+            pusher,
             ctx,
             ep.results,
             opts.ready_timeout_s,
             stop_requested=lambda: self.worker is None or self.worker.poll() is not None,
             curve=client_curve(cfg),
         )
-        if not ready:
-            raise LiveDecodeError(self._worker_failure() or "the worker ended before it was ready")
-        self._frames_log = (self.out / FRAMES_LOG_NAME).open("w", newline="", encoding="utf-8")
-        csv.writer(self._frames_log).writerow(
-            ["frame", "sequence", "event_index", "runner_time_ms", "timestamp_ns", "exposure_ms",
-             "camera", "sent"]
-        )  # fmt: skip
+        if not ready:  # the worker ended before it answered
+            assert self.worker is not None
+            ex = classify("worker", int(self.worker.wait()), read_exit(self.out, "worker"))
+            if ex.status == "refused":  # its refusal message may not have reached us
+                raise ModelCardError(ex.reason)
+            raise LiveDecodeError(f"the worker ended before it was ready: {ex.reason}")
         self.stream.resume()
         log.info("attached to camera %r: every MDA frame goes to the worker", camera.label)
+
+    def _control_loop(
+        self, ctx: zmq.Context[zmq.Socket[bytes]], laser: MMPropertyActuator
+    ) -> ControlLoop:
+        """The density controller on the user's laser, fed by the worker's stats."""
+        assert self.endpoints.results is not None
+        sub = ResultSubscriber(
+            ctx, self.endpoints.results, topics=("stats", "event"), curve=client_curve(self.cfg)
+        )
+        try:
+            return ControlLoop(self.cfg.control, laser, sub, run_dir=self.out)
+        except ValueError as exc:  # a safe power outside the laser's limits
+            sub.close()
+            raise ConfigError(str(exc)) from None
 
     def _worker_args(self) -> list[str]:
         a = ["worker"]
@@ -252,78 +264,6 @@ class Attachment:
             a.append("--ignore-model-mismatch")
         return a
 
-    # ------------------------------------------------------------------ pump thread
-    def _run_pump(self) -> None:
-        stream, pusher = self.stream, self._pusher
-        assert stream is not None and pusher is not None
-        last_sent = time.monotonic()
-        last_index: int | None = None
-        try:
-            while True:
-                frame = stream.poll(POLL_S)
-                if frame is None:
-                    self._serve_control(0)
-                    if stream.ended:
-                        break
-                    if time.monotonic() - last_sent > HEARTBEAT_S:
-                        pusher.send_heartbeat()
-                        last_sent = time.monotonic()
-                    continue
-                self.summary.frames_read += 1
-                last_index = frame.index
-                for gap in stream.take_gaps():
-                    pusher.report_gap(gap.first, gap.count)
-                cam = stream.camera
-                sent = pusher.send_frame(
-                    frame.pixels, index=frame.index, timestamp_ns=frame.timestamp_ns, camera=cam
-                )
-                last_sent = time.monotonic()
-                self.summary.frames_sent += int(sent)
-                if self._preview is not None:
-                    self._preview.offer(
-                        frame.pixels, index=frame.index, timestamp_ns=frame.timestamp_ns, camera=cam
-                    )
-                self._log_frame(stream.last_info, sent)
-                if self.loop is not None:
-                    self.loop.on_tick(frame.index)
-                self._serve_control(0)
-        except ActuatorSafetyError as exc:
-            self._fail(str(exc))
-        except Exception as exc:  # the stream must end with a reason, never silently
-            log.exception("the attachment's frame pump failed")
-            self._fail(f"the frame pump failed: {type(exc).__name__}: {exc}")
-            pusher.send_error("source_failed", f"{type(exc).__name__}: {exc}")
-        finally:
-            for gap in stream.take_gaps():  # frames dropped after the last one read
-                pusher.report_gap(gap.first, gap.count)
-            self.summary.frames_dropped = pusher.frames_dropped
-            self.summary.frames_lost_upstream = pusher.frames_lost_upstream
-            self.summary.eos_sent = self._send_eos(last_index)
-            self.summary.gaps_sent = pusher.gaps_sent
-            self._eos_sent.set()
-
-    def _serve_control(self, timeout_ms: int) -> None:
-        if self._control is not None and self._control.serve_once(timeout_ms):
-            self.summary.control_requests += 1
-
-    def _send_eos(self, last_index: int | None) -> bool:
-        pusher = self._pusher
-        assert pusher is not None
-        deadline = time.monotonic() + STOP_WAIT_S
-        sent = pusher.send_eos(last_index, timeout_ms=500)
-        while not sent and self._worker_alive() and time.monotonic() < deadline:
-            sent = pusher.send_eos(last_index, timeout_ms=500)
-        return sent
-
-    def _log_frame(self, info: MDAFrameInfo | None, sent: bool) -> None:
-        if self._frames_log is None or info is None:
-            return
-        csv.writer(self._frames_log).writerow(
-            [info.index, info.sequence, json.dumps(dict(info.event_index), sort_keys=True),
-             f"{info.runner_time_ms:.3f}", info.timestamp_ns, f"{info.exposure_ms:g}",
-             info.camera, int(sent)]
-        )  # fmt: skip
-
     # ------------------------------------------------------------------ monitor thread
     def _run_monitor(self) -> None:
         ctx = self._ctx
@@ -338,7 +278,8 @@ class Attachment:
                     self.state.absorb(msg)
                     msg = sub.recv(timeout_ms=0)
                 if not self._worker_alive():
-                    if not self._eos_sent.is_set() or not self.state.eos:
+                    pump_done = self.pump is not None and self.pump.eos_sent.is_set()
+                    if not pump_done or not self.state.eos:
                         reason = self._worker_failure()
                         if reason is not None:
                             self._fail(reason)
@@ -444,17 +385,13 @@ class Attachment:
     def _teardown(self) -> None:
         """Close what was opened (also after a failed start). Idempotent."""
         if self.loop is not None:
-            self.summary.control = self.loop.counts()
+            if self.pump is not None:
+                self.pump.summary.control = self.loop.counts()
             self.loop.close()
             if self.loop.subscriber is not None:
                 self.loop.subscriber.close()
-        for end in (self._control, self._preview):
-            if end is not None:
-                end.close()
-        self._control = self._preview = None
-        if self._pusher is not None:
-            self._pusher.close(linger_ms=0)
-            self._pusher = None
+        if self.pump is not None:
+            self.pump.close()
         if self.stream is not None:
             self.stream.close()
         if self.worker is not None and self.worker.poll() is None:  # a failed start
@@ -467,16 +404,14 @@ class Attachment:
         if self._ctx is not None:
             self._ctx.term()
             self._ctx = None
-        if self._frames_log is not None:
-            self._frames_log.close()
-            self._frames_log = None
 
     def _finish(self) -> RunResult:
         from live_decode.pipeline.plots import plot_run
 
         outcome = self._outcome or Outcome("completed", 0)
         try:
-            write_json(self.out / "source_summary.json", self.summary.to_dict())
+            if self.pump is not None:
+                write_json(self.out / "source_summary.json", self.pump.summary.to_dict())
             summary = write_summary(
                 self.out, self.state, outcome, worker_died=self.failure is not None
             )

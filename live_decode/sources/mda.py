@@ -29,8 +29,11 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+
+from pymmcore_plus._util import listeners_connected  # pinned 0.18.1 (see pyproject)
 
 from live_decode.closeable import Closeable
 from live_decode.config import Config, MMSourceConfig
@@ -137,11 +140,16 @@ class MDAStream(Closeable):
         self._seq_t0_ns = time.time_ns()
         self._ended = threading.Event()
         self._last: MDAFrameInfo | None = None
-        events = core.mda.events
-        events.sequenceStarted.connect(self._on_sequence_started)
-        events.frameReady.connect(self._on_frame_ready)
-        events.sequenceCanceled.connect(self._on_sequence_canceled)
-        events.sequenceFinished.connect(self._on_sequence_finished)
+        # Where a Qt app runs (napari, pymmcore-gui), the core's signals are Qt signals, whose
+        # slots would be queued to the GUI thread (unbounded, and stalled by a busy GUI):
+        # connect directly, so the slot runs on the MDA's thread and this bounded queue holds.
+        # (pymmcore-plus connects its own output handlers the same way.)
+        self._listening = ExitStack()
+        self._listening.enter_context(
+            listeners_connected(
+                core.mda.events, _Slots(self), qt_connection_type="DirectConnection"
+            )
+        )
 
     # ------------------------------------------------------------------ MDA thread
     def _on_sequence_started(self, sequence: MDASequence, *_: object) -> None:
@@ -174,7 +182,8 @@ class MDAStream(Closeable):
                 camera=camera,
                 timestamp_ns=self._seq_t0_ns + int(runner_ms * 1e6),
             )
-            self.counts.event_axes.update(info.event_index)
+            if not self.counts.event_axes.issuperset(info.event_index):
+                self._new_axes(info.event_index)
             try:
                 self._queue.put_nowait(_Queued(img, info, self._pending_gap))
             except queue.Full:
@@ -184,6 +193,17 @@ class MDAStream(Closeable):
             self.counts.frames_queued += 1
         binning = (meta.get("camera_metadata") or {}).get("Binning")
         self._cam.note_binning(binning)
+
+    def _new_axes(self, event_index: Mapping[str, int]) -> None:
+        self.counts.event_axes.update(event_index)
+        others = sorted(self.counts.event_axes - {"t"})
+        if others:
+            log.warning(
+                "the MDA has axes %s besides time: their frames are localized as one series "
+                "in acquisition order (the temporal context then mixes them); SMLM needs a "
+                "time-lapse of one channel and position",
+                others,
+            )
 
     def _drop(self, index: int) -> None:
         if self.counts.frames_dropped == 0:
@@ -318,16 +338,19 @@ class MDAStream(Closeable):
         core, self._core = self._core, None
         if core is None:
             return
-        events = core.mda.events
-        for signal, slot in (
-            (events.sequenceStarted, self._on_sequence_started),
-            (events.frameReady, self._on_frame_ready),
-            (events.sequenceCanceled, self._on_sequence_canceled),
-            (events.sequenceFinished, self._on_sequence_finished),
-        ):
-            signal.disconnect(slot)
+        self._listening.close()
         self._cam.close()
         self.laser = None
+
+
+class _Slots:
+    """The MDA signals an :class:`MDAStream` listens to, by their pymmcore-plus names."""
+
+    def __init__(self, stream: MDAStream) -> None:
+        self.sequenceStarted = stream._on_sequence_started
+        self.frameReady = stream._on_frame_ready
+        self.sequenceCanceled = stream._on_sequence_canceled
+        self.sequenceFinished = stream._on_sequence_finished
 
 
 def parse_sequence(value: object, what: str = "source.mda") -> MDASequence:

@@ -35,7 +35,7 @@ def _config(exposure_ms: float, frame_queue: int = 64) -> Config:
     """The demo physics (what the tiny model's card was made for) at ``exposure_ms``.
 
     A queue of 64 frames lets a worker that a busy machine stalls for a second catch up by
-    batching instead of dropping (the default 16 dropped 12 % of the frames on a loaded CI VM).
+    batching instead of dropping (the default 16 dropped 12 % of the frames on a loaded VM).
     """
     cfg = ld.demo_config()
     mic = cfg.microscope.model_copy(
@@ -43,6 +43,12 @@ def _config(exposure_ms: float, frame_queue: int = 64) -> Config:
     )
     transport = cfg.transport.model_copy(update={"frame_queue": frame_queue})
     return cfg.model_copy(update={"microscope": mic, "transport": transport})
+
+
+@pytest.fixture(autouse=True)
+def psygnal_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The psygnal signals whatever Qt app an earlier test left (the Qt case: test_mda_stream)."""
+    monkeypatch.setenv("PYMM_SIGNALS_BACKEND", "psygnal")
 
 
 @pytest.fixture
@@ -69,7 +75,16 @@ def _frames_log(out: Path) -> list[dict[str, str]]:
 def test_a_200_frame_mda_is_localized_and_the_controller_drives_the_laser(
     sim_core: tuple[UniMMCore, Config], tiny_model: Path, tmp_path: Path
 ) -> None:
-    core, cfg = sim_core
+    """The acceptance case. The frame queue holds the whole sequence, so a worker that a
+    loaded machine slows (seen: 10x, 66 of 200 frames with a 64-frame queue) catches up by
+    batching; drops when the queue is short are the next test's subject. The controller acts
+    on stats while the MDA runs (8 s), and on late ones too (``max_stats_age_s``)."""
+    core, _ = sim_core
+    cfg = _config(40.0, frame_queue=256)
+    # the watchdog (no stats for 1 s: safe power) would move the laser too: only the PI may
+    control = cfg.control.model_copy(update={"max_stats_age_s": 60, "watchdog_s": 60})
+    cfg = cfg.model_copy(update={"control": control})
+    core.setExposure(40.0)
     out = tmp_path / "run"
     with ld.attach(core, cfg, out=out, model=tiny_model, laser="Laser405.Power") as att:
         core.run_mda(_time_lapse(200)).join()
@@ -79,8 +94,11 @@ def test_a_200_frame_mda_is_localized_and_the_controller_drives_the_laser(
     mda = summary["mda"]
     assert isinstance(mda, dict)
     assert mda["frames_seen"] == 200 and mda["sequences_finished"] == 1
-    localized = _localized_frames(out)
-    assert len(localized) >= 0.95 * 200, summary
+    # >= 95 % of the frames went through the network (a frame may hold no emitter)
+    assert int(summary["frames_processed"]) >= 0.95 * 200, summary
+    worker = json.loads((out / "worker_summary.json").read_text())
+    assert worker["first_frame"] == 0 and worker["last_frame"] == 199
+    assert int(summary["localizations"]) > 0 and _localized_frames(out) <= set(range(200))
     # every frame the worker did not get is counted: dropped at the pump or sent
     assert summary["frames_in"] == 200
     assert summary["frames_sent"] == summary["frames_processed"]
@@ -88,13 +106,14 @@ def test_a_200_frame_mda_is_localized_and_the_controller_drives_the_laser(
     # the MDA's metadata went along with every frame
     rows = _frames_log(out)
     assert [json.loads(r["event_index"]) for r in rows] == [{"t": t} for t in range(200)]
-    assert {r["camera"] for r in rows} == {"Camera"} and {r["exposure_ms"] for r in rows} == {"25"}
+    assert {r["camera"] for r in rows} == {"Camera"} and {r["exposure_ms"] for r in rows} == {"40"}
     times = [float(r["runner_time_ms"]) for r in rows]
-    assert times == sorted(times) and times[-1] > 200 * 25 * 0.9
+    assert times == sorted(times) and times[-1] > 200 * 40 * 0.9
     # the density controller changed the laser on the user's core, then set it safe at close
     with (out / "control.csv").open(newline="") as f:
         powers = {float(r["actuator_value"]) for r in csv.DictReader(f)}
-    assert len(powers) > 3 and powers != {LASER_MW}
+    assert len(powers - {LASER_MW, cfg.control.safe_power_mw}) > 3, powers  # the PI's outputs
+    assert summary["control"]["safety_trips"] == 0  # type: ignore[index]
     assert float(core.getProperty("Laser405", "Power")) == cfg.control.safe_power_mw
     assert summary["control"] is not None
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +25,12 @@ from live_decode.sources.mda import MDASource, MDAStream, parse_sequence
 from live_decode.sources.mm_camera import MMCamera
 from live_decode.sources.mm_core import close_core
 from live_decode.testing.mm import REPO_CONFIGS, open_sim_core, sim_config
+
+
+@pytest.fixture(autouse=True)
+def psygnal_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The psygnal signals whatever Qt app an earlier test left (the Qt case is tested apart)."""
+    monkeypatch.setenv("PYMM_SIGNALS_BACKEND", "psygnal")
 
 
 @pytest.fixture
@@ -132,3 +141,37 @@ def test_a_bad_sequence_is_refused_with_its_key(tmp_path: Path) -> None:
     src = load_config(good).source
     assert isinstance(src, MMSourceConfig)
     assert len(list(parse_sequence(src.mda))) == 5  # relative to the YAML
+
+
+QT_CASE = """
+from qtpy.QtWidgets import QApplication
+app = QApplication([])
+import useq
+from live_decode.sources.mda import MDAStream
+from live_decode.sources.mm_camera import MMCamera
+from live_decode.sources.mm_core import close_core
+from live_decode.testing.mm import open_sim_core, sim_config
+core = open_sim_core(sim_config(exposure_ms=2.0), mode="Fast")
+stream = MDAStream(core, MMCamera(core), sequences=1)
+core.run_mda(useq.MDASequence(time_plan={"interval": 0, "loops": 10})).join()
+print(type(core.mda.events).__name__, stream.counts.frames_seen, stream.ended,
+      [f.index for f in iter(stream.read, None)])
+stream.close()
+close_core(core)
+"""
+
+
+@pytest.mark.qt
+def test_with_a_qt_app_frames_are_taken_on_the_mda_thread(tmp_path: Path) -> None:
+    """Where a Qt app runs (napari, pymmcore-gui) the core's signals are Qt signals: frames
+    must still reach the bounded queue from the MDA's thread, not wait for the GUI's loop
+    (the main thread runs no event loop here while it waits for the MDA).
+
+    In a subprocess: a QApplication left in this session would turn every later test's core
+    signals into Qt signals."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYMM_SIGNALS_BACKEND": "auto"}
+    proc = subprocess.run(
+        [sys.executable, "-c", QT_CASE], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split("\n")[-2] == f"QMDASignaler 10 True {list(range(10))}"
