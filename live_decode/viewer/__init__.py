@@ -1,9 +1,10 @@
 """The live viewer (issue 6): the only package that imports Qt, and only in its widget modules.
 
-The models (:mod:`.accumulator`, :mod:`.density`) and the background threads (:mod:`.receiver`,
-:mod:`.control_link`) are Qt-free and importable without a display. The window
-(:class:`ViewerWindow`, :func:`open_viewer`, :class:`ViewerOptions`) is imported on first use, so
-``import live_decode.viewer`` never loads Qt.
+The models (:mod:`.accumulator`, :mod:`.density`), the background threads (:mod:`.receiver`,
+:mod:`.control_link`) and a finished run read back (:func:`load_run`) are Qt-free and importable
+without a display: the names below are what other front ends (the napari plugin) build on. The
+window (:class:`ViewerWindow`, :func:`open_viewer`, :class:`ViewerOptions`) is imported on first
+use, so ``import live_decode.viewer`` never loads Qt.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from live_decode.viewer.density import DensityTrace, Health, LaserTrace, RateMet
 from live_decode.viewer.export import export_png, export_tiff
 from live_decode.viewer.receiver import Receiver
 from live_decode.viewer.render import percentile_levels
+from live_decode.viewer.run_files import RecordedRun, load_run
 from live_decode.viewer.snapshots import PreviewFrame, RenderSnapshot, Traces
 
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ __all__ = [
     "PreviewFrame",
     "RateMeter",
     "Receiver",
+    "RecordedRun",
     "RenderSettings",
     "RenderSnapshot",
     "Reply",
@@ -52,6 +55,7 @@ __all__ = [
     "ViewerWindow",
     "export_png",
     "export_tiff",
+    "load_run",
     "open_viewer",
     "percentile_levels",
 ]
