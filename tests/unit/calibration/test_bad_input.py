@@ -5,7 +5,6 @@ dark series of another size or one that is not dark, a missing camera type or pi
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable
 from pathlib import Path
 
