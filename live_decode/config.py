@@ -208,9 +208,38 @@ class MicroscopeConfig(Frozen):
 
 
 # --------------------------------------------------------------------------- model + training
-class ModelConfig(Frozen):
-    """Network size. 'paper' = 48 filters (~2.2 M parameters), 'lite' = 24 filters for CPU."""
+class DeepStormConfig(Frozen):
+    """Deep-STORM (Nehme et al., Optica 2018): one frame, upsampled, to an emitter-density image.
 
+    The paper's network has 32 filters in its first layer and upsamples ×8; a CPU model may use
+    fewer filters and ×4 (its card says which).
+    """
+
+    filters: Annotated[int, Field(ge=2, le=128)] = Field(
+        32, description="filters of the first encoder layer (then ×2, ×4, bottleneck ×16)"
+    )
+    upsampling: Literal[2, 4, 8] = Field(8, description="super-resolution pixels per camera pixel")
+    spike_height: Positive = Field(100.0, description="value of one emitter's target spike")
+    blur_sigma_px: Positive = Field(
+        1.0, description="σ of the loss's Gaussian kernel, super-resolution pixels"
+    )
+    l1_weight: NonNegative = Field(1.0, description="weight of the L1 sparsity term of the loss")
+    threshold: Fraction = Field(
+        0.3,
+        description="a local maximum is a localization when the density around it (3×3 super-"
+        "resolution px) sums to at least this fraction of one emitter's spike",
+    )
+
+
+class ModelConfig(Frozen):
+    """Network kind and size. DECODE: 'paper' = 48 filters (~2.2 M parameters), 'lite' = 24."""
+
+    kind: str = Field(
+        "decode",
+        description="network: 'decode', 'deepstorm', or a kind a plugin package installs "
+        "(entry point group live_decode.models)",
+    )
+    deepstorm: DeepStormConfig = DeepStormConfig()
     size: Literal["lite", "paper", "custom"] = "lite"
     filters: Annotated[int, Field(ge=4, le=256)] | None = Field(
         None, description="initial filters; required for size 'custom', else derived"

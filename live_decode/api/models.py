@@ -25,8 +25,8 @@ from live_decode.messages import CameraMeta, Localizations, empty_locs
 if TYPE_CHECKING:
     import pandas as pd
 
-    from live_decode.inference.engine import Localizer
     from live_decode.model.card import ModelCard
+    from live_decode.model.seam import NetworkLocalizer
 
 log = logging.getLogger("live_decode.api.models")
 
@@ -83,7 +83,7 @@ class Model:
     """
 
     def __init__(
-        self, localizer: Localizer, config: Config, *, camera_from_card: bool = False
+        self, localizer: NetworkLocalizer, config: Config, *, camera_from_card: bool = False
     ) -> None:
         self._localizer = localizer
         self.config = config
@@ -101,8 +101,8 @@ class Model:
         return str(self._localizer.device)
 
     @property
-    def localizer(self) -> Localizer:
-        """The underlying :class:`live_decode.inference.engine.Localizer` (not public API)."""
+    def localizer(self) -> NetworkLocalizer:
+        """The underlying :class:`live_decode.model.seam.NetworkLocalizer` (not public API)."""
         return self._localizer
 
     def __repr__(self) -> str:

@@ -2,14 +2,17 @@
 
 Prints a table (or one JSON object with ``--json``) and, with ``--out``, writes PNG plots: RMSE
 against √CRLB binned by photons, and predicted σ against the measured error. The scoring is
-:func:`live_decode.evaluation.report.evaluate_localizations`; this module parses, localizes the
-file and prints.
+:func:`live_decode.evaluation.report.evaluate_localizations`; images (NMSE, FRC) are scored by
+:func:`live_decode.pipeline.image_eval.score_images`; this module parses, localizes the file and
+prints. Models of every kind are scored alike; ``--also MODEL`` scores more models on the same
+movie in the same run and prints them side by side (frames/s measured on the network alone).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +24,19 @@ from live_decode.evaluation.report import (
     check_ground_truth_fits,
     evaluate_localizations,
 )
-from live_decode.inference.engine import Localizer
 from live_decode.inference.offline import localize_movie
 from live_decode.io.thunderstorm import read_ground_truth_csv
 from live_decode.messages import CameraMeta, Localizations
-from live_decode.model.checkpoint import ModelCard, load_model
+from live_decode.model.card import ModelCard
 from live_decode.model.device import resolve_device
+from live_decode.model.seam import NetworkLocalizer
+from live_decode.pipeline.image_eval import (
+    PAPER_UPSAMPLING,
+    ImageCollector,
+    ImageScores,
+    score_images,
+)
+from live_decode.pipeline.kinds import LocalizerOptions, load_localizer
 from live_decode.sources.base import camera_from_config
 from live_decode.sources.replay import ReplaySource
 
@@ -43,6 +53,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--max-lateral-nm", type=float, default=250.0, help="matching radius in x, y (nm)"
     )
     p.add_argument("--max-axial-nm", type=float, default=500.0, help="matching radius in z (nm)")
+    p.add_argument(
+        "--image-upsampling",
+        type=int,
+        default=None,
+        help="grid of the image scores (NMSE, FRC): camera pixel / U (default: the model's own "
+        f"image grid, else ×{PAPER_UPSAMPLING} as in Deep-STORM's paper)",
+    )
+    p.add_argument(
+        "--also",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="score this model too, on the same movie in the same run (repeatable)",
+    )
 
 
 def camera_from_card(card: ModelCard) -> CameraMeta:
@@ -50,10 +75,8 @@ def camera_from_card(card: ModelCard) -> CameraMeta:
     return camera_from_config(card.parsed_config)
 
 
-def localize_file(
-    localizer: Localizer, movie: Path
-) -> tuple[Localizations, CameraMeta, tuple[int, int, int]]:
-    """Offline localization of every frame of a TIFF movie; also its camera and (T, H, W)."""
+def read_movie(localizer: NetworkLocalizer, movie: Path) -> tuple[np.ndarray, CameraMeta]:
+    """Every frame (T, H, W) of a TIFF movie and its camera (the card's where the file has none)."""
     source = ReplaySource(
         [movie], camera_from_card(localizer.card), config_keys={}, default_label="model card"
     )
@@ -61,22 +84,26 @@ def localize_file(
         frames = np.stack([f.pixels for f in iter(source.read, None)])
     finally:
         source.close()
+    return frames, source.camera
+
+
+def score_model(
+    localizer: NetworkLocalizer,
+    movie: Path,
+    gt: np.ndarray,
+    args: argparse.Namespace,
+) -> tuple[EvaluationReport, ImageScores, float, Localizations]:
+    """Localize ``movie`` with one model; its report, image scores, frames/s and localizations."""
+    frames, camera = read_movie(localizer, movie)
     shape = (int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2]))
-    return localize_movie(localizer, frames, source.camera), source.camera, shape
-
-
-def run(args: argparse.Namespace) -> int:
-    from live_decode.config import PostprocessConfig
-
-    net, card = load_model(args.model, resolve_device(args.device))
-    post = card.parsed_config.postprocess
-    if args.threshold is not None:
-        post = PostprocessConfig(raw_threshold=args.threshold, split_threshold=post.split_threshold)
-    localizer = Localizer(net, card, next(net.parameters()).device, post)
-    gt = read_ground_truth_csv(args.ground_truth)  # first: a bad file fails before the long part
-    locs, _, shape = localize_file(localizer, args.movie)
-    px_nm = card.parsed_config.camera.pixel_size_nm
-    check_ground_truth_fits(gt, args.ground_truth, args.movie, shape, px_nm)
+    px_nm = localizer.pixel_size_nm
+    check_ground_truth_fits(gt, args.ground_truth, movie, shape, px_nm)
+    upsampling = args.image_upsampling or localizer.image_upsampling or PAPER_UPSAMPLING
+    collector = ImageCollector(localizer, upsampling)
+    localize_movie(localizer, frames[:2], camera)  # warm-up: frames/s without first-call costs
+    started = time.perf_counter()
+    locs = localize_movie(localizer, frames, camera, on_output=collector)
+    fps = shape[0] / (time.perf_counter() - started)
     report = evaluate_localizations(
         locs,
         gt,
@@ -86,13 +113,65 @@ def run(args: argparse.Namespace) -> int:
         max_axial_nm=args.max_axial_nm,
         frame_shape_px=(shape[1], shape[2]),
     )
-    if args.out is not None:
-        plot_evaluation(report, locs, gt, args.out)
+    images = score_images(locs, gt, (shape[1], shape[2]), px_nm, upsampling, collector.halves)
+    return report, images, fps, locs
+
+
+def run(args: argparse.Namespace) -> int:
+    opts = LocalizerOptions(resolve_device(args.device), threshold=args.threshold)
+    gt = read_ground_truth_csv(args.ground_truth)  # first: a bad file fails before the long part
+    results = []
+    for path in [args.model, *args.also]:
+        localizer = load_localizer(path, opts)
+        report, images, fps, locs = score_model(localizer, args.movie, gt, args)
+        if args.out is not None and path == args.model:
+            plot_evaluation(report, locs, gt, args.out)
+        results.append((localizer.card, report, images, fps))
     if args.json:
-        print(strict_json.dumps(report.to_dict()))
+        dicts = [_as_dict(card, r, im, fps) for card, r, im, fps in results]
+        print(strict_json.dumps(dicts[0] if len(dicts) == 1 else {"models": dicts}))
         return 0
-    _print(report, f"{card.name} on {args.movie.name}")
+    for card, report, images, fps in results:
+        _print(report, f"{card.name} ({card.kind}) on {args.movie.name}", images, fps)
+    if len(results) > 1:
+        _print_comparison(results, args.movie.name)
     return 0
+
+
+def _as_dict(
+    card: ModelCard, report: EvaluationReport, images: ImageScores, fps: float
+) -> dict[str, object]:
+    return {
+        "model": card.name,
+        "kind": card.kind,
+        **report.to_dict(),
+        "images": images.to_dict(),
+        "frames_per_s": fps,
+    }
+
+
+def _print_comparison(
+    results: list[tuple[ModelCard, EvaluationReport, ImageScores, float]], movie: str
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"models on {movie} (one run)")
+    for col in ("model", "kind", "JI", "RMSE lat nm", "NMSE", "NMSE locs", "FRC nm", "frames/s"):
+        table.add_column(col, justify="right")
+    for card, report, images, fps in results:
+        m = report.metrics
+        table.add_row(
+            card.name,
+            card.kind,
+            _cell(m.jaccard, ".3f"),
+            _cell(m.rmse_lat_nm, ".1f"),
+            _cell(images.nmse, ".3f"),
+            _cell(images.nmse_locs, ".3f"),
+            _cell(images.frc_nm, ".1f"),
+            _cell(fps, ".1f"),
+        )
+    Console().print(table)
 
 
 def _cell(value: object, digits: str = ".4g") -> str:
@@ -104,7 +183,7 @@ def _cell(value: object, digits: str = ".4g") -> str:
     return str(value)
 
 
-def _print(report: EvaluationReport, title: str) -> None:
+def _print(report: EvaluationReport, title: str, images: ImageScores, fps: float) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -118,6 +197,9 @@ def _print(report: EvaluationReport, title: str) -> None:
             table.add_row(k, _cell(v))
     for k, v in report.sigma_calibration.to_dict().items():
         table.add_row(f"σ {k}", _cell(v, ".3g"))
+    for k, v in images.to_dict().items():
+        table.add_row(f"image {k}", _cell(v))
+    table.add_row("frames/s", _cell(fps, ".1f"))
     console.print(table)
     if report.photon_bins:
         crlb_table = Table(title="RMSE vs √CRLB by photons (isolated emitters, nm)")

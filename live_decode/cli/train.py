@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from live_decode import strict_json
 from live_decode.config import load_config
 from live_decode.errors import LiveDecodeError
-from live_decode.training.trainer import Trainer
+from live_decode.pipeline.kinds import get_kind
 
 log = logging.getLogger("live_decode.cli.train")
 
@@ -69,7 +69,12 @@ def run(args: argparse.Namespace) -> int:
     minutes = args.minutes
     if minutes is None and cfg.training.time_budget_s is not None:
         minutes = cfg.training.time_budget_s / 60.0
-    trainer = Trainer(
+    kind = get_kind(cfg.model.kind)
+    if kind.trainer is None:
+        raise LiveDecodeError(
+            f"model kind {kind.name!r} has no trainer here; train it with its own package's tools"
+        )
+    trainer = kind.trainer(
         cfg,
         args.out,
         device=args.device,
@@ -88,8 +93,9 @@ def run(args: argparse.Namespace) -> int:
             "--overwrite to start afresh and replace it, or choose another --out."
         )
     log.info(
-        "training %s on %s: %d parameters",
+        "training %s (%s) on %s: %d parameters",
         args.name,
+        kind.name,
         trainer.device,
         sum(p.numel() for p in trainer.net.parameters()),
     )
@@ -118,13 +124,18 @@ def run(args: argparse.Namespace) -> int:
             )
 
         final = trainer.run(steps, None if minutes is None else minutes * 60.0, on_progress)
-    final["simulate_share"] = trainer.times.simulate_share
+    times = getattr(trainer, "times", None)
+    if times is not None:
+        final["simulate_share"] = times.simulate_share
     summary: dict[str, object] = {"model": str(args.out / f"{args.name}.pt"), **final}
-    if trainer.estimate is not None:
-        summary["estimate"] = trainer.estimate.to_dict()
-    summary["log"] = str(trainer.train_log.path)
-    if trainer.thresholds is not None:
-        choice = trainer.thresholds
+    estimate = getattr(trainer, "estimate", None)
+    if estimate is not None:
+        summary["estimate"] = estimate.to_dict()
+    train_log = getattr(trainer, "train_log", None)
+    if train_log is not None:
+        summary["log"] = str(train_log.path)
+    choice = getattr(trainer, "thresholds", None)
+    if choice is not None:
         summary["thresholds"] = {
             "raw_threshold": choice.raw_threshold,
             "split_threshold": choice.split_threshold,

@@ -98,7 +98,13 @@ class _PinnedUploader:
 
 
 class Localizer:
-    """A loaded model ready to localize frames on ``device``."""
+    """A loaded DECODE model ready to localize frames on ``device``.
+
+    Implements :class:`live_decode.model.seam.NetworkLocalizer`: localizations, no image tiles.
+    """
+
+    predicts_photons = True
+    image_upsampling: int | None = None
 
     def __init__(
         self,
@@ -183,3 +189,7 @@ class Localizer:
 
     def localize(self, out: Tensor, frame_indices: np.ndarray) -> Localizations:
         return localize(out, frame_indices, self.postprocess, self.scaling, self.pixel_size_nm)
+
+    def image(self, out: Tensor) -> Tensor | None:
+        """DECODE yields localizations only (the viewer renders them)."""
+        return None

@@ -7,21 +7,24 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from live_decode.inference.engine import Localizer
 from live_decode.messages import CameraMeta, Localizations, empty_locs
+from live_decode.model.seam import NetworkLocalizer
 
 
 def localize_movie(
-    localizer: Localizer,
+    localizer: NetworkLocalizer,
     movie: np.ndarray,
     cam: CameraMeta,
     batch_size: int = 16,
     on_batch: Callable[[int, int], None] | None = None,
+    on_output: Callable[[torch.Tensor, np.ndarray], None] | None = None,
 ) -> Localizations:
     """Localize every frame of ``movie`` (T, H, W) ADU (memory-mapped is fine).
 
     Frame t sees (t−1, t, t+1) with indices clamped to [0, T−1] (edge frame replicated). Frames
     are read and passed through the frame U-Net once per chunk plus a one-frame halo.
+    ``on_output(outputs, frame_indices)`` sees each chunk's network outputs (e.g. to collect a
+    network's image tiles).
     """
     n = movie.shape[0]
     shape = (int(movie.shape[1]), int(movie.shape[2]))
@@ -36,6 +39,8 @@ def localize_movie(
         cur = idx - lo
         out = localizer.outputs(feats[prev], feats[cur], feats[nxt], shape)
         parts.append(localizer.localize(out, idx.numpy()))
+        if on_output is not None:
+            on_output(out, idx.numpy())
         if on_batch is not None:
             on_batch(stop, n)
     return np.concatenate(parts) if parts else empty_locs()

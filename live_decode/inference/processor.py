@@ -9,7 +9,6 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from live_decode.inference.engine import Localizer
 from live_decode.inference.ring import FeatureRing, Window
 from live_decode.inference.stats import frame_stats
 from live_decode.messages import (
@@ -21,6 +20,7 @@ from live_decode.messages import (
     Message,
     empty_locs,
 )
+from live_decode.model.seam import NetworkLocalizer
 
 
 class LocSink(Protocol):
@@ -39,18 +39,21 @@ class BatchResult:
     stats: list[FrameStats]
     timestamps_ns: list[int] = field(default_factory=list)
     finished: bool = False
+    image: np.ndarray | None = None  # the batch's super-resolution tiles summed (H·u, W·u)
 
 
 class StreamProcessor:
     """Keeps the feature ring across calls; runs the network in batches over whatever arrived."""
 
-    def __init__(self, localizer: Localizer, sinks: Sequence[LocSink] = ()) -> None:
+    def __init__(self, localizer: NetworkLocalizer, sinks: Sequence[LocSink] = ()) -> None:
         self.localizer = localizer
         self.sinks = list(sinks)
         self.ring = FeatureRing()
         self.shape_px: tuple[int, int] | None = None
         self.frames_processed = 0
         self.n_locs = 0
+        # The super-resolution image of a network that yields tiles (Deep-STORM): their sum.
+        self.image_sum: torch.Tensor | None = None
 
     def _features(self, frames: list[FrameMsg]) -> torch.Tensor:
         loc = self.localizer
@@ -100,7 +103,13 @@ class StreamProcessor:
         stats = frame_stats(locs, indices.tolist(), self.shape_px, self.localizer.pixel_size_nm)
         self.frames_processed += len(windows)
         self.n_locs += len(locs)
-        return BatchResult(locs, stats, [w.timestamp_ns for w in windows], finished)
+        tiles = self.localizer.image(out)
+        image = None
+        if tiles is not None:
+            summed = tiles.sum(0)
+            self.image_sum = summed if self.image_sum is None else self.image_sum + summed
+            image = summed.float().cpu().numpy()
+        return BatchResult(locs, stats, [w.timestamp_ns for w in windows], finished, image)
 
     def close(self) -> None:
         for sink in self.sinks:

@@ -21,14 +21,14 @@ import h5py
 import numpy as np
 
 from live_decode.config import Config
-from live_decode.errors import LocalizationFileError, ModelCardError
+from live_decode.errors import LocalizationFileError, ModelCardError, MovieError
 from live_decode.inference.compat import check_compatible, check_frame, refuse
 from live_decode.inference.door import DEFAULT_DOOR_LIMITS, DoorLimits, FrameDoor
-from live_decode.inference.engine import Localizer
 from live_decode.inference.mismatch_watch import MismatchWatch
 from live_decode.inference.processor import BatchResult, LocSink, StreamProcessor
 from live_decode.io.formats import write_extra_formats
 from live_decode.io.picasso import PicassoWriter
+from live_decode.io.sr_image import SR_IMAGE_NAME, read_sr_image, write_sr_image
 from live_decode.io.thunderstorm import ThunderstormWriter, read_thunderstorm_csv
 from live_decode.messages import (
     MODEL_REFUSED,
@@ -46,6 +46,7 @@ from live_decode.messages import (
     StatsMsg,
     WorkerStats,
 )
+from live_decode.model.seam import NetworkLocalizer
 from live_decode.running_stats import LogHistogram
 from live_decode.strict_json import write_json
 from live_decode.transport.frames import FramePuller
@@ -114,7 +115,7 @@ class InferenceWorker:
 
     def __init__(
         self,
-        localizer: Localizer,
+        localizer: NetworkLocalizer,
         puller: FramePuller,
         publisher: ResultPublisher | None,
         run_dir: Path,
@@ -463,8 +464,32 @@ class InferenceWorker:
         if self.run_dir.is_dir():
             write_json(self.run_dir / WORKER_SUMMARY_NAME, self.summary.to_dict())
 
+    def _write_sr_image(self) -> None:
+        """The network's own super-resolution image (summed tiles), if it yields one.
+
+        A restarted worker adds its frames to the image its predecessor left.
+        """
+        summed = self.processor.image_sum
+        u = self.localizer.image_upsampling
+        if summed is None or u is None or not self.run_dir.is_dir():
+            return
+        image = summed.float().cpu().numpy()
+        path = self.run_dir / SR_IMAGE_NAME
+        if self.resume and path.is_file():
+            try:
+                before, _ = read_sr_image(path)
+                if before.shape == image.shape:
+                    image = image + before
+            except MovieError as exc:
+                log.warning("%s: %s; it is replaced by this worker's frames", path, exc)
+        write_sr_image(path, image, self.localizer.pixel_size_nm / u, self.summary.frames_processed)
+        log.info(
+            "wrote %s (%d×%d px of %.1f nm)", path, *image.shape, self.localizer.pixel_size_nm / u
+        )
+
     def close(self) -> None:
         self.processor.close()
+        self._write_sr_image()
         self._write_extra_formats()
         self._write_summary()
         if self.mismatch is not None:
@@ -478,7 +503,7 @@ def _or_none(x: float) -> float | None:
 
 
 def open_loc_files(
-    run_dir: Path, first: FrameMsg, localizer: Localizer, *, resume: bool = False
+    run_dir: Path, first: FrameMsg, localizer: NetworkLocalizer, *, resume: bool = False
 ) -> list[LocSink]:
     """The run directory's localization files (ThunderSTORM CSV, Picasso HDF5 + YAML).
 

@@ -39,6 +39,8 @@ class ModelCard:
     thresholds: dict[str, Any] | None = None
     adaptation: dict[str, Any] | None = None
     """``live-decode adapt``: the setup it started from, the fitted PSF/background, likelihoods."""
+    # The network kind (live_decode.model.kinds); cards written before kinds existed are DECODE's.
+    kind: str = "decode"
 
     @property
     def parsed_config(self) -> Config:
@@ -51,9 +53,10 @@ class ModelCard:
     def summary(self) -> str:
         """One line: model, PSF, pixel size, camera."""
         cfg = self.parsed_config
-        kind = "temporal" if self.temporal_context else "single-frame"
+        context = "temporal" if self.temporal_context else "single-frame"
+        net = "" if self.kind == "decode" else f"{self.kind}, "
         return (
-            f"{self.name}: {kind}, {self.filters} filters, PSF {cfg.psf.kind}, "
+            f"{self.name}: {net}{context}, {self.filters} filters, PSF {cfg.psf.kind}, "
             f"{cfg.camera.pixel_size_nm:g} nm px, {cfg.camera.kind}, "
             f"{self.training_steps} steps"
         )
@@ -93,6 +96,6 @@ def read_card(model_path: str | Path) -> ModelCard:
         except (OSError, ValueError) as exc:
             raise ModelCardError(f"{sidecar}: cannot read the model card ({exc})") from None
         return card_from_dict(data, sidecar)
-    from live_decode.model.checkpoint import load_model
+    from live_decode.model.checkpoint import read_model_file
 
-    return load_model(path)[1]
+    return read_model_file(path)[0]

@@ -81,6 +81,8 @@ class DecodeNet(nn.Module):
     σ ∈ (0.001, 3.001) in those units.
     """
 
+    kind = "decode"
+
     def __init__(self, filters: int, temporal_context: bool = True, predict_z: bool = True) -> None:
         super().__init__()
         self.filters = filters

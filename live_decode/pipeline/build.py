@@ -18,9 +18,11 @@ from live_decode.config import (
 )
 from live_decode.endpoints import RunEndpoints
 from live_decode.errors import ConfigError, ModelCardError
-from live_decode.inference.engine import Localizer, SpeedOptions
-from live_decode.model.checkpoint import bundled_model_path, load_model
+from live_decode.inference.engine import SpeedOptions
+from live_decode.model.checkpoint import bundled_model_path
 from live_decode.model.device import resolve_device
+from live_decode.model.seam import NetworkLocalizer
+from live_decode.pipeline.kinds import LocalizerOptions, load_localizer
 from live_decode.sources.base import FrameSource, camera_from_config
 from live_decode.transport.curve import ClientKeys, ServerKeys, client_keys, server_keys
 
@@ -95,18 +97,23 @@ def model_path(cfg: Config, override: Path | None = None) -> Path:
 
 
 def build_localizer(
-    cfg: Config, override: Path | None = None, device: str | None = None
-) -> Localizer:
-    """Load the model (config, override, or bundled) onto the configured device.
+    cfg: Config,
+    override: Path | None = None,
+    device: str | None = None,
+    threshold: float | None = None,
+) -> NetworkLocalizer:
+    """Load the model (config, override, or bundled) of any kind onto the configured device.
 
-    Detection thresholds: the config's ``postprocess`` section where it has one, else the ones
-    in the model card (what the model was evaluated with).
+    DECODE's detection thresholds: the config's ``postprocess`` section where it has one, else
+    the ones in the model card (what the model was evaluated with). ``threshold`` overrides the
+    detection threshold of any kind.
     """
     dev = resolve_device(device or cfg.inference.device)
-    net, card = load_model(model_path(cfg, override), dev)
     post = cfg.postprocess if "postprocess" in cfg.model_fields_set else None
-    speed = speed_options(cfg, dev)
-    return Localizer(net, card, dev, postprocess=post, amp=cfg.inference.amp, speed=speed)
+    opts = LocalizerOptions(
+        dev, post, amp=cfg.inference.amp, speed=speed_options(cfg, dev), threshold=threshold
+    )
+    return load_localizer(model_path(cfg, override), opts)
 
 
 def speed_options(cfg: Config, device: torch.device) -> SpeedOptions:

@@ -41,10 +41,10 @@ except ImportError as exc:  # the optional [dask] extra
 
 from live_decode.config import Config
 from live_decode.errors import ModelCardError, MovieError
-from live_decode.inference.engine import Localizer
 from live_decode.inference.processor import BatchResult
 from live_decode.io.movie import TiffMovie
 from live_decode.messages import CameraMeta, FrameStats, Localizations, empty_locs
+from live_decode.model.seam import NetworkLocalizer
 from live_decode.pipeline.build import build_localizer, load_config_or_demo, model_path
 from live_decode.pipeline.offline import OfflineStream, Progress, localize_files
 from live_decode.sources.base import SourceFrame
@@ -86,7 +86,7 @@ class ChunkResult:
 
 
 # Per worker process: the loaded models and the last opened (memory-mapped) movies.
-_MODELS: dict[tuple[str, str, str], Localizer] = {}
+_MODELS: dict[tuple[str, str, str], NetworkLocalizer] = {}
 _MOVIES: OrderedDict[str, TiffMovie] = OrderedDict()
 OPEN_MOVIES = 16  # a worker keeps this many files open (an archive has thousands)
 
@@ -109,7 +109,7 @@ def _worker_device(device: str | None) -> str | None:
     return f"cuda:{int(name) % count}" if isinstance(name, int) else device
 
 
-def _localizer(job: Job) -> Localizer:
+def _localizer(job: Job) -> NetworkLocalizer:
     """The job's model, loaded once per worker process."""
     device = _worker_device(job.device)
     key = (job.model, str(device), job.config.model_dump_json())

@@ -23,7 +23,6 @@ import numpy.typing as npt
 from live_decode.config import Config
 from live_decode.errors import LiveDecodeError, LocalizationFileError, ModelCardError
 from live_decode.inference.compat import check_card
-from live_decode.inference.engine import Localizer
 from live_decode.inference.processor import BatchResult, LocSink, StreamProcessor
 from live_decode.inference.worker import (
     CSV_NAME,
@@ -44,6 +43,7 @@ from live_decode.messages import (
     WorkerStats,
 )
 from live_decode.model.card import read_card
+from live_decode.model.seam import NetworkLocalizer
 from live_decode.pipeline.build import build_localizer, load_config_or_demo, model_path
 from live_decode.pipeline.exits import (
     EXIT_BAD_INPUT,
@@ -98,7 +98,7 @@ class OfflineStream:
 
     def __init__(
         self,
-        localizer: Localizer,
+        localizer: NetworkLocalizer,
         camera: CameraMeta,
         *,
         config: Config | None = None,
@@ -322,7 +322,7 @@ def _count(worker: WorkerSummary, result: BatchResult, state: RunState, started:
 def _extra_formats(
     out: Path,
     cfg: Config,
-    localizer: Localizer,
+    localizer: NetworkLocalizer,
     shape_px: tuple[int, int],
     camera: CameraMeta,
 ) -> None:

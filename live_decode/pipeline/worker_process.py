@@ -91,7 +91,7 @@ def _run_worker(opts: WorkerOptions) -> tuple[int, str]:
     )
     publisher = ResultPublisher(ctx, opts.results_endpoint, curve=server_curve(cfg))
     mismatch = None
-    if cfg.quality.mismatch:
+    if cfg.quality.mismatch and localizer.predicts_photons:  # the residual needs photons
         mismatch = MismatchWatch(localizer.card.parsed_config, cfg.quality.mismatch_max_rate_hz)
     worker = InferenceWorker(
         localizer,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from live_decode.config import Config, PostprocessConfig
 from live_decode.errors import LiveDecodeError
@@ -90,7 +91,7 @@ class Trainer:
         self.scaling = Scaling.from_config(cfg)
         with torch.random.fork_rng(devices=[]):  # the seed fixes the initial weights too
             torch.manual_seed(cfg.training.seed)
-            net = DecodeNet(cfg.model.n_filters, tc, predict_z=self.scaling.is_3d)
+            net = self.make_network(cfg, tc)
         self.init_from: str | None = None
         if init_from is not None:
             self.init_from = _initialise_from(net, init_from)
@@ -99,7 +100,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, t.lr_step_every, t.lr_gamma)
         crop = (t.crop_px, t.crop_px)
-        self.sim = WindowSimulator(cfg, crop, n_frames=3, device=self.device)
+        self.sim = WindowSimulator(cfg, crop, n_frames=self.n_frames, device=self.device)
         self.gen = torch.Generator(device=self.device).manual_seed(t.seed)
         self.temporal_context = tc
         self.step = 0
@@ -124,6 +125,12 @@ class Trainer:
                 self.sim, t.eval_samples, cfg.emitters.density_per_um2, eval_gen, only
             )
 
+    n_frames = 3  # frames simulated per sample (t-1, t, t+1)
+
+    def make_network(self, cfg: Config, temporal_context: bool) -> nn.Module:
+        """The untrained network (called with the training seed set)."""
+        return DecodeNet(cfg.model.n_filters, temporal_context, predict_z=self.scaling.is_3d)
+
     # ------------------------------------------------------------------ one step
     def _inputs(self, batch: WindowBatch) -> torch.Tensor:
         return self.scaling.scale_input(self.sim.camera.to_photons(batch.adu))
@@ -146,6 +153,11 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
             out = self.net(x)
         loss = gmm_loss(out.float(), targets, n_dims=4 if self.scaling.is_3d else 3).mean()
+        return self._update(loss, t0, t1)
+
+    def _update(self, loss: torch.Tensor, t0: float, t1: float) -> float:
+        """Backward, clipped AdamW step and LR schedule; ``t0``, ``t1``: step start, data ready."""
+        t = self.cfg.training
         self.opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), t.grad_clip_norm)
@@ -160,13 +172,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, float]:
+        metrics = self.held_out_metrics()
+        metrics["step"] = self.step
+        self.history.append(metrics)
+        return metrics
+
+    def held_out_metrics(self) -> dict[str, float]:
+        """Loss, Jaccard, RMSE ... of the network on the held-out set."""
+        assert isinstance(self.net, DecodeNet)
         args = (self.cfg, self.scaling, self.sim, self.postprocess)
         metrics = evaluate_held_out(self.net, self.held_out, *args)
         if self.held_out_structured is not None:
             crowded = evaluate_held_out(self.net, self.held_out_structured, *args)
             metrics.update({f"structured_{k}": crowded[k] for k in STRUCTURED_METRICS})
-        metrics["step"] = self.step
-        self.history.append(metrics)
         return metrics
 
     # ------------------------------------------------------------------ thresholds
@@ -176,6 +194,8 @@ class Trainer:
         Searches the pair not given to the constructor on validation windows of the setup at
         ``density_per_um2`` (default: the config's), see :func:`.thresholds.choose_thresholds`.
         """
+        if not isinstance(self.net, DecodeNet):
+            raise LiveDecodeError(f"threshold search is DECODE's, not {type(self.net).__name__}'s")
         raw, split = self.given_thresholds
         choice = choose_thresholds(
             self.net,
@@ -387,7 +407,7 @@ class Trainer:
         self.train_log.write("estimate", self.step, **est.to_dict())
 
 
-def _initialise_from(net: DecodeNet, path: Path) -> str:
+def _initialise_from(net: nn.Module, path: Path) -> str:
     """Copy a trained model's weights into ``net`` (fine-tuning); returns that model's name.
 
     The architecture must match (filters, temporal context, 2-D/3-D); the camera, PSF and
@@ -395,6 +415,10 @@ def _initialise_from(net: DecodeNet, path: Path) -> str:
     """
     from live_decode.model.checkpoint import load_model
 
+    if not isinstance(net, DecodeNet):
+        raise LiveDecodeError(
+            f"--init-from: fine-tuning a {type(net).__name__} is not supported; train from scratch"
+        )
     src, card = load_model(path)
     mismatch = [
         f"{what}: {a} (init model) vs {b} (this config)"
