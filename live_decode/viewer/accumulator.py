@@ -398,8 +398,8 @@ class SuperResAccumulator:
         s = self._settings
         with np.errstate(invalid="ignore"):
             ok = cols[_PROB] >= s.min_prob
-            if math.isfinite(s.max_sigma_nm):
-                ok &= np.maximum(cols[_SX], cols[_SY]) <= s.max_sigma_nm
+            if math.isfinite(s.max_sigma_nm):  # a network without σ (NaN) is not filtered
+                ok &= ~(np.fmax(cols[_SX], cols[_SY]) > s.max_sigma_nm)
         x_nm, y_nm = cols[_X][ok], cols[_Y][ok]
         if s.drift_corrected and self._drift is not None and x_nm.size:
             dx, dy = self._drift.at(cols[_T][ok])
@@ -413,7 +413,10 @@ class SuperResAccumulator:
         sigmas = None
         if s.gaussian:
             px = np.float32(s.pixel_size_nm)
-            sigmas = (cols[_SX][ok][inside] / px, cols[_SY][ok][inside] / px)
+            # No σ (a network that predicts none, e.g. Deep-STORM): one render pixel.
+            sx = np.nan_to_num(cols[_SX][ok][inside], nan=float(px)) / px
+            sy = np.nan_to_num(cols[_SY][ok][inside], nan=float(px)) / px
+            sigmas = (sx, sy)
         self._splat(self._canvas, self._coarse, x, y, sigmas, None)
         if self._value_canvas is not None and self._value_coarse is not None:
             values = cols[_COLOUR_COLUMN[s.colour]][ok][inside]

@@ -44,8 +44,13 @@ REFUSED = {  # config -> the differences the bundled 2-D EMCCD model must name
 }
 
 
+OWN_MODEL = {"deepstorm_demo.yaml": "tests/integration/test_deepstorm_run.py"}
+"""Configs that run another bundled model, and the test that runs each."""
+
+
 def test_every_config_is_covered() -> None:
-    assert {p.name for p in CONFIGS.glob("*.yaml")} == set(RUNS) | set(REFUSED)
+    assert {p.name for p in CONFIGS.glob("*.yaml")} == set(RUNS) | set(REFUSED) | set(OWN_MODEL)
+    assert all((REPO / test).is_file() for test in OWN_MODEL.values())
 
 
 def _camera(name: str) -> CameraMeta:

@@ -238,3 +238,20 @@ def test_empty_batch_is_a_no_op() -> None:
     acc = SuperResAccumulator(fov_nm=(100.0, 100.0))
     version = acc.version
     assert acc.add(empty_locs()) == 0 and acc.version == version
+
+
+def test_rows_without_sigma_are_drawn_under_a_sigma_filter_and_as_gaussians() -> None:
+    """A network that predicts no σ (Deep-STORM: NaN) is neither filtered out nor a NaN blob."""
+    locs = make_locs(0, [(105.0, 105.0), (505.0, 505.0)], sigma_nm=10.0)
+    locs["sigma_x_nm"] = locs["sigma_y_nm"] = np.nan
+    acc = SuperResAccumulator(RenderSettings(pixel_size_nm=10.0), fov_nm=(1000.0, 1000.0))
+    acc.set_filters(min_prob=0.0, max_sigma_nm=20.0)
+    acc.add(locs)
+    assert acc.image.sum() == 2
+    gauss = SuperResAccumulator(
+        RenderSettings(pixel_size_nm=10.0, gaussian=True), fov_nm=(1000.0, 1000.0)
+    )
+    gauss.add(locs)
+    image = gauss.image.astype(np.float64)
+    assert np.isfinite(image).all() and image.sum() == pytest.approx(2.0, abs=1e-4)
+    assert image[10, 10] > 0.1  # σ of one render pixel: most of the mass near its pixel
