@@ -46,11 +46,25 @@ REFUSED = {  # config -> the differences the bundled 2-D EMCCD model must name
 
 OWN_MODEL = {"deepstorm_demo.yaml": "tests/integration/test_deepstorm_run.py"}
 """Configs that run another bundled model, and the test that runs each."""
+OWN_DECODE_MODEL = {"epfl_bundled_tubes.yaml": "epfl_bundled_tubes"}
+"""Configs with a bundled DECODE model of their own (``inference.model``): it must fit them."""
 
 
 def test_every_config_is_covered() -> None:
-    assert {p.name for p in CONFIGS.glob("*.yaml")} == set(RUNS) | set(REFUSED) | set(OWN_MODEL)
+    assert {p.name for p in CONFIGS.glob("*.yaml")} == set(RUNS) | set(REFUSED) | set(
+        OWN_MODEL
+    ) | set(OWN_DECODE_MODEL)
     assert all((REPO / test).is_file() for test in OWN_MODEL.values())
+
+
+@pytest.mark.parametrize("name", sorted(OWN_DECODE_MODEL))
+def test_configs_with_their_own_bundled_model_fit_it(name: str) -> None:
+    cfg = load_config(CONFIGS / name)
+    assert cfg.inference.model == bundled_model_path(OWN_DECODE_MODEL[name])
+    camera = camera_from_config(cfg)
+    own = read_card(bundled_model_path(OWN_DECODE_MODEL[name]))
+    assert check_compatible(own, camera, cfg, config_name=f"configs/{name}") == []
+    assert own.parsed_config.camera == cfg.camera and own.parsed_config.psf == cfg.psf
 
 
 def _camera(name: str) -> CameraMeta:
