@@ -44,9 +44,7 @@ def test_the_widget_shows_a_running_pipeline(
         assert run.running  # shown while the run goes on, not read from its files after
         # Target and feedback controls reach the source (the demo runs its density loop).
         qtbot.waitUntil(lambda: widget.controls.feedback.isEnabled(), timeout=30_000)
-        status = session.control.status
-        assert status is not None  # the checkbox shows the source's first reported mode
-        assert widget.controls.feedback.isChecked() == (status.mode == "auto") or status.mode
+        assert session.control.status is not None  # enabled: the source reported a loop mode
         widget.controls.target.setValue(0.5)
         widget.controls.set_target.click()
         reply = widget.controls.reply
