@@ -43,8 +43,15 @@ def test_the_widget_shows_a_running_pipeline(
         qtbot.waitUntil(lambda: _filled(viewer), timeout=120_000)
         assert run.running  # shown while the run goes on, not read from its files after
         # Target and feedback controls reach the source (the demo runs its density loop).
-        qtbot.waitUntil(lambda: widget.controls.feedback.isEnabled(), timeout=30_000)
-        assert session.control.status is not None  # enabled: the source reported a loop mode
+        # The controls are enabled when bound; the first status then sets the feedback box
+        # from the source's loop mode (the demo has one).
+        link = session.control
+        qtbot.waitUntil(lambda: link.status is not None, timeout=30_000)
+        waiting = "waiting for the source's status"
+        qtbot.waitUntil(lambda: waiting not in widget.controls.reply.text(), timeout=10_000)
+        status = link.status
+        assert status is not None and status.mode is not None
+        assert widget.controls.feedback.isEnabled()
         widget.controls.target.setValue(0.5)
         widget.controls.set_target.click()
         reply = widget.controls.reply
