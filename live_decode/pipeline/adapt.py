@@ -99,8 +99,13 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 
 def write_setup(path: Path, cfg: Config, header: str) -> Path:
-    """``cfg`` as a YAML setup that ``load_config`` reads back."""
-    body = yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True), sort_keys=False)
+    """``cfg`` as a YAML setup that ``load_config`` reads back.
+
+    Without ``postprocess``: a run config that states thresholds replaces those the model card
+    carries (chosen for that model on simulations of its setup).
+    """
+    data = cfg.model_dump(mode="json", exclude_none=True, exclude={"postprocess"})
+    body = yaml.safe_dump(data, sort_keys=False)
     path.write_text(f"# {header}\n{body}", encoding="utf-8")
     return path
 

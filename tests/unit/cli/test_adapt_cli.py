@@ -68,6 +68,8 @@ def test_wake_only_fits_sigma_on_the_demo_camera(
     adapted = load_config(out / "setup.yaml")
     assert adapted.psf.kind == "gaussian"
     assert adapted.psf.sigma_nm == pytest.approx(report["psf"]["sigma_nm"], abs=0.1)
+    # no postprocess section: run with it, a model keeps the thresholds its card carries
+    assert "postprocess" not in yaml.safe_load((out / "setup.yaml").read_text())
     assert (out / "adapt.png").stat().st_size > 10_000
     assert "σx 120.0 →" in capsys.readouterr().out
     # an earlier adaptation is not replaced without --overwrite
