@@ -66,14 +66,8 @@ class DeepStormTrainer(Trainer):
         batch = self.sim.sample_uniform(t.batch_size, t.density_range_per_um2, self.gen)
         x = self._inputs(batch)
         spikes = self.spikes(batch)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        t1 = time.perf_counter()
-        self.net.train()
-        use_amp = t.amp and self.device.type == "cuda"
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
-            out = self.net(x)
-        loss = deepstorm_loss(out.float(), spikes, self.cfg.model.deepstorm).mean()
+        out, t1 = self._forward(x)
+        loss = deepstorm_loss(out, spikes, self.cfg.model.deepstorm).mean()
         return self._update(loss, t0, t1)
 
     def run(

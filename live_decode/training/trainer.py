@@ -144,16 +144,21 @@ class Trainer:
         targets = make_targets(
             batch.emitters, batch.background, 3, self.scaling, t.min_target_photons, t.max_targets
         )
-        x = self._inputs(batch)
+        out, t1 = self._forward(self._inputs(batch))
+        loss = gmm_loss(out, targets, n_dims=4 if self.scaling.is_3d else 3).mean()
+        return self._update(loss, t0, t1)
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """The network's float output on ``x`` in training mode (bf16 autocast on CUDA when
+        ``training.amp``), and the time the batch was ready (the end of simulation)."""
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         t1 = time.perf_counter()
         self.net.train()
-        use_amp = t.amp and self.device.type == "cuda"
+        use_amp = self.cfg.training.amp and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
             out = self.net(x)
-        loss = gmm_loss(out.float(), targets, n_dims=4 if self.scaling.is_3d else 3).mean()
-        return self._update(loss, t0, t1)
+        return out.float(), t1
 
     def _update(self, loss: torch.Tensor, t0: float, t1: float) -> float:
         """Backward, clipped AdamW step and LR schedule; ``t0``, ``t1``: step start, data ready."""
