@@ -6,7 +6,8 @@ frame (0-based), x/y/z in nm (x = column, pixel j covers [j, j+1) px), photons, 
 
 Wire protocol (DESIGN.md §2, version :data:`PROTOCOL_VERSION`): every message is multipart
 ``[header, payload...]``; the header is UTF-8 JSON with at least ``{"v", "kind", "seq"}``. Only
-``frame`` (raw pixels) and ``locs`` (:data:`LOC_DTYPE` rows) carry a payload. :func:`encode` hands
+``frame`` (raw pixels), ``locs`` (:data:`LOC_DTYPE` rows) and ``image`` (a network's float32
+super-resolution image) carry a payload. :func:`encode` hands
 the payload buffer to ZeroMQ without copying; :func:`decode` validates everything and views the
 received buffer without copying, or raises :class:`~live_decode.errors.ProtocolError`.
 """
@@ -85,6 +86,7 @@ class Limits:
     max_header_bytes: int = 1 << 20
     max_frame_bytes: int = 64 << 20
     max_locs_bytes: int = 256 << 20
+    max_image_bytes: int = 256 << 20
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -277,6 +279,25 @@ class HelloMsg:
     seq: int = 0
 
 
+@dataclass(frozen=True, eq=False)
+class ImageMsg:
+    """The super-resolution image a network yields itself (Deep-STORM), summed so far.
+
+    ``pixels`` (H·u, W·u) float32 is the sum of the network's density tiles over the
+    ``frames`` frames the worker has processed, the last of them ``last_frame``; a pixel is
+    ``pixel_size_nm`` (camera pixel / u). Each message carries the whole sum, not an increment,
+    so a subscriber that joins late or misses messages still shows everything: the newest
+    message replaces what it had.
+    """
+
+    kind: ClassVar[str] = "image"
+    pixels: npt.NDArray[np.float32]
+    pixel_size_nm: float
+    frames: int
+    last_frame: int
+    seq: int = 0
+
+
 WORKER_EVENTS: Final = "worker"
 """``EventMsg.source`` of the worker's notices (:data:`WORKER_READY`, ``model_mismatch_ignored``,
 ``model_mismatch_cleared``); its failures go as :class:`ErrorMsg`."""
@@ -287,7 +308,16 @@ MODEL_REFUSED: Final = "model_refused"
 
 
 Message = (
-    FrameMsg | GapMsg | LocsMsg | StatsMsg | EosMsg | ErrorMsg | EventMsg | HeartbeatMsg | HelloMsg
+    FrameMsg
+    | GapMsg
+    | LocsMsg
+    | StatsMsg
+    | ImageMsg
+    | EosMsg
+    | ErrorMsg
+    | EventMsg
+    | HeartbeatMsg
+    | HelloMsg
 )
 
 
@@ -322,6 +352,15 @@ def encode(msg: Message) -> list[WirePart]:
         payload.append(rows.data.cast("B") if len(rows) else b"")
     elif isinstance(msg, StatsMsg):
         header |= _stats_to_json(msg.frame_stats, msg.worker)
+    elif isinstance(msg, ImageMsg):
+        image = _wire_image(msg.pixels)
+        header |= {
+            "shape": list(image.shape),
+            "pixel_size_nm": msg.pixel_size_nm,
+            "frames": msg.frames,
+            "last_frame": msg.last_frame,
+        }
+        payload.append(image.data.cast("B"))
     elif isinstance(msg, GapMsg):
         header |= {"first": msg.first, "count": msg.count}
     elif isinstance(msg, EosMsg):
@@ -354,6 +393,18 @@ def _wire_pixels(pixels: npt.NDArray[Any]) -> npt.NDArray[Any]:
         raise ProtocolError(f"pixel dtype {pixels.dtype} not sendable; use one of {_dtypes()}")
     # Only copies for non-contiguous or big-endian input; a camera buffer goes out as is.
     return np.ascontiguousarray(pixels, dtype=wire)
+
+
+_IMAGE_DTYPE: Final = np.dtype("<f4")
+
+
+def _wire_image(pixels: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    if pixels.ndim != 2 or 0 in pixels.shape:
+        raise ProtocolError(f"an image must be 2-D (H, W) and not empty, got shape {pixels.shape}")
+    if pixels.dtype != _IMAGE_DTYPE:
+        raise ProtocolError(f"an image's pixels are float32, got {pixels.dtype}")
+    image: npt.NDArray[np.float32] = np.ascontiguousarray(pixels)
+    return image
 
 
 def _camera_to_json(camera: CameraMeta) -> dict[str, object]:
@@ -438,6 +489,8 @@ def decode(
         return _decode_frame(h, _view(parts[1]), seq, limits)
     if kind == "locs":
         return _decode_locs(h, _view(parts[1]), seq, limits)
+    if kind == "image":
+        return _decode_image(h, _view(parts[1]), seq, limits)
     if kind == "stats":
         stats, worker = _decode_stats(h)
         return StatsMsg(frame_stats=stats, worker=worker, seq=seq)
@@ -466,6 +519,7 @@ _PAYLOAD_PARTS: Final = {
     "frame": 1,
     "locs": 1,
     "stats": 0,
+    "image": 1,
     "gap": 0,
     "eos": 0,
     "error": 0,
@@ -597,6 +651,37 @@ def _decode_hello(h: _Header, seq: int) -> HelloMsg:
     if not isinstance(live, bool):
         raise ProtocolError(f"hello header: live must be true or false, got {live!r}")
     return HelloMsg(camera=_decode_camera(h), shape_px=(shape[0], shape[1]), live=live, seq=seq)
+
+
+def _decode_image(h: _Header, payload: memoryview, seq: int, limits: Limits) -> ImageMsg:
+    if payload.nbytes > limits.max_image_bytes:
+        raise ProtocolError(
+            f"image payload of {payload.nbytes} B exceeds {limits.max_image_bytes} B"
+        )
+    shape = h.array("shape")
+    if len(shape) != 2 or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape
+    ):
+        raise ProtocolError(f"image header: shape must be [height, width] > 0, got {shape}")
+    height, width = shape
+    if height * width * _IMAGE_DTYPE.itemsize != payload.nbytes:
+        raise ProtocolError(
+            f"image payload is {payload.nbytes} B but shape {shape} × float32 needs "
+            f"{height * width * _IMAGE_DTYPE.itemsize} B"
+        )
+    pixel_nm = h.number("pixel_size_nm")
+    if pixel_nm <= 0:
+        raise ProtocolError(f"image header: pixel_size_nm must be > 0, got {pixel_nm}")
+    pixels = np.frombuffer(payload, dtype=_IMAGE_DTYPE).reshape(height, width)
+    if not np.isfinite(pixels).all():
+        raise ProtocolError("image payload has NaN or infinite pixels")
+    return ImageMsg(
+        pixels=pixels,
+        pixel_size_nm=pixel_nm,
+        frames=h.integer("frames"),
+        last_frame=h.integer("last_frame"),
+        seq=seq,
+    )
 
 
 def _decode_locs(h: _Header, payload: memoryview, seq: int, limits: Limits) -> LocsMsg:

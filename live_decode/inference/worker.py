@@ -41,6 +41,7 @@ from live_decode.messages import (
     GapMsg,
     HeartbeatMsg,
     HelloMsg,
+    ImageMsg,
     LocsMsg,
     Message,
     StatsMsg,
@@ -128,6 +129,7 @@ class InferenceWorker:
         config_name: str | None = None,
         door_limits: DoorLimits = DEFAULT_DOOR_LIMITS,
         mismatch: MismatchWatch | None = None,
+        image_every_s: float = 0.5,
     ) -> None:
         self.localizer = localizer
         self.mismatch = mismatch  # the model-mismatch alarm's thread (quality), or None
@@ -153,8 +155,14 @@ class InferenceWorker:
         self._run_started = time.perf_counter()
         self.door = FrameDoor(door_limits)  # value checks; keeps the expected frame index
         self._frame_info: tuple[int, int, dict[str, float]] | None = None  # H, W px; camera
+        # A network's own super-resolution image (Deep-STORM): published this often, and at
+        # the end; a resumed worker adds its frames to the image its predecessor wrote.
+        self.image_every_s = image_every_s
+        self._image_published_at = -math.inf
+        self._image_base: np.ndarray | None = None
         if resume:
             self._resume_totals()
+            self._image_base = self._previous_image()
         self._resume_pending = self.skip_through is not None
 
     def _resume_totals(self) -> None:
@@ -407,6 +415,8 @@ class InferenceWorker:
                 self._reject(f"a {m.kind} message does not belong on the frame stream")
         result = self.processor.process(stream)
         self._publish(result, queue_depth=len(msgs) - 1)
+        if result.stats:
+            self._publish_image(force=result.finished)
         if self.mismatch is not None:
             self._watch_mismatch(self.mismatch, stream, result)
         if result.finished and self.publisher is not None:
@@ -464,28 +474,68 @@ class InferenceWorker:
         if self.run_dir.is_dir():
             write_json(self.run_dir / WORKER_SUMMARY_NAME, self.summary.to_dict())
 
-    def _write_sr_image(self) -> None:
-        """The network's own super-resolution image (summed tiles), if it yields one.
-
-        A restarted worker adds its frames to the image its predecessor left.
-        """
-        summed = self.processor.image_sum
-        u = self.localizer.image_upsampling
-        if summed is None or u is None or not self.run_dir.is_dir():
-            return
-        image = summed.float().cpu().numpy()
+    def _previous_image(self) -> np.ndarray | None:
+        """The image the worker this one replaces wrote (None if none or unreadable)."""
         path = self.run_dir / SR_IMAGE_NAME
-        if self.resume and path.is_file():
-            try:
-                before, _ = read_sr_image(path)
-                if before.shape == image.shape:
-                    image = image + before
-            except MovieError as exc:
-                log.warning("%s: %s; it is replaced by this worker's frames", path, exc)
-        write_sr_image(path, image, self.localizer.pixel_size_nm / u, self.summary.frames_processed)
-        log.info(
-            "wrote %s (%d×%d px of %.1f nm)", path, *image.shape, self.localizer.pixel_size_nm / u
+        if self.localizer.image_upsampling is None or not path.is_file():
+            return None
+        try:
+            image, _ = read_sr_image(path)
+        except MovieError as exc:
+            log.warning("%s: %s; it is replaced by this worker's frames", path, exc)
+            return None
+        return image
+
+    def _summed_image(self) -> np.ndarray | None:
+        """The network's image so far (float32, H·u × W·u), or None if it yields none."""
+        summed = self.processor.image_sum
+        if summed is None or self.localizer.image_upsampling is None:
+            return None
+        image: np.ndarray = summed.float().cpu().numpy()
+        base = self._image_base
+        if base is not None:
+            if base.shape == image.shape:
+                image = image + base
+            else:
+                log.warning(
+                    "the previous worker's image is %s px, this one's %s: it is replaced",
+                    base.shape,
+                    image.shape,
+                )
+                self._image_base = None
+        return image.astype(np.float32, copy=False)
+
+    def _image_pixel_nm(self) -> float:
+        return self.localizer.pixel_size_nm / (self.localizer.image_upsampling or 1)
+
+    def _publish_image(self, force: bool = False) -> None:
+        """Publish the summed image (:class:`ImageMsg`) every ``image_every_s``, or now."""
+        now = time.perf_counter()
+        if self.publisher is None or (
+            not force and now - self._image_published_at < self.image_every_s
+        ):
+            return
+        image = self._summed_image()
+        if image is None or self.summary.last_frame is None:
+            return
+        self._image_published_at = now
+        self.publisher.publish(
+            ImageMsg(
+                pixels=image,
+                pixel_size_nm=self._image_pixel_nm(),
+                frames=self.summary.frames_processed,
+                last_frame=self.summary.last_frame,
+            )
         )
+
+    def _write_sr_image(self) -> None:
+        """The network's own super-resolution image (summed tiles), if it yields one."""
+        image = self._summed_image()
+        if image is None or not self.run_dir.is_dir():
+            return
+        path = self.run_dir / SR_IMAGE_NAME
+        write_sr_image(path, image, self._image_pixel_nm(), self.summary.frames_processed)
+        log.info("wrote %s (%d×%d px of %.1f nm)", path, *image.shape, self._image_pixel_nm())
 
     def close(self) -> None:
         self.processor.close()

@@ -5,6 +5,8 @@ it needs (the density controller takes ``stats``, a few hundred bytes, not ``loc
 
 - ``locs``: :class:`~live_decode.messages.LocsMsg`, a batch of localizations + frame stats;
 - ``stats``: :class:`~live_decode.messages.StatsMsg`, the same stats without the rows;
+- ``image``: :class:`~live_decode.messages.ImageMsg`, the super-resolution image a network
+  yields itself (Deep-STORM), summed so far, every ``image_every_s`` and at the end;
 - ``event``: gap, eos, error, heartbeat.
 
 PUB never blocks and drops for a subscriber whose queue is full. Sequence numbers are counted
@@ -26,6 +28,7 @@ from live_decode.messages import (
     DEFAULT_LIMITS,
     FrameMsg,
     FrameStats,
+    ImageMsg,
     Limits,
     Localizations,
     LocsMsg,
@@ -47,7 +50,7 @@ from live_decode.transport.sockets import (
 
 log = logging.getLogger("live_decode.transport")
 
-TOPICS: Final = ("locs", "stats", "event")
+TOPICS: Final = ("locs", "stats", "image", "event")
 
 
 def topic_for(msg: Message) -> str:
@@ -60,7 +63,7 @@ def topic_for(msg: Message) -> str:
     """
     if isinstance(msg, FrameMsg):
         raise ProtocolError("frames are not published on the results channel; use the preview")
-    if isinstance(msg, LocsMsg | StatsMsg):
+    if isinstance(msg, LocsMsg | StatsMsg | ImageMsg):
         return msg.kind
     return "event"
 

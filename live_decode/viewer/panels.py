@@ -16,7 +16,13 @@ from qtpy.QtCore import QRectF
 from qtpy.QtWidgets import QWidget
 
 from live_decode.viewer.render import colour_by_value, percentile_levels
-from live_decode.viewer.snapshots import Detections, PreviewFrame, RenderSnapshot, Traces
+from live_decode.viewer.snapshots import (
+    Detections,
+    NetworkImage,
+    PreviewFrame,
+    RenderSnapshot,
+    Traces,
+)
 
 RAW_PERCENTILES: Final = (0.5, 99.8)
 """Raw-frame auto-contrast: levels at these percentiles of the frame."""
@@ -166,6 +172,28 @@ class SuperResPanel(pg.GraphicsLayoutWidget):  # type: ignore[misc]
         self.image.setRect(QRectF(v.x0_px * um, v.y0_px * um, v.width_px * um, v.height_px * um))
         self.shown_version = snap.version
         if self.extent_um != full_extent_um:  # first image, or the canvas grew: show it all
+            self.extent_um = full_extent_um
+            self.fit()
+
+    def show_network_image(
+        self, image: NetworkImage, percentile: float, full_extent_um: tuple[float, float]
+    ) -> None:
+        """Draw the network's own image (Deep-STORM's summed density) over the camera's field.
+
+        Levels as for a render: (0, percentile of the non-zero pixels).
+        """
+        self.levels = percentile_levels(image.pixels, percentile)
+        self.image.setLookupTable(self._density_lut)
+        self.image.setImage(image.pixels, autoLevels=False, levels=self.levels)
+        rows, cols = image.pixels.shape
+        um = image.pixel_size_nm / 1000.0
+        self.image.setRect(QRectF(0.0, 0.0, cols * um, rows * um))
+        self.title.setText(
+            f"super-resolution · network image, {image.frames} frames, "
+            f"{image.pixel_size_nm:.1f} nm px"
+        )
+        self.shown_version = image.version
+        if self.extent_um != full_extent_um:
             self.extent_um = full_extent_um
             self.fit()
 

@@ -1,11 +1,12 @@
 """Receiving results and preview frames off the GUI thread (no Qt).
 
 A :class:`Receiver` owns one thread with a ZeroMQ poller over the results SUB socket (topics
-``locs`` and ``event``; the ``stats`` topic repeats what ``locs`` carries) and the preview SUB
-socket. The thread decodes, accumulates the super-resolution image and the traces, and keeps the
-latest preview frame; the GUI reads thread-safe snapshots on its timers and never touches a
-socket. Subscribing is all it takes to join a run already going, on this host or another one
-(with CURVE client keys); what was published before the subscription is not seen.
+``locs``, ``image`` and ``event``; the ``stats`` topic repeats what ``locs`` carries) and the
+preview SUB socket. The thread decodes, accumulates the super-resolution image and the traces,
+and keeps the latest preview frame and network image (a Deep-STORM worker's summed density);
+the GUI reads thread-safe snapshots on its timers and never touches a socket. Subscribing is
+all it takes to join a run already going, on this host or another one (with CURVE client
+keys); what was published before the subscription is not seen.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -32,6 +33,7 @@ from live_decode.messages import (
     FrameMsg,
     FrameStats,
     GapMsg,
+    ImageMsg,
     Localizations,
     LocsMsg,
     WorkerStats,
@@ -44,9 +46,11 @@ from live_decode.transport.sockets import Context, check_endpoints
 from live_decode.viewer.accumulator import RenderSettings, SuperResAccumulator
 from live_decode.viewer.density import DensityTrace, Health, LaserTrace, RateMeter
 from live_decode.viewer.quality_view import LiveQuality, QualityTraces, mismatch_banner
+from live_decode.viewer.run_files import RecordedRun
 from live_decode.viewer.snapshots import (
     Detections,
     FrameView,
+    NetworkImage,
     PreviewFrame,
     RenderSnapshot,
     Traces,
@@ -165,6 +169,12 @@ class Receiver:
         self._rejected_preview = 0
         self._pending_settings: RenderSettings | None = None
         self._pending_reset = False
+        # The newest network image (each message carries the whole sum) and what it was at the
+        # last reset: shown is the difference, so a reset starts the image afresh.
+        self._image: ImageMsg | None = None
+        self._image_at_reset: ImageMsg | None = None
+        self._image_version = 0
+        self._image_shown: NetworkImage | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout_s: float = 5.0) -> None:
@@ -224,9 +234,35 @@ class Receiver:
             self._pending_settings = settings
 
     def reset(self) -> None:
-        """Clear the super-resolution image and the kept localizations."""
+        """Clear the super-resolution image, the network image and the kept localizations."""
         with self._lock:
             self._pending_reset = True
+            self._image_at_reset = self._image
+            self._image_shown = None
+            self._image_version += 1
+
+    def load_recorded(self, run: RecordedRun) -> None:
+        """Show a finished run read from its files (:func:`~.run_files.load_run`): its last raw
+        frame (or its field of view), quality traces, localizations, laser trace and network
+        image, the stream marked as ended."""
+        if run.raw is not None:
+            self.show_frame(run.raw)
+        elif run.frame_shape is not None:
+            h, w = run.frame_shape
+            self.set_field_of_view(h * run.pixel_size_nm, w * run.pixel_size_nm)
+        self.load_quality(run.run_dir)  # quality.csv / drift.csv; else computed from the locs
+        self.ingest(run.locs, run.stats, laser=(run.laser_frames, run.laser_mw), ended=True)
+        if run.network_image is not None:
+            pixels, pixel_nm = run.network_image
+            n = len(run.stats)
+            self.show_network_image(pixels, pixel_nm, frames=n, last_frame=max(n - 1, 0))
+
+    def show_network_image(
+        self, pixels: npt.ArrayLike, pixel_size_nm: float, frames: int, last_frame: int
+    ) -> None:
+        """Use ``pixels`` as the network image, as if received (a recorded run's sr_image.tif)."""
+        image = np.ascontiguousarray(pixels, dtype=np.float32)
+        self._take_image(ImageMsg(image, float(pixel_size_nm), int(frames), int(last_frame)))
 
     def ingest(
         self,
@@ -348,6 +384,21 @@ class Receiver:
         with self._acc_lock:
             return np.array(self._acc.image, np.float32), self._acc.settings
 
+    def network_image(self) -> NetworkImage | None:
+        """The network's own super-resolution image since the last reset (None: none came)."""
+        with self._lock:
+            if self._image_shown is not None or self._image is None:
+                return self._image_shown
+            msg, base, version = self._image, self._image_at_reset, self._image_version
+        pixels, frames = msg.pixels, msg.frames
+        if base is not None and base.pixels.shape == pixels.shape and base.frames <= frames:
+            pixels, frames = pixels - base.pixels, frames - base.frames
+        shown = NetworkImage(pixels, msg.pixel_size_nm, frames, msg.last_frame, version)
+        with self._lock:
+            if version == self._image_version:
+                self._image_shown = shown
+        return shown
+
     def quality(self) -> QualityTraces:
         """NeNA / FRC traces and the drift estimate at the last quality update (a new object at
         each update: compare by identity to know whether to redraw)."""
@@ -418,7 +469,7 @@ class Receiver:
             results = ResultSubscriber(
                 context,
                 self.endpoints.results,
-                topics=("locs", "event"),
+                topics=("locs", "image", "event"),
                 rcvhwm=self._rcvhwm,
                 curve=self._curve,
             )
@@ -552,6 +603,7 @@ class Receiver:
         batches: list[Localizations] = []
         stats: list[FrameStats] = []
         worker: WorkerStats | None = None
+        image: ImageMsg | None = None
         events: list[ErrorMsg | EventMsg | EosMsg | GapMsg] = []
         n = 0
         deadline = time.monotonic() + budget_s
@@ -562,12 +614,28 @@ class Receiver:
                     batches.append(msg.locs)
                 stats.extend(msg.frame_stats)
                 worker = msg.worker
+            elif isinstance(msg, ImageMsg):
+                image = msg  # each carries the whole sum: only the newest matters
             elif isinstance(msg, ErrorMsg | EventMsg | EosMsg | GapMsg):
                 events.append(msg)
+        if image is not None:
+            self._take_image(replace(image, pixels=np.array(image.pixels)))  # own the memory
         self._absorb(_concat(batches), stats, worker, events, n)
         with self._lock:
             self._missed = results.missed
             self._rejected_results = results.rejected
+
+    def _take_image(self, msg: ImageMsg) -> None:
+        """Keep the newest network image; one that starts over (fewer frames) is a new run."""
+        with self._lock:
+            base = self._image_at_reset
+            if base is not None and (
+                msg.frames < base.frames or msg.pixels.shape != base.pixels.shape
+            ):
+                self._image_at_reset = None
+            self._image = msg
+            self._image_shown = None
+            self._image_version += 1
 
     def _absorb(
         self,

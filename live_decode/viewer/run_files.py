@@ -2,8 +2,9 @@
 
 What a run leaves (DESIGN.md §1): ``locs.csv`` (ThunderSTORM, nm) with ``locs.yaml`` (Picasso's
 sidecar: frame count, width, height, pixel size), ``control.csv`` (the density loop's trace) and,
-when the raw frames were recorded, a ``raw*.tif`` movie. The viewer shows the localizations as
-the super-resolution image, the per-frame density and the laser trace, and the last raw frame
+when the raw frames were recorded, a ``raw*.tif`` movie, and, from a network that yields images
+(Deep-STORM), ``sr_image.tif``. The viewer shows the localizations as the super-resolution image
+(or the network's own image), the per-frame density and the laser trace, and the last raw frame
 with its detections circled.
 """
 
@@ -35,7 +36,8 @@ class RecordedRun:
     """What the viewer shows of a run directory.
 
     ``laser_frames``/``laser_mw`` and ``target_per_um2`` are empty/None without ``control.csv``;
-    ``raw`` is the last recorded raw frame, if the run kept its frames.
+    ``raw`` is the last recorded raw frame, if the run kept its frames; ``network_image`` the
+    network's own image and its pixel size (nm), if it wrote one.
     """
 
     run_dir: Path
@@ -48,6 +50,7 @@ class RecordedRun:
     target_per_um2: float | None
     raw: PreviewFrame | None
     model_line: str = ""
+    network_image: tuple[npt.NDArray[np.float32], float] | None = None
 
 
 def load_run(run_dir: Path, pixel_size_nm: float = 100.0) -> RecordedRun:
@@ -78,7 +81,28 @@ def load_run(run_dir: Path, pixel_size_nm: float = 100.0) -> RecordedRun:
     stats = frame_stats(locs, n_frames, None if shape is None else shape[0] * shape[1] * px**2)
     laser_frames, laser_mw, target = _control(run_dir / CONTROL_NAME)
     raw = _last_raw_frame(run_dir, px)
-    return RecordedRun(run_dir, locs, stats, px, shape, laser_frames, laser_mw, target, raw, model)
+    image = _network_image(run_dir)
+    return RecordedRun(
+        run_dir, locs, stats, px, shape, laser_frames, laser_mw, target, raw, model, image
+    )
+
+
+def _network_image(run_dir: Path) -> tuple[npt.NDArray[np.float32], float] | None:
+    """The network's own image (``sr_image.tif``) and its pixel size, if readable."""
+    from live_decode.io.sr_image import SR_IMAGE_NAME, read_sr_image
+
+    path = run_dir / SR_IMAGE_NAME
+    if not path.is_file():
+        return None
+    try:
+        image, pixel_nm = read_sr_image(path)
+    except LiveDecodeError as exc:
+        log.warning("%s (the localizations are shown instead)", exc)
+        return None
+    if image.ndim != 2 or not pixel_nm > 0:
+        log.warning("%s has no pixel size or is not 2-D: not shown", path)
+        return None
+    return image, pixel_nm
 
 
 def frame_stats(locs: Localizations, n_frames: int, fov_nm2: float | None) -> list[FrameStats]:

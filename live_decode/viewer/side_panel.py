@@ -27,6 +27,9 @@ from live_decode.viewer.density import Health
 LASER_DECIMALS: Final = 2
 """The laser box shows 0.01 mW steps (a controller's 8.69238 mW shows as 8.69 mW)."""
 MANUAL_MODE: Final = FEEDBACK_MODES[False]
+IMAGE_SOURCES: Final = ("localizations", "network image")
+"""What the super-resolution panel shows: the render of the localizations, or the image the
+network yields itself (Deep-STORM's summed density; only such a network has one)."""
 """The controller mode in which the laser is set by hand (feedback off)."""
 
 
@@ -44,12 +47,19 @@ def _spin(
 
 
 class RenderControls(QGroupBox):
-    """Pixel size, Gaussian rendering, prob/σ filters, contrast percentile, reset, export."""
+    """Image source, pixel size, Gaussian rendering, prob/σ filters, contrast, reset, export."""
 
     settings_changed = Signal()
 
     def __init__(self, settings: RenderSettings, parent: QWidget | None = None) -> None:
         super().__init__("Super-resolution", parent)
+        self.source = QComboBox()
+        self.source.addItems(IMAGE_SOURCES)
+        self.source.setEnabled(False)  # until a network image arrives
+        self.source.setToolTip(
+            "localizations: render of the localization list; network image: the image the "
+            "network yields itself (Deep-STORM), available once the worker publishes one"
+        )
         self.pixel_size = _spin(1.0, 200.0, settings.pixel_size_nm, 1.0, 1, " nm")
         self.pixel_size.setToolTip("render pixel size")
         self.gaussian = QCheckBox("Gaussian σ")
@@ -77,6 +87,7 @@ class RenderControls(QGroupBox):
         self.export_png = QPushButton("Export PNG…")
         self.export_tiff = QPushButton("Export TIFF…")
         form = QFormLayout(self)
+        form.addRow("image", self.source)
         form.addRow("pixel", self.pixel_size)
         form.addRow(self.gaussian)
         form.addRow(self.drift_corrected)
@@ -94,6 +105,16 @@ class RenderControls(QGroupBox):
         self.gaussian.toggled.connect(self.settings_changed)
         self.drift_corrected.toggled.connect(self.settings_changed)
         self.colour.currentIndexChanged.connect(self.settings_changed)
+
+    @property
+    def shows_network_image(self) -> bool:
+        return self.source.currentIndex() == IMAGE_SOURCES.index("network image")
+
+    def offer_network_image(self) -> None:
+        """A network image arrived: enable the choice and, the first time, show it."""
+        if not self.source.isEnabled():
+            self.source.setEnabled(True)
+            self.source.setCurrentIndex(IMAGE_SOURCES.index("network image"))
 
     def render_settings(self, base: RenderSettings) -> RenderSettings:
         """``base`` with the values shown in the widgets."""

@@ -68,3 +68,19 @@ class RenderSnapshot:
     drawn: int
     kept: int
     not_kept: int
+
+
+@dataclass(frozen=True)
+class NetworkImage:
+    """The super-resolution image a network yields itself (Deep-STORM), as last received.
+
+    ``pixels`` (rows, cols) float32 is the summed emitter density of ``frames`` frames (since
+    the viewer's last reset), the last of them ``last_frame``; a pixel is ``pixel_size_nm``.
+    ``version`` grows with every new image.
+    """
+
+    pixels: npt.NDArray[np.float32]
+    pixel_size_nm: float
+    frames: int
+    last_frame: int
+    version: int

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 
 from live_decode.config import QualityConfig
 from live_decode.endpoints import RunEndpoints
+from live_decode.io.sr_image import write_sr_image
 from live_decode.transport.control import StatusReply
 from live_decode.transport.curve import ClientKeys
 from live_decode.viewer.accumulator import RenderSettings
@@ -39,7 +40,7 @@ from live_decode.viewer.receiver import Receiver
 from live_decode.viewer.render import percentile_levels
 from live_decode.viewer.run_files import RecordedRun
 from live_decode.viewer.side_panel import ControlsPanel, HealthPanel, RenderControls
-from live_decode.viewer.snapshots import Detections
+from live_decode.viewer.snapshots import Detections, NetworkImage
 
 log = logging.getLogger("live_decode.viewer.window")
 
@@ -116,6 +117,7 @@ class ViewerWindow(QMainWindow):
         self.render_controls.export_tiff.clicked.connect(self._ask_export_tiff)
         self.controls.screenshot.clicked.connect(self._ask_screenshot)
         self.render_controls.percentile.valueChanged.connect(self._force_render)
+        self.render_controls.source.currentIndexChanged.connect(self._force_render)
         self.frame_rate = RateMeter(window_s=2.0)  # raw-frame timer ticks: the GUI frame rate
         self.render_rate = RateMeter(window_s=2.0)
         self.frames_drawn = 0  # new preview frames drawn
@@ -194,9 +196,25 @@ class ViewerWindow(QMainWindow):
         self.raw.show_detections(self._detections, min_prob=s.min_prob, max_sigma_nm=s.max_sigma_nm)
 
     def refresh_render(self) -> None:
-        """Render tick: the super-resolution image, if it or the view changed."""
+        """Render tick: the super-resolution image, if it or the view changed.
+
+        That is the render of the localizations, or the network's own image (Deep-STORM) when
+        one has arrived and the image choice says so (it does once the first one arrives).
+        """
         self.render_rate.add(1)
         self.render_ticks += 1
+        network = self.receiver.network_image()
+        if network is not None:
+            self.render_controls.offer_network_image()
+        if network is not None and self.render_controls.shows_network_image:
+            percentile = self.render_controls.percentile.value()
+            key: tuple[object, ...] = ("network", network.version, percentile)
+            if key != self._render_key:
+                rows, cols = network.pixels.shape
+                um = network.pixel_size_nm / 1000.0
+                self.sr.show_network_image(network, percentile, (rows * um, cols * um))
+                self._render_key = key
+            return
         settings = self.receiver.settings
         region = self.sr.visible_region_px(settings.pixel_size_nm)
         side = self.sr.screen_side()
@@ -247,14 +265,23 @@ class ViewerWindow(QMainWindow):
         self._show_detections()
 
     # ------------------------------------------------------------------ files
+    def _shown_network_image(self) -> NetworkImage | None:
+        network = self.receiver.network_image()
+        return network if network is not None and self.render_controls.shows_network_image else None
+
     def export_png(self, path: str | Path) -> Path:
-        """The whole render at full resolution, coloured, at the current percentile contrast."""
-        image, _ = self.receiver.full_image()
+        """The image shown (render or network image), whole, at the current percentile contrast."""
+        network = self._shown_network_image()
+        image = network.pixels if network is not None else self.receiver.full_image()[0]
         levels = percentile_levels(image, self.render_controls.percentile.value())
         return export_png(image, path, levels)
 
     def export_tiff(self, path: str | Path) -> Path:
-        """The whole render as a 16-bit TIFF (see :func:`~.accumulator.export_tiff`)."""
+        """The whole render as a 16-bit TIFF (:func:`~.export.export_tiff`); the network image
+        as float32 with its pixel size (:func:`~live_decode.io.sr_image.write_sr_image`)."""
+        network = self._shown_network_image()
+        if network is not None:
+            return write_sr_image(Path(path), network.pixels, network.pixel_size_nm, network.frames)
         image, settings = self.receiver.full_image()
         return export_tiff(image, path, settings)
 
@@ -361,13 +388,7 @@ def open_recorded_run(
     receiver = Receiver(None, settings=settings, quality=quality)
     receiver.start()
     try:
-        if run.raw is not None:
-            receiver.show_frame(run.raw)
-        elif run.frame_shape is not None:
-            h, w = run.frame_shape
-            receiver.set_field_of_view(h * run.pixel_size_nm, w * run.pixel_size_nm)
-        receiver.load_quality(run.run_dir)  # quality.csv / drift.csv; else computed from locs
-        receiver.ingest(run.locs, run.stats, laser=(run.laser_frames, run.laser_mw), ended=True)
+        receiver.load_recorded(run)
         base = options or ViewerOptions()
         if run.target_per_um2 is not None:
             base = replace(base, target_per_um2=run.target_per_um2)

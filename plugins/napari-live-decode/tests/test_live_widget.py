@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 import live_decode as ld
-from napari_live_decode._live_widget import LOCS_LAYER, RAW_LAYER, SR_LAYER, LiveDecodeWidget
+from napari_live_decode._live_widget import (
+    LOCS_LAYER,
+    NET_LAYER,
+    RAW_LAYER,
+    SR_LAYER,
+    LiveDecodeWidget,
+)
 
 pytestmark = pytest.mark.qt
 SCREENSHOT_ENV = "NAPARI_LIVE_DECODE_SCREENSHOT"
@@ -105,6 +111,29 @@ def test_the_widget_opens_the_finished_run_directory(
         )
         assert not widget.controls.set_target.isEnabled()
         assert "ended" in widget.health.text()
+    finally:
+        widget.close_session()
+
+
+def test_a_deepstorm_runs_own_image_is_a_layer_in_nm(
+    make_napari_viewer: Any, qtbot: Any, loc_files: dict[str, Path]
+) -> None:
+    from live_decode.io.sr_image import SR_IMAGE_NAME, write_sr_image
+
+    run_dir = loc_files["csv"].parent
+    image = np.random.default_rng(3).gamma(0.3, 1.0, (256, 256)).astype(np.float32)
+    write_sr_image(run_dir / SR_IMAGE_NAME, image, pixel_nm=25.0, frames=20)
+    viewer = make_napari_viewer()
+    widget = LiveDecodeWidget(viewer)
+    widget.open_run_dir(run_dir)
+    try:
+        qtbot.waitUntil(lambda: NET_LAYER in viewer.layers, timeout=30_000)
+        layer = viewer.layers[NET_LAYER]
+        np.testing.assert_array_equal(np.asarray(layer.data), image)
+        assert tuple(layer.scale) == (25.0, 25.0)  # nm, as every layer of the plugin
+        assert tuple(layer.translate) == (12.5, 12.5)  # pixel centres: [i·px, (i+1)·px)
+        names = [lay.name for lay in viewer.layers]
+        assert names.index(NET_LAYER) > names.index(SR_LAYER)  # drawn above the render
     finally:
         widget.close_session()
 

@@ -22,6 +22,7 @@ from live_decode.messages import (
     FrameStats,
     GapMsg,
     HeartbeatMsg,
+    ImageMsg,
     Limits,
     LocsMsg,
     Message,
@@ -161,6 +162,45 @@ def test_big_endian_and_strided_frames_are_sent_as_little_endian(camera: CameraM
     np.testing.assert_array_equal(out.pixels, pixels)
 
 
+def test_image_round_trip_keeps_pixels_and_their_size() -> None:
+    pixels = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
+    parts = encode(ImageMsg(pixels, pixel_size_nm=12.5, frames=40, last_frame=41, seq=3))
+    out = decode(parts)
+    assert isinstance(out, ImageMsg)
+    np.testing.assert_array_equal(out.pixels, pixels)
+    assert (out.pixel_size_nm, out.frames, out.last_frame, out.seq) == (12.5, 40, 41, 3)
+
+
+@pytest.mark.parametrize(
+    ("pixels", "match"),
+    [
+        (np.zeros((3, 4), np.float64), "float32"),
+        (np.zeros((2, 3, 4), np.float32), "2-D"),
+        (np.zeros((0, 4), np.float32), "not empty"),
+    ],
+)
+def test_encode_refuses_unsendable_images(pixels: np.ndarray, match: str) -> None:
+    with pytest.raises(ProtocolError, match=match):
+        encode(ImageMsg(pixels, pixel_size_nm=12.5, frames=1, last_frame=0))
+
+
+def _image_header(**changes: Any) -> bytes:
+    header = {
+        "v": 1,
+        "kind": "image",
+        "seq": 0,
+        "shape": [2, 2],
+        "pixel_size_nm": 25.0,
+        "frames": 3,
+        "last_frame": 2,
+    }
+    header.update(changes)
+    return json.dumps({k: v for k, v in header.items() if v is not ...}).encode()
+
+
+IMG = np.ones(4, np.float32).tobytes()
+
+
 # --------------------------------------------------------------------------- rejection table
 def _frame_header(**changes: Any) -> bytes:
     header = {
@@ -224,6 +264,16 @@ BAD = [
         [b'{"v":1,"kind":"locs","seq":0,"n":2,"frame_stats":[],"worker":{}}', b""],
         "n=2",
     ),
+    ("image size", [_image_header(), IMG[:-4]], "needs 16 B"),
+    ("image shape", [_image_header(shape=[2, 2, 1]), IMG], r"\[height, width\] > 0"),
+    ("image pixel size", [_image_header(pixel_size_nm=0), IMG], "pixel_size_nm must be > 0"),
+    ("image frames", [_image_header(frames=...), IMG], "frames is missing"),
+    ("image no payload", [_image_header()], "2 part"),
+    (
+        "image NaN",
+        [_image_header(), np.array([1, np.nan, 0, 0], np.float32).tobytes()],
+        "NaN or infinite",
+    ),
     (
         "stats row",
         [b'{"v":1,"kind":"stats","seq":0,"frame_stats":[3],"worker":{}}'],
@@ -247,3 +297,5 @@ def test_decode_enforces_size_limits() -> None:
     locs = encode(LocsMsg(locs=_locs(2), frame_stats=(), worker=WORKER))
     with pytest.raises(ProtocolError, match="locs payload of 96 B exceeds 48 B"):
         decode(locs, Limits(max_locs_bytes=48))
+    with pytest.raises(ProtocolError, match="image payload of 16 B exceeds 8 B"):
+        decode([_image_header(), IMG], Limits(max_image_bytes=8))

@@ -18,6 +18,7 @@ from live_decode.messages import (
     FrameStats,
     GapMsg,
     HeartbeatMsg,
+    ImageMsg,
     LocsMsg,
     Message,
     StatsMsg,
@@ -54,6 +55,7 @@ def test_topics() -> None:
     locs = LocsMsg(locs=empty_locs(), frame_stats=(), worker=WORKER)
     assert topic_for(locs) == "locs"
     assert topic_for(SYNC) == "stats"
+    assert topic_for(ImageMsg(np.zeros((2, 2), np.float32), 25.0, 1, 0)) == "image"
     for msg in (GapMsg(0, 1), EosMsg(), HeartbeatMsg(0)):
         assert topic_for(msg) == "event"
 

@@ -12,7 +12,7 @@ import zmq
 
 from live_decode.endpoints import RunEndpoints
 from live_decode.errors import ConfigError, LiveDecodeError
-from live_decode.messages import EosMsg, ErrorMsg, EventMsg
+from live_decode.messages import EosMsg, ErrorMsg, EventMsg, ImageMsg
 from live_decode.transport.curve import client_keys, generate_key_set, server_keys
 from live_decode.viewer.accumulator import RenderSettings
 from live_decode.viewer.receiver import Receiver
@@ -215,5 +215,45 @@ def test_a_lagging_worker_still_finds_a_kept_frame_with_its_detections(
         assert int(view.frame.pixels[0, 0]) == view.frame.index  # that frame's own pixels
         assert view.detections is not None and view.detections.frame == view.frame.index
         assert view.detections.x_nm.tolist() == [10.0 * view.frame.index]
+    finally:
+        receiver.stop()
+
+
+def _image(frames: int, value: float, shape: tuple[int, int] = (128, 192)) -> ImageMsg:
+    pixels = np.full(shape, value, np.float32)
+    pixels[3, 5] = 10 * value  # a marked pixel catches a transposed or shifted image
+    return ImageMsg(pixels, pixel_size_nm=25.0, frames=frames, last_frame=frames - 1)
+
+
+def test_network_image_is_the_newest_sum_and_reset_starts_it_afresh(
+    synthetic_run: SyntheticRun,
+) -> None:
+    receiver = _receiver(synthetic_run)
+    try:
+        assert receiver.network_image() is None  # a DECODE run publishes none
+        for frames in (10, 20, 30):  # each message carries the whole sum so far
+            synthetic_run.results.publish(_image(frames, frames / 10))
+        wait_until(
+            lambda: (im := receiver.network_image()) is not None and im.frames == 30,
+            what="the third image",
+        )
+        image = receiver.network_image()
+        assert image is not None and image.pixel_size_nm == 25.0 and image.last_frame == 29
+        assert image.pixels.shape == (128, 192) and image.pixels[3, 5] == 30.0
+        assert image.pixels[0, 0] == 3.0
+        assert receiver.network_image() is image  # unchanged: the same snapshot
+        receiver.reset()
+        shown = receiver.network_image()
+        assert shown is not None and shown.frames == 0 and float(np.abs(shown.pixels).max()) == 0
+        assert shown.version > image.version
+        synthetic_run.results.publish(_image(40, 4.0))
+        wait_until(lambda: receiver.network_image().frames == 10, what="the image after reset")  # type: ignore[union-attr]
+        after = receiver.network_image()
+        assert after is not None and after.pixels[0, 0] == pytest.approx(1.0)  # 4 − 3
+        assert after.pixels[3, 5] == pytest.approx(10.0)
+        # A worker that starts over (fewer frames than at the reset) is a new run: shown whole.
+        synthetic_run.results.publish(_image(5, 0.5))
+        wait_until(lambda: receiver.network_image().frames == 5, what="the new run's image")  # type: ignore[union-attr]
+        assert receiver.network_image().pixels[0, 0] == 0.5  # type: ignore[union-attr]
     finally:
         receiver.stop()

@@ -33,6 +33,7 @@ from qtpy.QtCore import Qt  # noqa: E402
 from live_decode.viewer.window import ViewerOptions, ViewerWindow, open_viewer  # noqa: E402
 
 SCREENSHOT = Path("/tmp/viewer_screenshot.png")
+NETWORK_SCREENSHOT = Path("/tmp/viewer_network_image.png")
 FAST = ViewerOptions(
     frame_interval_ms=20, render_interval_ms=50, plot_interval_ms=100, target_per_um2=0.5
 )
@@ -324,6 +325,66 @@ def _stream_structure(run: SyntheticRun, frames: int) -> None:
             run.publish_preview(pixels.astype(np.uint16), f)
         if f % 50 == 0:
             time.sleep(0.002)
+
+
+def _network_images(run: SyntheticRun, frames: int, upsampling: int = 4) -> np.ndarray:
+    """Stream the structure and, as a Deep-STORM worker does, its summed density image every
+    50 frames (each message the whole sum); returns the last image sent."""
+    from scipy import ndimage
+
+    from live_decode.messages import ImageMsg
+
+    _stream_structure(run, frames)
+    rows, cols = FOV_PX[0] * upsampling, FOV_PX[1] * upsampling
+    px = CAMERA_PX_NM / upsampling
+    rng = np.random.default_rng(2)
+    total = np.zeros((rows, cols), np.float32)
+    for f in range(0, frames, 50):  # a ring and a line, drawn as the network's density would be
+        t = rng.uniform(0, 1, 600)
+        y = np.r_[1600 + 900 * np.sin(2 * np.pi * t[:300]), 400 + t[300:] * 2400]
+        x = np.r_[1400 + 900 * np.cos(2 * np.pi * t[:300]), 300 + t[300:] * 4200]
+        spikes, _, _ = np.histogram2d(
+            y, x, bins=(rows, cols), range=((0, rows * px), (0, cols * px))
+        )
+        total += ndimage.gaussian_filter(spikes.astype(np.float32), 1.0)
+        last = min(f + 49, frames - 1)
+        run.results.publish(ImageMsg(total.copy(), px, frames=last + 1, last_frame=last))
+    return total
+
+
+def test_the_network_image_of_a_deepstorm_worker_is_shown(
+    qtbot: QtBot, window: ViewerWindow, synthetic_run: SyntheticRun, tmp_path: Path
+) -> None:
+    from live_decode.io.sr_image import read_sr_image
+
+    controls = window.render_controls
+    assert not controls.source.isEnabled()  # no network image yet: the choice is off
+    last = _network_images(synthetic_run, frames=200)
+    wait_until(lambda: window.receiver.latest_result_frame() == 199, what="the last frame")
+    wait_until(
+        lambda: (im := window.receiver.network_image()) is not None and im.frames == 200,
+        what="the last network image",
+    )
+    window.refresh_render()
+    assert controls.source.isEnabled() and controls.shows_network_image  # chosen on arrival
+    np.testing.assert_array_equal(window.sr.image.image, last)
+    rect = window.sr.image.mapRectToParent(window.sr.image.boundingRect())
+    assert (rect.left(), rect.top()) == (0.0, 0.0)
+    assert rect.width() == pytest.approx(FOV_PX[1] * CAMERA_PX_NM / 1000)  # the camera's field
+    assert rect.height() == pytest.approx(FOV_PX[0] * CAMERA_PX_NM / 1000)
+    assert "network image, 200 frames, 25.0 nm px" in window.sr.title.text
+    qtbot.wait(200)
+    window.refresh_plots()
+    shutil.copy(window.save_screenshot(tmp_path / "viewer.png"), NETWORK_SCREENSHOT)
+    tif = window.export_tiff(tmp_path / "network.tif")  # what is shown: float32, 25 nm pixels
+    saved, pixel_nm = read_sr_image(tif)
+    np.testing.assert_array_equal(saved, last)
+    assert pixel_nm == 25.0
+    # Back to the localizations' render, at its own pixel size.
+    controls.source.setCurrentText("localizations")
+    wait_until(lambda: window.receiver.health().draw_backlog == 0, what="drawing")
+    window.refresh_render()
+    assert window.sr.image.image.shape == (160, 240) and window.sr.title.text == "super-resolution"
 
 
 def test_the_installed_qt_binding_keeps_none_alive() -> None:

@@ -6,7 +6,9 @@ layers, all in nm (see :mod:`._layers`):
 
 - ``live-decode SR``: the super-resolution image (histogram or σ-Gaussian), scale = render pixel;
 - ``live-decode locs``: the localizations of the newest :attr:`latest_frames` frames (Points);
-- ``live-decode raw``: the newest camera frame (hidden at first), scale = camera pixel.
+- ``live-decode raw``: the newest camera frame (hidden at first), scale = camera pixel;
+- ``live-decode network image``: the image a network yields itself (Deep-STORM's summed
+  density), once the worker publishes one; scale = its pixel (camera pixel / upsampling).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ REFRESH_MS: Final = 200
 SR_LAYER: Final = "live-decode SR"
 LOCS_LAYER: Final = "live-decode locs"
 RAW_LAYER: Final = "live-decode raw"
+NET_LAYER: Final = "live-decode network image"
 MAX_SIDE_PX: Final = 4096
 """A render larger than this (render pixels) is shown binned (the layer's scale says so)."""
 
@@ -60,6 +63,7 @@ class LiveDecodeWidget(QWidget):
         self._shown_version = -1
         self._shown_frame: int | None = None
         self._shown_raw = -1
+        self._shown_network = -1
         self._drawn = 0
         self._build()
         self._timer = QTimer(self)
@@ -187,6 +191,7 @@ class LiveDecodeWidget(QWidget):
         receiver = session.receiver
         self._refresh_raw(receiver)
         self._refresh_image(receiver)
+        self._refresh_network(receiver)
         self._refresh_points(receiver)
         target = self.controls.target_per_um2 or session.target_per_um2
         self.traces.show_traces(receiver.traces(), target)
@@ -232,6 +237,33 @@ class LiveDecodeWidget(QWidget):
         layer.metadata["rendering"] = _rendering(snap.settings)
         if self.auto_contrast.isChecked():
             layer.contrast_limits = levels
+
+    def _refresh_network(self, receiver: Any) -> None:
+        image = receiver.network_image()
+        if image is None or image.version == self._shown_network:
+            return
+        self._shown_network = image.version
+        from live_decode.viewer import percentile_levels
+
+        placement = image_placement(image.pixel_size_nm)
+        metadata = {"units": "nm", "frames": image.frames, "what": "network's summed density"}
+        layer = self._layer(NET_LAYER)
+        if layer is None:
+            self.viewer.add_image(
+                image.pixels,
+                name=NET_LAYER,
+                colormap="inferno",
+                contrast_limits=percentile_levels(image.pixels),
+                metadata=metadata,
+                **placement,
+            )
+            self._stack()
+            return
+        layer.data = image.pixels
+        layer.scale, layer.translate = placement["scale"], placement["translate"]
+        layer.metadata.update(metadata)
+        if self.auto_contrast.isChecked():
+            layer.contrast_limits = percentile_levels(image.pixels)
 
     def _refresh_points(self, receiver: Any) -> None:
         newest = receiver.latest_result_frame()
@@ -302,9 +334,10 @@ class LiveDecodeWidget(QWidget):
         return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
 
     def _stack(self) -> None:
-        """Keep raw below SR below locs, whatever order they were made in."""
+        """Keep raw below SR below the network image below locs, whatever order they came in."""
         layers = self.viewer.layers
-        for name in (LOCS_LAYER, SR_LAYER, RAW_LAYER):  # each moved to the bottom in turn
+        # Each moved to the bottom in turn.
+        for name in (LOCS_LAYER, NET_LAYER, SR_LAYER, RAW_LAYER):
             if name in layers:
                 layers.move(layers.index(name), 0)
 

@@ -89,12 +89,7 @@ def open_finished(run_dir: Path, *, settings: RenderSettings | None = None) -> S
     receiver = Receiver(None, settings=settings)
     receiver.start()
     try:
-        if run.raw is not None:
-            receiver.show_frame(run.raw)
-        elif run.frame_shape is not None:
-            h, w = run.frame_shape
-            receiver.set_field_of_view(h * run.pixel_size_nm, w * run.pixel_size_nm)
-        receiver.ingest(run.locs, run.stats, laser=(run.laser_frames, run.laser_mw), ended=True)
+        receiver.load_recorded(run)
     except BaseException:
         receiver.stop()
         raise
