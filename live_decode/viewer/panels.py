@@ -223,6 +223,7 @@ class DensityPlot(pg.PlotWidget):  # type: ignore[misc]
         self.plot = plot
         plot.setLabel("bottom", "frame")
         plot.setLabel("left", "density", units="µm⁻²")
+        plot.getAxis("left").enableAutoSIPrefix(False)  # no "mµm⁻²" at low densities
         plot.showGrid(x=True, y=True, alpha=0.2)
         plot.addLegend(offset=(10, 5), colCount=3)
         self.band = pg.LinearRegionItem(

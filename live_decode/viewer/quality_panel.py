@@ -29,6 +29,8 @@ class QualityPlot(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph i
         self.drift = self.addPlot(title="drift (RCC)")
         self.drift.setLabel("bottom", "frame")
         self.drift.setLabel("left", "drift", units="nm")
+        # "nm" is not an SI base unit: pyqtgraph's prefixes made ±0.4 nm read "±400 mnm".
+        self.drift.getAxis("left").enableAutoSIPrefix(False)
         self.drift.showGrid(x=True, y=True, alpha=0.2)
         self.drift.addLegend(offset=(10, 5))
         self.dx = self.drift.plot(pen=pg.mkPen(60, 170, 90, width=2), name="x")

@@ -55,6 +55,9 @@ def test_quality_panel_shows_nena_frc_and_drift(window: ViewerWindow) -> None:
     assert len(drift_frames) == N_FRAMES and abs(float(dx[-1]) - 150.0) < 15.0
     assert abs(float(q.dy.getData()[1][-1]) + 100.0) < 15.0
     assert q.precision.titleLabel.text.startswith("NeNA 1")
+    axis = q.drift.getAxis("left")
+    axis.setRange(-0.4, 0.4)  # sub-nm drift: the label stays in nm, no SI prefix on "nm"
+    assert axis.labelString().count("(nm)") == 1 and "mnm" not in axis.labelString()
 
 
 def test_drift_corrected_toggle_sharpens_the_image(qtbot: QtBot, window: ViewerWindow) -> None:
