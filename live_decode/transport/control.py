@@ -359,6 +359,7 @@ class ControlClient(SocketEnd):
         self.timeout_ms = timeout_ms
         self.retries = retries
         self.timeouts = 0
+        self._unanswered = 0  # consecutive timeouts: only the first of a streak is a warning
         self._handle: SocketHandle = self._open()
 
     def _open(self) -> SocketHandle:
@@ -374,9 +375,25 @@ class ControlClient(SocketEnd):
             socket = self._handle.socket
             socket.send(body)
             if socket.poll(self.timeout_ms, zmq.POLLIN):
+                if self._unanswered:
+                    log.info(
+                        "%s answers again, after %d unanswered attempt(s)",
+                        self._target,
+                        self._unanswered,
+                    )
+                    self._unanswered = 0
                 return _parse_reply(socket.recv())
             self.timeouts += 1
-            log.warning("no reply from %s within %d ms; retrying", self._target, self.timeout_ms)
+            self._unanswered += 1
+            # A source that ended or went away is polled on by a viewer every few seconds: one
+            # warning, then the attempts of that silence at debug level (counted in timeouts).
+            log.log(
+                logging.WARNING if self._unanswered == 1 else logging.DEBUG,
+                "no reply from %s within %d ms; retrying (further attempts are logged at debug "
+                "level until it answers)",
+                self._target,
+                self.timeout_ms,
+            )
             self._handle.close(0)
             self._handle = self._open()
         return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -198,20 +199,28 @@ def test_multipart_request_is_answered_with_an_error(
         raw.close(linger=0)
 
 
-def test_client_times_out_recreates_its_socket_and_recovers(ctx: Ctx, closing: Closing) -> None:
+def test_client_times_out_recreates_its_socket_and_recovers(
+    ctx: Ctx, closing: Closing, caplog: pytest.LogCaptureFixture
+) -> None:
     laser = Laser()
     server = closing(ControlServer(ctx, laser, LOOPBACK))  # bound, but nobody serves yet
     client = closing(ControlClient(ctx, server.endpoint, timeout_ms=50, retries=1))
-    with pytest.raises(ProtocolError, match="no reply"):
-        client.status()
-    assert client.timeouts == 2
+    with caplog.at_level(logging.DEBUG, logger="live_decode.transport"):
+        for _ in range(3):  # a viewer polling a source that went away
+            with pytest.raises(ProtocolError, match="no reply"):
+                client.status()
+    assert client.timeouts == 6
+    levels = [r.levelno for r in caplog.records if "no reply" in r.getMessage()]
+    assert levels == [logging.WARNING] + [logging.DEBUG] * 5  # one warning per silence
 
     stop = threading.Event()
     thread = threading.Thread(target=server.serve, args=(stop, 10))
     thread.start()
     try:
         client.timeout_ms = 5000
-        assert client.set_laser(1.5)["ok"] is True  # a fresh socket: not stuck in REQ state
+        with caplog.at_level(logging.INFO, logger="live_decode.transport"):
+            assert client.set_laser(1.5)["ok"] is True  # a fresh socket: not stuck in REQ state
+        assert any("answers again, after 6" in r.getMessage() for r in caplog.records)
     finally:
         stop.set()
         thread.join(timeout=5)
