@@ -217,53 +217,17 @@ class LiveDecodeWidget(QWidget):
             y0_px=view.y0_px,
             x0_px=view.x0_px,
         )
-        from live_decode.viewer import percentile_levels
-
-        levels = percentile_levels(image)
-        layer = self._layer(SR_LAYER)
-        if layer is None:
-            self.viewer.add_image(
-                image,
-                name=SR_LAYER,
-                colormap="inferno",
-                contrast_limits=levels,
-                metadata={"units": "nm", "rendering": _rendering(snap.settings)},
-                **placement,
-            )
-            self._stack()
-            return
-        layer.data = image
-        layer.scale, layer.translate = placement["scale"], placement["translate"]
-        layer.metadata["rendering"] = _rendering(snap.settings)
-        if self.auto_contrast.isChecked():
-            layer.contrast_limits = levels
+        metadata = {"units": "nm", "rendering": _rendering(snap.settings)}
+        self._show_image(SR_LAYER, image, placement, metadata, colormap="inferno")
 
     def _refresh_network(self, receiver: Any) -> None:
         image = receiver.network_image()
         if image is None or image.version == self._shown_network:
             return
         self._shown_network = image.version
-        from live_decode.viewer import percentile_levels
-
         placement = image_placement(image.pixel_size_nm)
         metadata = {"units": "nm", "frames": image.frames, "what": "network's summed density"}
-        layer = self._layer(NET_LAYER)
-        if layer is None:
-            self.viewer.add_image(
-                image.pixels,
-                name=NET_LAYER,
-                colormap="inferno",
-                contrast_limits=percentile_levels(image.pixels),
-                metadata=metadata,
-                **placement,
-            )
-            self._stack()
-            return
-        layer.data = image.pixels
-        layer.scale, layer.translate = placement["scale"], placement["translate"]
-        layer.metadata.update(metadata)
-        if self.auto_contrast.isChecked():
-            layer.contrast_limits = percentile_levels(image.pixels)
+        self._show_image(NET_LAYER, image.pixels, placement, metadata, colormap="inferno")
 
     def _refresh_points(self, receiver: Any) -> None:
         newest = receiver.latest_result_frame()
@@ -314,21 +278,36 @@ class LiveDecodeWidget(QWidget):
             return
         self._shown_raw = frame.received
         placement = image_placement(frame.pixel_size_nm)
-        layer = self._layer(RAW_LAYER)
+        metadata = {"units": "nm", "frame": frame.index}
+        self._show_image(RAW_LAYER, frame.pixels, placement, metadata, colormap="gray")
+
+    def _show_image(
+        self,
+        name: str,
+        data: np.ndarray,
+        placement: dict[str, Any],
+        metadata: dict[str, Any],
+        *,
+        colormap: str,
+    ) -> None:
+        """Make or update the image layer ``name``; a density layer (not the raw frame) gets
+        percentile contrast at first and, with auto-contrast on, at every update."""
+        from live_decode.viewer import percentile_levels
+
+        density = name != RAW_LAYER
+        layer = self._layer(name)
         if layer is None:
+            extra = {"contrast_limits": percentile_levels(data)} if density else {"visible": False}
             self.viewer.add_image(
-                frame.pixels,
-                name=RAW_LAYER,
-                colormap="gray",
-                visible=False,
-                metadata={"units": "nm", "frame": frame.index},
-                **placement,
+                data, name=name, colormap=colormap, metadata=metadata, **extra, **placement
             )
             self._stack()
             return
-        layer.data = frame.pixels
+        layer.data = data
         layer.scale, layer.translate = placement["scale"], placement["translate"]
-        layer.metadata["frame"] = frame.index
+        layer.metadata.update(metadata)
+        if density and self.auto_contrast.isChecked():
+            layer.contrast_limits = percentile_levels(data)
 
     def _layer(self, name: str) -> Any:
         return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401
