@@ -229,6 +229,13 @@ class DeepStormConfig(Frozen):
         description="a local maximum is a localization when the density around it (3×3 super-"
         "resolution px) sums to at least this fraction of one emitter's spike",
     )
+    image_floor: Fraction = Field(
+        0.01,
+        description="the network's image: density below this fraction of one emitter's spike "
+        "in a pixel of one frame is noise and set to 0 before frames are summed (else a faint "
+        "haze over every pixel of every frame outweighs the emitters: NMSE 0.55 → 0.16 on the "
+        "demo camera at 1 µm⁻², 0.22 → 0.16 at 5 µm⁻²); 0 keeps the raw output",
+    )
 
 
 class ModelConfig(Frozen):

@@ -68,5 +68,8 @@ class DeepStormLocalizer:
         return localize_density(out, frame_indices, self.deepstorm, self.pixel_size_nm)
 
     def image(self, out: Tensor) -> Tensor | None:
-        """The non-negative density (N, H·u, W·u): summed over frames, the super-resolved image."""
-        return out[:, 0].clamp(min=0)
+        """The density (N, H·u, W·u), pixels below the noise floor (``image_floor`` of one
+        spike) set to 0: summed over frames, the super-resolved image."""
+        density = out[:, 0]
+        floor = self.deepstorm.image_floor * self.deepstorm.spike_height
+        return torch.where(density >= floor, density, torch.zeros_like(density)).clamp(min=0)

@@ -105,3 +105,23 @@ def test_two_spikes_closer_than_a_camera_pixel_are_one_localization() -> None:
     out[0, 0, 10, 20] = 80.0  # 10 px (250 nm) away: its own localization
     locs = localize_density(out, np.array([0]), cfg, pixel_size_nm=100.0)
     assert len(locs) == 2
+
+
+def test_the_image_drops_the_haze_below_the_noise_floor_and_keeps_emitters() -> None:
+    from live_decode.model.checkpoint import bundled_model_path
+    from live_decode.pipeline.kinds import LocalizerOptions, load_localizer
+
+    loc = load_localizer(
+        bundled_model_path("deepstorm_demo"), LocalizerOptions(torch.device("cpu"))
+    )
+    cfg = loc.config.model.deepstorm
+    assert cfg.image_floor == 0.01  # the default: 1 % of a spike per pixel and frame
+    out = torch.full((2, 1, 32, 32), 0.5 * cfg.image_floor * cfg.spike_height)  # a faint haze
+    out[0, 0, 10:13, 20:23] = cfg.spike_height / 9  # one emitter, spread over 3×3 pixels
+    out[1, 0, 5, 5] = -3.0  # negative density is no density
+    image = loc.image(out)
+    assert image is not None and image.shape == (2, 32, 32)
+    assert float(image[0].sum()) == pytest.approx(cfg.spike_height)  # the emitter, whole
+    assert float(image[1].sum()) == 0.0  # haze alone sums to nothing over the frames
+    # Summed over a long acquisition the haze would otherwise outweigh the emitter.
+    assert float(out[0].clamp(min=0).sum()) > 1.5 * cfg.spike_height
