@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "train": "Train a DECODE network on simulations of a config; writes a checkpoint + model card.",
     "adapt": "Learn the microscope from a real movie (wake–sleep): adapted setup, model, report.",
     "evaluate": "Localize a movie with a model and score it against ground truth.",
+    "thresholds": "Choose a trained model's detection thresholds again; rewrites its model card.",
     "run": "Run the live pipeline (source, worker, viewer) for a config and supervise it.",
     "demo": "Run the pipeline on the embedded default: simulated microscope + bundled model.",
     "localize": "Localize recorded movies offline through the worker; writes a run directory.",

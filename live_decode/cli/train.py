@@ -44,18 +44,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "instead of starting from random ones",
     )
     p.add_argument(
+        "--threshold",
         "--raw-threshold",
+        dest="raw_threshold",
         type=float,
         default=None,
-        help="detection threshold written into the card (default: chosen after training for "
-        "the best efficiency on simulated validation windows of the setup)",
+        help="detection threshold written into the card: DECODE's raw_threshold, Deep-STORM's "
+        "model.deepstorm.threshold (default: chosen after training for the best efficiency on "
+        "simulated validation windows of the setup)",
     )
     p.add_argument(
         "--split-threshold",
         type=float,
         default=None,
-        help="threshold for a second emitter next to a detection (default: chosen like "
-        "--raw-threshold)",
+        help="DECODE only: threshold for a second emitter next to a detection (default: chosen "
+        "like --threshold)",
     )
 
 
@@ -136,13 +139,6 @@ def run(args: argparse.Namespace) -> int:
         summary["log"] = str(train_log.path)
     choice = getattr(trainer, "thresholds", None)
     if choice is not None:
-        summary["thresholds"] = {
-            "raw_threshold": choice.raw_threshold,
-            "split_threshold": choice.split_threshold,
-            "criterion": choice.criterion,
-            "score": choice.score,
-            "default_score": choice.default_score,
-            "given": list(choice.given),
-        }
+        summary["thresholds"] = choice.brief()
     print(strict_json.dumps(summary, indent=2))
     return 0

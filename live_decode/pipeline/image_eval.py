@@ -14,6 +14,7 @@ emitters and the FRC never fell to 1/7 on the demo movies.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -56,14 +57,25 @@ class ImageScores:
 
 class ImageCollector:
     """``on_output`` of :func:`live_decode.inference.offline.localize_movie`: the network's tiles,
-    summed over each FRC half of the frames (:func:`frc_half`), binned to the evaluation grid."""
+    summed over each FRC half of the frames (:func:`frc_half`), binned to the evaluation grid.
+
+    ``elapsed_s`` is the wall time spent here: scoring's, not inference's (``evaluate`` takes it
+    out of the frames/s it reports)."""
 
     def __init__(self, localizer: NetworkLocalizer, upsampling: int) -> None:
         self.localizer = localizer
         self.upsampling = upsampling
         self.halves: FloatArray | None = None
+        self.elapsed_s = 0.0
 
     def __call__(self, out: torch.Tensor, frame_indices: np.ndarray) -> None:
+        started = time.perf_counter()
+        try:
+            self._collect(out, frame_indices)
+        finally:
+            self.elapsed_s += time.perf_counter() - started
+
+    def _collect(self, out: torch.Tensor, frame_indices: np.ndarray) -> None:
         tiles = self.localizer.image(out)
         u = self.localizer.image_upsampling
         if tiles is None or u is None:

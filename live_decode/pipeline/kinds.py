@@ -155,12 +155,14 @@ def _deepstorm_trainer(
 
     if init_from is not None:
         raise ConfigError("--init-from is not supported for Deep-STORM models; train from scratch")
-    if raw_threshold is not None or split_threshold is not None:
+    if split_threshold is not None:
         raise ConfigError(
-            "--raw-threshold/--split-threshold are DECODE's; a Deep-STORM model detects at "
-            "model.deepstorm.threshold (set it in the config)"
+            "--split-threshold is DECODE's (a second emitter beside a detection); a Deep-STORM "
+            "model has one detection threshold: give it with --threshold, or leave it to the "
+            "automatic choice"
         )
-    return DeepStormTrainer(cfg, out_dir, device, name, False, None)
+    # raw_threshold is the detection threshold (``train --threshold``): Deep-STORM's own
+    return DeepStormTrainer(cfg, out_dir, device, name, threshold=raw_threshold)
 
 
 DECODE = ModelKind(

@@ -15,9 +15,11 @@ the pair found first in the grid (low raw, then low split thresholds).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from live_decode.config import Config, PostprocessConfig
@@ -31,6 +33,25 @@ RAW_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6)
 SPLIT_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 """Candidate thresholds (split 1.0: never split, p ≤ 1). The config's own pair is always added."""
 SEED_OFFSET = 20_011  # validation windows differ from the training and held-out ones
+
+
+class DetectionChoice(Protocol):
+    """What a trainer records of its kind's threshold choice (card, log, ``train`` summary)."""
+
+    @property
+    def criterion(self) -> str: ...
+
+    @property
+    def score(self) -> float: ...
+
+    @property
+    def given(self) -> tuple[str, ...]: ...
+
+    def summary(self) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def brief(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -90,6 +111,17 @@ class ThresholdChoice:
         """Plain data for the model card (NaN stays NaN: strict_json writes it as null)."""
         return asdict(self)
 
+    def brief(self) -> dict[str, Any]:
+        """The choice without its table (training log, ``train``'s summary)."""
+        return {
+            "raw_threshold": self.raw_threshold,
+            "split_threshold": self.split_threshold,
+            "criterion": self.criterion,
+            "score": self.score,
+            "default_score": self.default_score,
+            "given": list(self.given),
+        }
+
 
 def criterion_for(scaling: Scaling) -> str:
     """The metric the thresholds maximise: volumetric efficiency in 3-D, else lateral."""
@@ -103,20 +135,26 @@ def validation_set(
     device: torch.device | str = "cpu",
     seed: int | None = None,
     sim: WindowSimulator | None = None,
+    *,
+    n_frames: int = 3,
+    structured: bool = True,
 ) -> HeldOutSet:
     """Validation windows of the setup: training crops at its density, the training's structures.
 
     Defaults: ``cfg.emitters.density_per_um2``, ``cfg.training.eval_samples`` windows, a seed
     derived from ``cfg.training.seed`` (other than the training's and the held-out set's).
+    ``n_frames`` (when no ``sim`` is given): frames per window (DECODE 3, Deep-STORM 1);
+    ``structured=False`` for a kind whose training simulates no structured windows.
     """
     t = cfg.training
     if sim is None:
-        sim = WindowSimulator(cfg, (t.crop_px, t.crop_px), n_frames=3, device=device)
+        sim = WindowSimulator(cfg, (t.crop_px, t.crop_px), n_frames=n_frames, device=device)
     density = cfg.emitters.density_per_um2 if density_per_um2 is None else density_per_um2
     n = t.eval_samples if n_windows is None else n_windows
     base = t.seed + SEED_OFFSET if seed is None else seed
     gen = torch.Generator(device=sim.device).manual_seed(base)
-    return HeldOutSet.simulate(sim, n, density, gen, structured=t.structured)
+    mix = t.structured if structured else None
+    return HeldOutSet.simulate(sim, n, density, gen, structured=mix)
 
 
 def choose_thresholds(
@@ -170,22 +208,28 @@ def choose_thresholds(
     b = validation.batch
     out = predict_windows(net, scaling.scale_input(sim.camera.to_photons(b.adu)))
     px = cfg.camera.pixel_size_nm
-    gt = validation.ground_truth(px)
     frames = torch.arange(out.shape[0])
     criterion = criterion_for(scaling)
     default = (cfg.postprocess.raw_threshold, cfg.postprocess.split_threshold)
-    raws = (raw_threshold,) if raw_threshold is not None else _with(raw_grid, default[0])
-    splits = (split_threshold,) if split_threshold is not None else _with(split_grid, default[1])
-    candidates = [(r, s) for r in raws for s in splits]
-    pairs = candidates if default in candidates else [*candidates, default]
-    table: list[dict[str, float]] = []
-    for raw, split in pairs:
-        post = PostprocessConfig(raw_threshold=raw, split_threshold=split)
-        metrics = score(localize(out, frames, post, scaling, px), gt, is_3d=scaling.is_3d)
-        table.append({"raw_threshold": raw, "split_threshold": split, **metrics})
-    # max keeps the first of equal scores: the lowest thresholds (the grids are sorted)
-    best = max(table[: len(candidates)], key=lambda row: _rank(row[criterion]))
-    at_default = table[pairs.index(default)]
+    raws = (raw_threshold,) if raw_threshold is not None else grid_with(raw_grid, default[0])
+    splits = (
+        (split_threshold,) if split_threshold is not None else grid_with(split_grid, default[1])
+    )
+
+    def localize_at(row: dict[str, float]) -> np.ndarray:
+        post = PostprocessConfig(
+            raw_threshold=row["raw_threshold"], split_threshold=row["split_threshold"]
+        )
+        return localize(out, frames, post, scaling, px)
+
+    best, at_default, table = search_grid(
+        [{"raw_threshold": r, "split_threshold": s} for r in raws for s in splits],
+        {"raw_threshold": default[0], "split_threshold": default[1]},
+        localize_at,
+        validation.ground_truth(px),
+        criterion,
+        is_3d=scaling.is_3d,
+    )
     given = tuple(
         name
         for name, value in (("raw", raw_threshold), ("split", split_threshold))
@@ -207,7 +251,44 @@ def choose_thresholds(
     )
 
 
-def _with(grid: tuple[float, ...], value: float) -> tuple[float, ...]:
+def search_grid(
+    candidates: list[dict[str, float]],
+    default: dict[str, float],
+    localize_at: Callable[[dict[str, float]], np.ndarray],
+    ground_truth: np.ndarray,
+    criterion: str,
+    *,
+    is_3d: bool,
+) -> tuple[dict[str, float], dict[str, float], list[dict[str, float]]]:
+    """Score the localizations at each candidate setting (and the default's) against the truth.
+
+    Parameters
+    ----------
+    candidates
+        Settings to choose from, in grid order (e.g. ``{"raw_threshold": 0.2, ...}``).
+    default
+        The configured setting: always scored (appended when it is no candidate), never chosen
+        unless it is one.
+    localize_at
+        Localizations (LOC_DTYPE) of the validation windows at one setting; ``frame`` is the
+        window index, as in ``ground_truth``.
+    criterion
+        The metric maximised (a key of :func:`~live_decode.training.validation.score`).
+
+    Returns
+    -------
+    best, at_default, table
+        The row of the best candidate (the first of equal scores: grids are sorted low to high;
+        NaN ranks lowest), the default's row and every row: the setting, then its metrics.
+    """
+    rows = candidates if default in candidates else [*candidates, default]
+    table = [{**row, **score(localize_at(row), ground_truth, is_3d=is_3d)} for row in rows]
+    best = max(table[: len(candidates)], key=lambda row: _rank(row[criterion]))
+    return best, table[rows.index(default)], table
+
+
+def grid_with(grid: tuple[float, ...], value: float) -> tuple[float, ...]:
+    """``grid`` with ``value`` added, sorted (the configured value is always a candidate)."""
     return tuple(sorted({*grid, value}))
 
 

@@ -31,7 +31,7 @@ from live_decode.model.scaling import Scaling
 from live_decode.simulation.batch import WindowBatch, WindowSimulator
 from live_decode.training.progress import ESTIMATE_STEPS, Estimate, ProgressMeter, TrainLog
 from live_decode.training.targets import make_targets
-from live_decode.training.thresholds import ThresholdChoice, choose_thresholds
+from live_decode.training.thresholds import DetectionChoice, ThresholdChoice, choose_thresholds
 from live_decode.training.validation import HeldOutSet, evaluate_held_out
 
 log = logging.getLogger("live_decode.training")
@@ -109,7 +109,7 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.given_thresholds = (raw_threshold, split_threshold)
         self.postprocess = self._with_given(cfg.postprocess)
-        self.thresholds: ThresholdChoice | None = None
+        self.thresholds: DetectionChoice | None = None  # set by the threshold choice
         self.estimate: Estimate | None = None
         self.train_log = TrainLog(out_dir)
         eval_gen = torch.Generator(device=self.device).manual_seed(t.seed + EVAL_SEED_OFFSET)
@@ -193,11 +193,14 @@ class Trainer:
         return metrics
 
     # ------------------------------------------------------------------ thresholds
-    def choose_thresholds(self, density_per_um2: float | None = None) -> ThresholdChoice:
+    def choose_thresholds(
+        self, density_per_um2: float | None = None, n_windows: int | None = None
+    ) -> ThresholdChoice:
         """Choose the detection thresholds for the network as it is now; later cards carry them.
 
         Searches the pair not given to the constructor on validation windows of the setup at
-        ``density_per_um2`` (default: the config's), see :func:`.thresholds.choose_thresholds`.
+        ``density_per_um2`` (default: the config's), ``n_windows`` of them (default:
+        ``training.eval_samples``); see :func:`.thresholds.choose_thresholds`.
         """
         if not isinstance(self.net, DecodeNet):
             raise LiveDecodeError(f"threshold search is DECODE's, not {type(self.net).__name__}'s")
@@ -207,14 +210,22 @@ class Trainer:
             self.cfg,
             self.scaling,
             density_per_um2=density_per_um2,
+            n_windows=n_windows,
             raw_threshold=raw,
             split_threshold=split,
             sim=self.sim,
         )
-        self.thresholds = replace(choice, step=self.step)
+        chosen = replace(choice, step=self.step)
+        self.thresholds = chosen
         self.postprocess = choice.postprocess
         log.info("%s", choice.summary())
-        return self.thresholds
+        return chosen
+
+    def choose_detection(
+        self, density_per_um2: float | None = None, n_windows: int | None = None
+    ) -> DetectionChoice:
+        """The kind's threshold choice after training (DECODE's: :meth:`choose_thresholds`)."""
+        return self.choose_thresholds(density_per_um2, n_windows)
 
     def _with_given(self, post: PostprocessConfig) -> PostprocessConfig:
         raw, split = self.given_thresholds
@@ -242,8 +253,7 @@ class Trainer:
             "resume_config": _resume_view(self.cfg),
             "temporal_context": self.temporal_context,
             "init_from": self.init_from,
-            "postprocess": self.postprocess.model_dump(),
-            "thresholds": None if self.thresholds is None else self.thresholds.to_dict(),
+            **self._detection_state(),
         }
         tmp = self.checkpoint_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -286,16 +296,32 @@ class Trainer:
         self.times = StepTimes(*state["times"])
         self.init_from = state.get("init_from", self.init_from)
         if state.get("thresholds") is not None:  # chosen before; given values still win
-            saved = PostprocessConfig(**state["postprocess"])
-            self.postprocess = self._with_given(saved)
-            self.thresholds = _threshold_choice(state["thresholds"])
+            self._restore_detection(state)
+
+    # The detection settings in use: how they are saved, restored and written into the card.
+    # DECODE's are ``postprocess``; another kind's trainer overrides these three.
+    def _detection_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the detection settings and their choice."""
+        return {
+            "postprocess": self.postprocess.model_dump(),
+            "thresholds": None if self.thresholds is None else self.thresholds.to_dict(),
+        }
+
+    def _restore_detection(self, state: dict[str, Any]) -> None:
+        """Take the settings chosen before from a checkpoint's state (given values win)."""
+        self.postprocess = self._with_given(PostprocessConfig(**state["postprocess"]))
+        self.thresholds = _threshold_choice(state["thresholds"])
+
+    def card_config(self) -> Config:
+        """The config the card carries: the training's, with the detection settings in use."""
+        return self.cfg.model_copy(update={"postprocess": self.postprocess})
 
     def card(self) -> ModelCard:
-        """The card: config with the thresholds in use (``postprocess``), and how they were set."""
+        """The card: config with the thresholds in use (``card_config``), and how they were set."""
         last = self.history[-1] if self.history else {}
         return make_card(
             self.name,
-            self.cfg.model_copy(update={"postprocess": self.postprocess}),
+            self.card_config(),
             self.net,
             training_steps=self.step,
             training_time_s=round(self.elapsed_s, 1),
@@ -322,7 +348,7 @@ class Trainer:
 
         The first steps are timed for :attr:`estimate` (logged, and in ``train_log.jsonl`` with
         the progress lines, see :mod:`.progress`). At the end (unless ``search_thresholds`` is
-        False) the detection thresholds are chosen (:meth:`choose_thresholds`); the final
+        False) the detection thresholds are chosen (:meth:`choose_detection`); the final
         evaluation and the saved card use them.
         """
         t = self.cfg.training
@@ -381,17 +407,8 @@ class Trainer:
             if on_progress is not None:
                 on_progress(self.step, loss, last_eval)
         if search_thresholds:
-            c = self.choose_thresholds()
-            self.train_log.write(
-                "thresholds",
-                self.step,
-                raw_threshold=c.raw_threshold,
-                split_threshold=c.split_threshold,
-                criterion=c.criterion,
-                score=c.score,
-                default_score=c.default_score,
-                given=list(c.given),
-            )
+            c = self.choose_detection()
+            self.train_log.write("thresholds", self.step, **c.brief())
         final = self.evaluate()
         self.train_log.write("eval", self.step, final=True, **_without_step(final))
         self.save_checkpoint()

@@ -103,3 +103,26 @@ def test_ground_truth_of_another_movie_is_refused(
     assert main(["evaluate", model, movie, str(other / "ground_truth.csv")]) == 2
     err = capsys.readouterr().err
     assert "does not fit" in err and "60 frames of 64×64 px" in err
+
+
+def test_also_scores_both_models_and_times_each_in_the_same_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--also``: DECODE and Deep-STORM on one movie, each with its inference frames/s."""
+    movie = _simulate(tmp_path / "both", 20, 5.0, seed=34)
+    argv = ["evaluate", str(bundled_model_path()), str(movie / "movie.ome.tif")]
+    argv += [str(movie / "ground_truth.csv"), "--device", "cpu", "--threads", "1"]
+    argv += ["--also", str(bundled_model_path("deepstorm_demo")), "--image-upsampling", "4"]
+    capsys.readouterr()
+    assert main([*argv, "--json"]) == 0
+    models = json.loads(capsys.readouterr().out)["models"]
+    assert [m["kind"] for m in models] == ["decode", "deepstorm"]
+    for m in models:
+        timing = m["inference"]
+        assert timing["frames"] == 20 and timing["device"] == "cpu"
+        assert timing["torch_threads"] == 1 and timing["seconds"] > 0
+        assert m["frames_per_s"] == pytest.approx(20 / timing["seconds"])
+        assert m["jaccard"] > 0 and m["images"]["nmse"] >= 0
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "one run" in table and "frames/s" in table and "deepstorm_demo" in table

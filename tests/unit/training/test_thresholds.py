@@ -18,7 +18,7 @@ from live_decode.config import (
     config_from_dict,
 )
 from live_decode.errors import LiveDecodeError
-from live_decode.model.checkpoint import load_model
+from live_decode.model.checkpoint import load_model, make_card, save_model
 from live_decode.pipeline.build import build_localizer
 from live_decode.training.thresholds import choose_thresholds, validation_set
 from live_decode.training.trainer import Trainer
@@ -142,3 +142,24 @@ def test_train_cli_threshold_flags_override_the_search(
     assert (post.raw_threshold, post.split_threshold) == (0.35, 0.55)
     assert main([*argv, "--overwrite", "--raw-threshold", "0"]) == 2
     assert "in (0, 1]" in capsys.readouterr().err
+
+
+def test_thresholds_cli_rechooses_a_decode_models_pair(
+    trained: Trainer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A saved model with a poor pair in its card gets the search's pair, without retraining."""
+    path = tmp_path / "poor.pt"
+    poor = _with_post(trained.cfg, 0.02, 0.02)
+    save_model(path, trained.net, make_card("poor", poor, trained.net, training_steps=160))
+    argv = ["thresholds", str(path), "--windows", str(WINDOWS), "--threads", "1", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    card = load_model(path)[1]
+    post = card.parsed_config.postprocess
+    assert (post.raw_threshold, post.split_threshold) == (
+        result["raw_threshold"],
+        result["split_threshold"],
+    )
+    assert result["raw_threshold"] > 0.02 and result["score"] > result["default_score"] + 0.1
+    assert card.thresholds is not None and tuple(card.thresholds["default"]) == (0.02, 0.02)
+    assert card.metrics["step"] == 160 and card.metrics["jaccard"] > 0
