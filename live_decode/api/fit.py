@@ -27,6 +27,7 @@ def fit(
     resume: bool = False,
     overwrite: bool = False,
     overrides: Mapping[str, Any] | None = None,
+    recount_rounds: int = 1,
     on_stage: Callable[[str, str], None] | None = None,
     on_train: Callable[[int, int, float], None] | None = None,
     on_localize: Callable[[int, int], None] | None = None,
@@ -65,6 +66,13 @@ def fit(
     overrides
         Merged into the calibrated setup before training, section by section, e.g.
         ``{"model": {"size": "paper"}}`` or ``{"training": {"crop_px": 24}}``.
+    recount_rounds
+        Density recounts during training (0 to 3, default 1): after each further quarter of the
+        budget the network counts the movie, the count is corrected for the network's undercount
+        on simulated windows of the setup, and where the movie is denser (or sparser) than the
+        setup says, its density and training density range follow (``out/calibration/
+        setup.yaml`` rewritten, ``out/model/recount.json``, :attr:`FitResult.density`); the
+        time they take is in the estimate. A range or density given in ``overrides`` is kept.
     on_stage, on_train, on_localize
         Progress: ``(stage, message)``; ``(step, total_steps, loss)``; ``(frames, total)``.
 
@@ -79,7 +87,8 @@ def fit(
     live_decode.errors.CalibrationError
         A movie that cannot be calibrated, with what to supply instead.
     live_decode.errors.LiveDecodeError
-        ``out`` holds an earlier fit and neither ``resume`` nor ``overwrite`` was given.
+        ``out`` holds an earlier fit and neither ``resume`` nor ``overwrite`` was given, or
+        ``recount_rounds`` is outside 0–3.
     """
     from live_decode.pipeline.fit import fit as run
 
@@ -99,6 +108,7 @@ def fit(
         resume=resume,
         overwrite=overwrite,
         overrides=overrides,
+        recount_rounds=recount_rounds,
         on_stage=on_stage,
         on_train=on_train,
         on_localize=on_localize,

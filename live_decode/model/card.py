@@ -39,6 +39,9 @@ class ModelCard:
     thresholds: dict[str, Any] | None = None
     adaptation: dict[str, Any] | None = None
     """``live-decode adapt``: the setup it started from, the fitted PSF/background, likelihoods."""
+    density_recount: list[dict[str, Any]] | None = None
+    """``live-decode fit``: each round of the density recount (the network's count of the movie,
+    corrected for its held-out undercount; the setup density and training range before/after)."""
     # The network kind (live_decode.model.kinds); cards written before kinds existed are DECODE's.
     kind: str = "decode"
 
