@@ -148,6 +148,13 @@ def run(args: argparse.Namespace) -> int:
     )
     density = result.density
     for r in density.get("recount", []):
+        if r["unreliable"]:
+            print(
+                f"density: calibrate {_num(density.get('calibrate_per_um2'))}, network count "
+                f"{r['raw_per_um2']:.2f} (round {r['round']}) not corrected: {r['unreliable']}; "
+                f"training range kept, {_span(r['range_before'])} µm⁻²"
+            )
+            continue
         print(
             f"density: calibrate {_num(density.get('calibrate_per_um2'))}, network count "
             f"{r['raw_per_um2']:.2f} → corrected {r['corrected_per_um2']:.2f} emitters/µm²/frame "

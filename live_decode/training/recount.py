@@ -270,7 +270,8 @@ def count_curve(
     """The network's count, recall and precision on windows simulated at each density.
 
     The windows are held out from training (their own fixed seed, the trainer's simulation of
-    ``cfg`` at ``shape_px``); ``sim`` reuses a simulator's PSF (a spline is costly to build).
+    ``cfg`` at ``shape_px``, uniform and structured windows mixed as in training); ``sim`` reuses
+    a simulator's PSF (a spline is costly to build).
     """
     simulator = WindowSimulator(
         cfg, shape_px, n_frames=3, device=device, psf=None if sim is None else sim.psf
@@ -278,10 +279,12 @@ def count_curve(
     gen = torch.Generator(device=device).manual_seed(CURVE_SEED)
     px = cfg.camera.pixel_size_nm
     area = area_um2(shape_px, px)
+    # the training's mix of uniform and structured (locally crowded) windows, as the movie may be
+    structured = cfg.training.structured if cfg.training.structured.fraction > 0 else None
     true, counted, recall, precision = [], [], [], []
     for d in densities_per_um2:
         n = curve_windows(float(d), shape_px, px)
-        held_out = HeldOutSet.simulate(simulator, n, float(d), gen)
+        held_out = HeldOutSet.simulate(simulator, n, float(d), gen, structured)
         locs = count_windows(net, held_out.batch.adu, simulator, scaling, postprocess)
         m = score(locs, held_out.ground_truth(px), is_3d=scaling.is_3d)
         tp, fp, fn = m["n_tp"], m["n_fp"], m["n_fn"]

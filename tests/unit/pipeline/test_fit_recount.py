@@ -1,0 +1,70 @@
+"""fit's recount rounds: when they come, the frames they count, their record (a round trip)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from live_decode.errors import LiveDecodeError
+from live_decode.pipeline.fit_recount import (
+    RecountRound,
+    check_rounds,
+    read_rounds,
+    sample_blocks,
+    stage_ends,
+    write_rounds,
+)
+from live_decode.training.recount import CountCurve
+
+
+def test_rounds_come_after_each_quarter_and_their_number_is_checked() -> None:
+    assert stage_ends(1000, 1) == [250]
+    assert stage_ends(1000, 3) == [250, 500, 750]
+    assert stage_ends(2, 1) == [1]  # at least one step first
+    assert stage_ends(1000, 0) == []
+    check_rounds(0)
+    with pytest.raises(LiveDecodeError, match="--recount-rounds 4"):
+        check_rounds(4)
+
+
+def test_the_sample_is_blocks_of_consecutive_frames_spread_over_the_series(
+    tmp_path: Path,
+) -> None:
+    frames = np.repeat(np.arange(300, dtype=np.uint16), 16).reshape(300, 4, 4)
+    tifffile.imwrite(tmp_path / "a.tif", frames[:250])
+    tifffile.imwrite(tmp_path / "b.tif", frames[250:])
+    blocks = sample_blocks([tmp_path / "a.tif", tmp_path / "b.tif"], frames=200, blocks=4)
+    assert [(int(b[0, 0, 0]), len(b)) for b in blocks] == [(0, 50), (83, 50), (167, 50), (250, 50)]
+    for b in blocks:  # consecutive frames
+        np.testing.assert_array_equal(np.diff(b[:, 0, 0].astype(int)), 1)
+    (whole,) = sample_blocks([tmp_path / "a.tif"], frames=400)
+    assert len(whole) == 250
+
+
+def test_a_round_survives_its_file(tmp_path: Path) -> None:
+    curve = CountCurve(*(np.array([1.0, 2.0]) for _ in range(4)))
+    done = RecountRound(
+        round=1,
+        step=250,
+        frames=200,
+        raw_per_um2=3.0,
+        raw_p95_per_um2=4.0,
+        corrected_per_um2=5.5,
+        corrected_p95_per_um2=7.0,
+        corrected_p5_per_um2=4.0,
+        density_before=4.26,
+        density_after=5.5,
+        range_before=(0.0, 6.0),
+        range_after=(0.0, 10.5),
+        curve=curve,
+        seconds=3.0,
+    )
+    assert done.widened and done.changed
+    assert "0–6 → 0–10.5 µm⁻²" in done.summary()
+    write_rounds(tmp_path, [done])
+    (back,) = read_rounds(tmp_path)
+    assert back.to_dict() == done.to_dict()
+    assert read_rounds(tmp_path / "elsewhere") == []
