@@ -57,7 +57,7 @@ def test_unusable_movies_are_refused_with_what_to_do(
 
 
 def test_a_movie_too_dense_for_the_camera_estimate_is_warned_about(tmp_path: Path) -> None:
-    """~4 emitters/µm²/frame: the photon-transfer gain may come out far too high — a warning
+    """~4 emitters/µm²/frame: the photon-transfer gain may come out 5–10 % high — a warning
     that says how to get a better camera estimate; the setup is still written (dense movies
     are what DECODE is for)."""
     _, movie, density = simulate("emccd", frames=100, laser_mw=30.0)
@@ -68,7 +68,8 @@ def test_a_movie_too_dense_for_the_camera_estimate_is_warned_about(tmp_path: Pat
         [path], tmp_path / "cal", pixel_size_nm=117, camera="emccd", refine=False, plot=False
     )
     assert any(
-        re.search(r"too dense for a reliable camera estimate.*sparser", w) for w in result.warnings
+        re.search(r"dense for (a reliable|the) camera estimate.*sparser", w)
+        for w in result.warnings
     ), result.warnings
     assert (tmp_path / "cal" / "setup.yaml").is_file()
 
