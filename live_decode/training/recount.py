@@ -312,10 +312,12 @@ def estimate_recount_s(
     simulator = WindowSimulator(sim.cfg, shape, n_frames=3, device=sim.device, psf=sim.psf)
     gen = torch.Generator(device=sim.device).manual_seed(CURVE_SEED)
     d = torch.full((4,), float(max(density_range[1], 0.5)) / 2, device=sim.device)
+    mix = sim.cfg.training.structured
+    structured = mix if mix.fraction > 0 else None  # as count_curve simulates them
     sim_s = count_s = 0.0
     for _ in range(2):  # the first pass warms up
         t0 = time.perf_counter()
-        batch = simulator.sample(d, gen)
+        batch = simulator.sample(d, gen, structured)
         t1 = time.perf_counter()
         count_windows(net, batch.adu, simulator, scaling, postprocess)
         sim_s, count_s = (t1 - t0) / 4, (time.perf_counter() - t1) / 4
