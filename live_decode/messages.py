@@ -287,7 +287,9 @@ class ImageMsg:
     ``frames`` frames the worker has processed, the last of them ``last_frame``; a pixel is
     ``pixel_size_nm`` (camera pixel / u). Each message carries the whole sum, not an increment,
     so a subscriber that joins late or misses messages still shows everything: the newest
-    message replaces what it had.
+    message replaces what it had. ``run_id`` identifies the run (its first worker's start
+    time, ns; a worker that replaces a dead one keeps it), so a subscriber knows when a new
+    run's image starts.
     """
 
     kind: ClassVar[str] = "image"
@@ -295,6 +297,7 @@ class ImageMsg:
     pixel_size_nm: float
     frames: int
     last_frame: int
+    run_id: int = 0
     seq: int = 0
 
 
@@ -359,6 +362,7 @@ def encode(msg: Message) -> list[WirePart]:
             "pixel_size_nm": msg.pixel_size_nm,
             "frames": msg.frames,
             "last_frame": msg.last_frame,
+            "run_id": msg.run_id,
         }
         payload.append(image.data.cast("B"))
     elif isinstance(msg, GapMsg):
@@ -680,6 +684,7 @@ def _decode_image(h: _Header, payload: memoryview, seq: int, limits: Limits) -> 
         pixel_size_nm=pixel_nm,
         frames=h.integer("frames"),
         last_frame=h.integer("last_frame"),
+        run_id=h.integer("run_id"),
         seq=seq,
     )
 

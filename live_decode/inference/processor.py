@@ -52,8 +52,6 @@ class StreamProcessor:
         self.shape_px: tuple[int, int] | None = None
         self.frames_processed = 0
         self.n_locs = 0
-        # The super-resolution image of a network that yields tiles (Deep-STORM): their sum.
-        self.image_sum: torch.Tensor | None = None
 
     def _features(self, frames: list[FrameMsg]) -> torch.Tensor:
         loc = self.localizer
@@ -106,9 +104,7 @@ class StreamProcessor:
         tiles = self.localizer.image(out)
         image = None
         if tiles is not None:
-            summed = tiles.sum(0)
-            self.image_sum = summed if self.image_sum is None else self.image_sum + summed
-            image = summed.float().cpu().numpy()
+            image = tiles.sum(0).float().cpu().numpy()
         return BatchResult(locs, stats, [w.timestamp_ns for w in windows], finished, image)
 
     def close(self) -> None:

@@ -21,14 +21,14 @@ import h5py
 import numpy as np
 
 from live_decode.config import Config
-from live_decode.errors import LocalizationFileError, ModelCardError, MovieError
+from live_decode.errors import LocalizationFileError, ModelCardError
 from live_decode.inference.compat import check_compatible, check_frame, refuse
 from live_decode.inference.door import DEFAULT_DOOR_LIMITS, DoorLimits, FrameDoor
 from live_decode.inference.mismatch_watch import MismatchWatch
+from live_decode.inference.network_image import NetworkImageKeeper
 from live_decode.inference.processor import BatchResult, LocSink, StreamProcessor
 from live_decode.io.formats import write_extra_formats
 from live_decode.io.picasso import PicassoWriter
-from live_decode.io.sr_image import SR_IMAGE_NAME, read_sr_image, write_sr_image
 from live_decode.io.thunderstorm import ThunderstormWriter, read_thunderstorm_csv
 from live_decode.messages import (
     MODEL_REFUSED,
@@ -41,7 +41,6 @@ from live_decode.messages import (
     GapMsg,
     HeartbeatMsg,
     HelloMsg,
-    ImageMsg,
     LocsMsg,
     Message,
     StatsMsg,
@@ -79,6 +78,7 @@ class WorkerSummary:
     first_frame: int | None = None
     last_frame: int | None = None
     mismatches: list[str] = field(default_factory=list)
+    run_id: int | None = None  # the first worker's start (ns): kept by a worker that resumes
     # Frame latencies (ms) as a fixed-size histogram: memory stays flat over a day at 1 kHz.
     latency_ms: LogHistogram = field(default_factory=LogHistogram)
     elapsed_s: float = 0.0
@@ -155,15 +155,28 @@ class InferenceWorker:
         self._run_started = time.perf_counter()
         self.door = FrameDoor(door_limits)  # value checks; keeps the expected frame index
         self._frame_info: tuple[int, int, dict[str, float]] | None = None  # H, W px; camera
-        # A network's own super-resolution image (Deep-STORM): published this often, and at
-        # the end; a resumed worker adds its frames to the image its predecessor wrote.
-        self.image_every_s = image_every_s
-        self._image_published_at = -math.inf
-        self._image_base: np.ndarray | None = None
         if resume:
             self._resume_totals()
-            self._image_base = self._previous_image()
+        if self.summary.run_id is None:
+            self.summary.run_id = time.time_ns()
         self._resume_pending = self.skip_through is not None
+        # A network's own super-resolution image (Deep-STORM): summed, saved, published.
+        self.image: NetworkImageKeeper | None = None
+        if localizer.image_upsampling is not None:
+            self.image = NetworkImageKeeper(
+                run_dir,
+                localizer.pixel_size_nm / localizer.image_upsampling,
+                self.summary.run_id,
+                resume=resume,
+                publish_every_s=image_every_s,
+            )
+            if resume and self.image.frames < self.summary.frames_processed:
+                log.warning(
+                    "the network image holds %d of the %d frames localized so far: the worker "
+                    "before this one ended before it saved the rest",
+                    self.image.frames,
+                    self.summary.frames_processed,
+                )
 
     def _resume_totals(self) -> None:
         """Continue the totals of the worker this one replaces; skip what it already wrote.
@@ -415,8 +428,7 @@ class InferenceWorker:
                 self._reject(f"a {m.kind} message does not belong on the frame stream")
         result = self.processor.process(stream)
         self._publish(result, queue_depth=len(msgs) - 1)
-        if result.stats:
-            self._publish_image(force=result.finished)
+        self._keep_image(result)
         if self.mismatch is not None:
             self._watch_mismatch(self.mismatch, stream, result)
         if result.finished and self.publisher is not None:
@@ -474,72 +486,24 @@ class InferenceWorker:
         if self.run_dir.is_dir():
             write_json(self.run_dir / WORKER_SUMMARY_NAME, self.summary.to_dict())
 
-    def _previous_image(self) -> np.ndarray | None:
-        """The image the worker this one replaces wrote (None if none or unreadable)."""
-        path = self.run_dir / SR_IMAGE_NAME
-        if self.localizer.image_upsampling is None or not path.is_file():
-            return None
-        try:
-            image, _ = read_sr_image(path)
-        except MovieError as exc:
-            log.warning("%s: %s; it is replaced by this worker's frames", path, exc)
-            return None
-        return image
-
-    def _summed_image(self) -> np.ndarray | None:
-        """The network's image so far (float32, H·u × W·u), or None if it yields none."""
-        summed = self.processor.image_sum
-        if summed is None or self.localizer.image_upsampling is None:
-            return None
-        image: np.ndarray = summed.float().cpu().numpy()
-        base = self._image_base
-        if base is not None:
-            if base.shape == image.shape:
-                image = image + base
-            else:
-                log.warning(
-                    "the previous worker's image is %s px, this one's %s: it is replaced",
-                    base.shape,
-                    image.shape,
-                )
-                self._image_base = None
-        return image.astype(np.float32, copy=False)
-
-    def _image_pixel_nm(self) -> float:
-        return self.localizer.pixel_size_nm / (self.localizer.image_upsampling or 1)
-
-    def _publish_image(self, force: bool = False) -> None:
-        """Publish the summed image (:class:`ImageMsg`) every ``image_every_s``, or now."""
-        now = time.perf_counter()
-        if self.publisher is None or (
-            not force and now - self._image_published_at < self.image_every_s
-        ):
+    def _keep_image(self, result: BatchResult) -> None:
+        """Add the batch's image tiles; save and publish the image when due (at the end: now)."""
+        keeper = self.image
+        if keeper is None:
             return
-        image = self._summed_image()
-        if image is None or self.summary.last_frame is None:
-            return
-        self._image_published_at = now
-        self.publisher.publish(
-            ImageMsg(
-                pixels=image,
-                pixel_size_nm=self._image_pixel_nm(),
-                frames=self.summary.frames_processed,
-                last_frame=self.summary.last_frame,
-            )
-        )
-
-    def _write_sr_image(self) -> None:
-        """The network's own super-resolution image (summed tiles), if it yields one."""
-        image = self._summed_image()
-        if image is None or not self.run_dir.is_dir():
-            return
-        path = self.run_dir / SR_IMAGE_NAME
-        write_sr_image(path, image, self._image_pixel_nm(), self.summary.frames_processed)
-        log.info("wrote %s (%d×%d px of %.1f nm)", path, *image.shape, self._image_pixel_nm())
+        if result.image is not None and result.stats:
+            keeper.add(result.image, len(result.stats), result.stats[-1].frame)
+        keeper.save(force=result.finished)
+        if self.publisher is not None:
+            keeper.publish(self.publisher, force=result.finished)
 
     def close(self) -> None:
         self.processor.close()
-        self._write_sr_image()
+        if self.image is not None:  # whatever the ending: the whole image, on disk and wire
+            if self.image.save(force=True) is not None:
+                log.info("wrote %s (%d frames)", self.image.path, self.image.frames)
+            if self.publisher is not None:
+                self.image.publish(self.publisher, force=True)
         self._write_extra_formats()
         self._write_summary()
         if self.mismatch is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +18,15 @@ import tifffile
 from live_decode.errors import MovieError
 
 SR_IMAGE_NAME = "sr_image.tif"
+
+
+class SrImage(NamedTuple):
+    """A super-resolution image read back: pixels (H, W) float32, pixel size (nm, NaN if the
+    file does not say), and the frames summed into it (None if it does not say)."""
+
+    pixels: npt.NDArray[np.float32]
+    pixel_nm: float
+    frames: int | None
 
 
 def write_sr_image(
@@ -41,13 +51,32 @@ def write_sr_image(
     return path
 
 
-def read_sr_image(path: Path) -> tuple[npt.NDArray[np.float32], float]:
-    """The image (H, W) float32 and its pixel size (nm) from a file :func:`write_sr_image` wrote."""
+def read_sr_image(path: Path) -> SrImage:
+    """The image, its pixel size (nm) and frame count from a file :func:`write_sr_image` wrote.
+
+    Raises
+    ------
+    MovieError
+        If the file cannot be read as a TIFF, or is not a 2-D image.
+    """
     try:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages.first
             data = np.asarray(page.asarray(), dtype=np.float32)
-            meta = json.loads(page.description or "{}")
+            description = page.description or "{}"
     except (OSError, ValueError, tifffile.TiffFileError) as exc:
         raise MovieError(f"{path}: cannot read the super-resolution image ({exc})") from None
-    return data, float(meta.get("pixel_size_nm", float("nan")))
+    if data.ndim != 2:
+        raise MovieError(f"{path}: a super-resolution image is (H, W), got shape {data.shape}")
+    try:
+        meta = json.loads(description)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):  # another tool's TIFF: pixels without our metadata
+        meta = {}
+    pixel_nm, frames = meta.get("pixel_size_nm"), meta.get("frames")
+    return SrImage(
+        data,
+        float(pixel_nm) if isinstance(pixel_nm, int | float) else float("nan"),
+        frames if isinstance(frames, int) and not isinstance(frames, bool) else None,
+    )

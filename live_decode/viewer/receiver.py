@@ -253,16 +253,18 @@ class Receiver:
         self.load_quality(run.run_dir)  # quality.csv / drift.csv; else computed from the locs
         self.ingest(run.locs, run.stats, laser=(run.laser_frames, run.laser_mw), ended=True)
         if run.network_image is not None:
-            pixels, pixel_nm = run.network_image
-            n = len(run.stats)
-            self.show_network_image(pixels, pixel_nm, frames=n, last_frame=max(n - 1, 0))
+            pixels, pixel_nm, frames = run.network_image
+            n = len(run.stats) if frames is None else frames
+            self.show_network_image(
+                pixels, pixel_nm, frames=n, last_frame=max(len(run.stats) - 1, 0)
+            )
 
     def show_network_image(
         self, pixels: npt.ArrayLike, pixel_size_nm: float, frames: int, last_frame: int
     ) -> None:
         """Use ``pixels`` as the network image, as if received (a recorded run's sr_image.tif)."""
         image = np.ascontiguousarray(pixels, dtype=np.float32)
-        self._take_image(ImageMsg(image, float(pixel_size_nm), int(frames), int(last_frame)))
+        self._take_image(ImageMsg(image, float(pixel_size_nm), int(frames), int(last_frame), -1))
 
     def ingest(
         self,
@@ -626,11 +628,14 @@ class Receiver:
             self._rejected_results = results.rejected
 
     def _take_image(self, msg: ImageMsg) -> None:
-        """Keep the newest network image; one that starts over (fewer frames) is a new run."""
+        """Keep the newest network image; a reset's baseline goes with a new run (another
+        ``run_id``, fewer frames or another shape)."""
         with self._lock:
             base = self._image_at_reset
             if base is not None and (
-                msg.frames < base.frames or msg.pixels.shape != base.pixels.shape
+                msg.run_id != base.run_id
+                or msg.frames < base.frames
+                or msg.pixels.shape != base.pixels.shape
             ):
                 self._image_at_reset = None
             self._image = msg

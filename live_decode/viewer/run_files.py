@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from live_decode.errors import LiveDecodeError
+from live_decode.io.sr_image import SR_IMAGE_NAME, SrImage, read_sr_image
 from live_decode.messages import FrameStats, Localizations
 from live_decode.viewer.snapshots import PreviewFrame
 
@@ -50,7 +51,7 @@ class RecordedRun:
     target_per_um2: float | None
     raw: PreviewFrame | None
     model_line: str = ""
-    network_image: tuple[npt.NDArray[np.float32], float] | None = None
+    network_image: SrImage | None = None
 
 
 def load_run(run_dir: Path, pixel_size_nm: float = 100.0) -> RecordedRun:
@@ -87,22 +88,20 @@ def load_run(run_dir: Path, pixel_size_nm: float = 100.0) -> RecordedRun:
     )
 
 
-def _network_image(run_dir: Path) -> tuple[npt.NDArray[np.float32], float] | None:
-    """The network's own image (``sr_image.tif``) and its pixel size, if readable."""
-    from live_decode.io.sr_image import SR_IMAGE_NAME, read_sr_image
-
+def _network_image(run_dir: Path) -> SrImage | None:
+    """The network's own image (``sr_image.tif``), its pixel size and frames, if readable."""
     path = run_dir / SR_IMAGE_NAME
     if not path.is_file():
         return None
     try:
-        image, pixel_nm = read_sr_image(path)
+        image = read_sr_image(path)
     except LiveDecodeError as exc:
         log.warning("%s (the localizations are shown instead)", exc)
         return None
-    if image.ndim != 2 or not pixel_nm > 0:
-        log.warning("%s has no pixel size or is not 2-D: not shown", path)
+    if not image.pixel_nm > 0:
+        log.warning("%s does not give its pixel size: not shown", path)
         return None
-    return image, pixel_nm
+    return image
 
 
 def frame_stats(locs: Localizations, n_frames: int, fov_nm2: float | None) -> list[FrameStats]:

@@ -27,10 +27,10 @@ from live_decode.viewer.density import Health
 LASER_DECIMALS: Final = 2
 """The laser box shows 0.01 mW steps (a controller's 8.69238 mW shows as 8.69 mW)."""
 MANUAL_MODE: Final = FEEDBACK_MODES[False]
+"""The controller mode in which the laser is set by hand (feedback off)."""
 IMAGE_SOURCES: Final = ("localizations", "network image")
 """What the super-resolution panel shows: the render of the localizations, or the image the
 network yields itself (Deep-STORM's summed density; only such a network has one)."""
-"""The controller mode in which the laser is set by hand (feedback off)."""
 
 
 def _spin(

@@ -69,9 +69,10 @@ def test_deepstorm_runs_live_with_its_image(tmp_path: Path) -> None:
     locs = read_thunderstorm_csv(out / "locs.csv")
     assert len(locs) == summary["localizations"] > 0
     assert np.isnan(locs["photons"]).all()  # Deep-STORM predicts positions only
-    image, pixel_nm = read_sr_image(out / SR_IMAGE_NAME)
+    image, pixel_nm, image_frames = read_sr_image(out / SR_IMAGE_NAME)
     assert image.shape == (64 * 4, 64 * 4) and pixel_nm == 25.0
     assert float(image.sum()) > 0 and float(image.min()) >= 0
+    assert image_frames == summary["frames_processed"]
     # The viewer got the image while the run went on: the last one published is the file's.
     assert receiver is not None, "the run ended before a viewer could join it"
     try:

@@ -164,11 +164,17 @@ def test_big_endian_and_strided_frames_are_sent_as_little_endian(camera: CameraM
 
 def test_image_round_trip_keeps_pixels_and_their_size() -> None:
     pixels = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
-    parts = encode(ImageMsg(pixels, pixel_size_nm=12.5, frames=40, last_frame=41, seq=3))
-    out = decode(parts)
+    msg = ImageMsg(pixels, pixel_size_nm=12.5, frames=40, last_frame=41, run_id=7, seq=3)
+    out = decode(encode(msg))
     assert isinstance(out, ImageMsg)
     np.testing.assert_array_equal(out.pixels, pixels)
-    assert (out.pixel_size_nm, out.frames, out.last_frame, out.seq) == (12.5, 40, 41, 3)
+    assert (out.pixel_size_nm, out.frames, out.last_frame, out.run_id, out.seq) == (
+        12.5,
+        40,
+        41,
+        7,
+        3,
+    )
 
 
 @pytest.mark.parametrize(
@@ -193,6 +199,7 @@ def _image_header(**changes: Any) -> bytes:
         "pixel_size_nm": 25.0,
         "frames": 3,
         "last_frame": 2,
+        "run_id": 1,
     }
     header.update(changes)
     return json.dumps({k: v for k, v in header.items() if v is not ...}).encode()

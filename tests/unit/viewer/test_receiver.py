@@ -219,10 +219,12 @@ def test_a_lagging_worker_still_finds_a_kept_frame_with_its_detections(
         receiver.stop()
 
 
-def _image(frames: int, value: float, shape: tuple[int, int] = (128, 192)) -> ImageMsg:
+def _image(
+    frames: int, value: float, shape: tuple[int, int] = (128, 192), run_id: int = 1
+) -> ImageMsg:
     pixels = np.full(shape, value, np.float32)
     pixels[3, 5] = 10 * value  # a marked pixel catches a transposed or shifted image
-    return ImageMsg(pixels, pixel_size_nm=25.0, frames=frames, last_frame=frames - 1)
+    return ImageMsg(pixels, 25.0, frames=frames, last_frame=frames - 1, run_id=run_id)
 
 
 def test_network_image_is_the_newest_sum_and_reset_starts_it_afresh(
@@ -255,5 +257,12 @@ def test_network_image_is_the_newest_sum_and_reset_starts_it_afresh(
         synthetic_run.results.publish(_image(5, 0.5))
         wait_until(lambda: receiver.network_image().frames == 5, what="the new run's image")  # type: ignore[union-attr]
         assert receiver.network_image().pixels[0, 0] == 0.5  # type: ignore[union-attr]
+        # Reset early in one run, then a next run already further along at its first image:
+        # its run_id tells it apart, so nothing of the old run is subtracted from it.
+        receiver.reset()
+        synthetic_run.results.publish(_image(12, 0.25, run_id=2))
+        wait_until(lambda: receiver.network_image().frames == 12, what="the next run's image")  # type: ignore[union-attr]
+        shown = receiver.network_image()
+        assert shown is not None and float(shown.pixels.min()) == 0.25
     finally:
         receiver.stop()

@@ -377,9 +377,9 @@ def test_the_network_image_of_a_deepstorm_worker_is_shown(
     window.refresh_plots()
     shutil.copy(window.save_screenshot(tmp_path / "viewer.png"), NETWORK_SCREENSHOT)
     tif = window.export_tiff(tmp_path / "network.tif")  # what is shown: float32, 25 nm pixels
-    saved, pixel_nm = read_sr_image(tif)
+    saved, pixel_nm, frames = read_sr_image(tif)
     np.testing.assert_array_equal(saved, last)
-    assert pixel_nm == 25.0
+    assert pixel_nm == 25.0 and frames == 200
     # Back to the localizations' render, at its own pixel size.
     controls.source.setCurrentText("localizations")
     wait_until(lambda: window.receiver.health().draw_backlog == 0, what="drawing")
