@@ -73,7 +73,9 @@ def rechoose_thresholds(
             f"{model}: model kind {kind.name!r} has no trainer here, so no threshold choice"
         )
     cfg = before.parsed_config
-    with tempfile.TemporaryDirectory() as scratch:  # the trainer writes nothing unless run
+    # The trainer writes nothing unless run, but it holds the folder: it lives as long as the
+    # trainer is used (a log or checkpoint write would otherwise recreate a deleted one).
+    with tempfile.TemporaryDirectory() as scratch:
         trainer = kind.trainer(
             cfg,
             Path(scratch),
@@ -84,21 +86,21 @@ def rechoose_thresholds(
             raw_threshold=threshold,
             split_threshold=split_threshold,
         )
-    if not isinstance(trainer, Trainer):
-        raise LiveDecodeError(
-            f"{model}: the trainer of model kind {kind.name!r} does not choose thresholds"
+        if not isinstance(trainer, Trainer):
+            raise LiveDecodeError(
+                f"{model}: the trainer of model kind {kind.name!r} does not choose thresholds"
+            )
+        trainer.net.load_state_dict(net.state_dict())
+        trainer.scaling = before.parsed_scaling  # the input scaling the weights were trained with
+        trainer.step = before.training_steps
+        choice = trainer.choose_detection(density_per_um2, n_windows)
+        metrics = {k: round(v, 4) for k, v in trainer.held_out_metrics().items()}
+        card = replace(
+            before,
+            config=trainer.card_config().model_dump(mode="json"),
+            thresholds=choice.to_dict(),
+            metrics={**metrics, "step": before.training_steps},
         )
-    trainer.net.load_state_dict(net.state_dict())
-    trainer.scaling = before.parsed_scaling  # the input scaling the weights were trained with
-    trainer.step = before.training_steps
-    choice = trainer.choose_detection(density_per_um2, n_windows)
-    metrics = {k: round(v, 4) for k, v in trainer.held_out_metrics().items()}
-    card = replace(
-        before,
-        config=trainer.card_config().model_dump(mode="json"),
-        thresholds=choice.to_dict(),
-        metrics={**metrics, "step": before.training_steps},
-    )
     target = model if out is None else out
     if write:
         save_model(target, net, card)
