@@ -69,8 +69,9 @@ def fit(
     recount_rounds
         Density recounts during training (0 to 3, default 1): after each further quarter of the
         budget the network counts the movie, the count is corrected for the network's undercount
-        on simulated windows of the setup, and where the movie is denser (or sparser) than the
-        setup says, its density and training density range follow (``out/calibration/
+        on simulated windows of the setup, and where the movie is denser than the setup says
+        (the corrected count > 15 % above it and at least 1.5 µm⁻², where a spot count
+        undercounts), its density and training density range follow (``out/calibration/
         setup.yaml`` rewritten, ``out/model/recount.json``, :attr:`FitResult.density`); the
         time they take is in the estimate. A range or density given in ``overrides`` is kept.
     on_stage, on_train, on_localize

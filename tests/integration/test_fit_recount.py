@@ -110,6 +110,7 @@ def test_a_sparse_movie_keeps_its_range_and_no_recount_skips_it(
     density = json.loads((out / "fit.json").read_text())["density"]
     (done,) = density["recount"]
     assert not done["widened"] and done["range_after"] == done["range_before"]
+    assert done["density_after"] == done["density_before"]  # sparse: calibrate's is kept
     assert abs(done["corrected_per_um2"] - truth) < 0.25 * truth
     setup = yaml.safe_load((out / "calibration" / "setup.yaml").read_text())
     assert setup["training"]["density_range_per_um2"] == done["range_before"]

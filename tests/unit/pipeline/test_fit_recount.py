@@ -13,6 +13,7 @@ from live_decode.pipeline.fit_recount import (
     RecountRound,
     check_rounds,
     read_rounds,
+    recounted_density,
     sample_blocks,
     stage_ends,
     write_rounds,
@@ -68,3 +69,45 @@ def test_a_round_survives_its_file(tmp_path: Path) -> None:
     (back,) = read_rounds(tmp_path)
     assert back.to_dict() == done.to_dict()
     assert read_rounds(tmp_path / "elsewhere") == []
+
+
+@pytest.mark.parametrize(
+    ("setup", "corrected", "after", "why"),
+    [
+        (5.3, 7.9, 7.9, None),  # dense: the spot count undercounts, the network's replaces it
+        (1.3, 1.6, 1.6, None),  # above the dense limit and > 15 % more
+        (0.81, 0.97, 0.81, "below 1.5 µm⁻²"),  # sparse: calibrate's is the better one
+        (1.0, 1.45, 1.0, "below 1.5 µm⁻²"),
+        (4.26, 3.0, 4.26, "fewer than calibrate"),  # the recount only raises an undercount
+        (3.6, 3.4, 3.6, None),  # within 15 %: nothing to say
+        (5.0, 5.7, 5.0, None),
+    ],
+)
+def test_the_setup_density_follows_the_count_only_where_the_spot_count_undercounts(
+    setup: float, corrected: float, after: float, why: str | None
+) -> None:
+    density, reason = recounted_density(setup, corrected)
+    assert density == after
+    assert reason is None if why is None else why in str(reason)
+
+
+def test_a_sparse_round_keeps_the_density_and_says_why() -> None:
+    curve = CountCurve(*(np.array([1.0, 2.0]) for _ in range(4)))
+    kept = RecountRound(
+        round=1,
+        step=40,
+        frames=60,
+        raw_per_um2=0.9,
+        raw_p95_per_um2=1.4,
+        corrected_per_um2=0.97,
+        corrected_p95_per_um2=1.5,
+        corrected_p5_per_um2=0.5,
+        density_before=0.81,
+        density_after=0.81,
+        range_before=(0.0, 6.0),
+        range_after=(0.0, 6.0),
+        curve=curve,
+        seconds=1.0,
+    )
+    assert not kept.changed
+    assert "setup density 0.81 → 0.81 (below 1.5 µm⁻² calibrate's" in kept.summary()
