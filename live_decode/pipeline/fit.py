@@ -38,14 +38,17 @@ from live_decode.model.network import DecodeNet
 from live_decode.pipeline.fit_recount import (
     RECOUNT_NAME,
     RecountRound,
+    before_round,
     check_rounds,
     continue_training,
+    read_pending,
     read_rounds,
     recount_round,
     rewrite_setup,
     sample_blocks,
     stage_ends,
     write_rounds,
+    write_text_atomic,
 )
 from live_decode.pipeline.offline import localize_files
 from live_decode.strict_json import write_json
@@ -243,13 +246,14 @@ def recount_seconds(trainer: Trainer, blocks: Sequence[Any], rounds: int) -> flo
 def _write_training_config(
     setup: Path, overrides: Mapping[str, Any] | None, config_path: Path
 ) -> Config:
-    """The setup with ``overrides``, parsed and written to ``config_path`` (model/config.yaml)."""
+    """The setup with ``overrides``, parsed and written (atomically) to ``config_path``
+    (model/config.yaml)."""
     data = training_setup(setup, overrides)
     cfg = config_from_dict(data, source=f"{setup}{' + --set' if overrides else ''}")
-    config_path.write_text(
+    write_text_atomic(
+        config_path,
         f"# The setup `live-decode fit` trained for ({setup}{' + overrides' if overrides else ''})"
         "\n" + yaml.safe_dump(data, sort_keys=False),
-        encoding="utf-8",
     )
     return cfg
 
@@ -347,13 +351,18 @@ def fit(
 
     model_dir.mkdir(parents=True, exist_ok=True)
     config_path = model_dir / CONFIG_NAME
+    # A round interrupted while it was being applied: its setup is (re)written, and the
+    # checkpoint may still be the one of the setup before it.
+    pending = read_pending(model_dir) if resume else None
+    if pending is not None:
+        rewrite_setup(setup, pending)
     cfg = _write_training_config(setup, overrides, config_path)
     init = default_init(cfg) if init_from == "default" else init_from
     if init_from == "default" and init is None:
         say("train", "the bundled model's network does not fit this setup: from scratch")
     if resume:  # the checkpoint holds the weights (and names the model they started from)
         trainer = Trainer(cfg, model_dir, device=device)
-        trainer.load_checkpoint()
+        trainer.load_checkpoint(None if pending is None else before_round(cfg, pending))
         say("train", f"resuming at step {trainer.step}")
     else:
         trainer = Trainer(cfg, model_dir, device=device, init_from=_path(init))
@@ -361,6 +370,11 @@ def fit(
     if not resume:  # an earlier fit's rounds are not this one's
         (model_dir / RECOUNT_NAME).unlink(missing_ok=True)
     rounds = read_rounds(model_dir) if resume else []
+    if pending is not None:  # the checkpoint of its setup, then the round is done
+        trainer.save_checkpoint()
+        rounds.append(pending)
+        write_rounds(model_dir, rounds)
+        say("recount", f"finishing the round the interruption cut short: {pending.summary()}")
     to_do = max(0, recount_rounds - len(rounds))
     blocks = sample_blocks(movies) if to_do else []
     total = steps if steps is not None else cfg.training.steps
@@ -395,13 +409,17 @@ def fit(
             trainer.run(end, left_s(recount_rounds - k + 1), progress, search_thresholds=False)
         say("recount", f"the network counts the movie (round {k} of {recount_rounds})")
         done = recount_round(trainer, blocks, k, fixed)
-        rounds.append(done)
-        write_rounds(model_dir, rounds)
         say("recount", done.summary())
-        if done.changed:
+        if done.changed:  # pending until the checkpoint of the new setup is saved (resumable)
+            # The old setup's checkpoint at this step (the timed steps may have passed the
+            # round's end without one): a resumed fit goes on from here, whatever it finds.
+            trainer.save_checkpoint()
+            write_rounds(model_dir, rounds, pending=done)
             rewrite_setup(setup, done)
             cfg = _write_training_config(setup, overrides, config_path)
             trainer = continue_training(trainer, cfg)
+        rounds.append(done)
+        write_rounds(model_dir, rounds)
     metrics = trainer.run(total, left_s(0), progress)
     training_s = time.perf_counter() - started
     model = model_dir / f"{trainer.name}.pt"

@@ -8,6 +8,13 @@ undercount (:func:`recounted_density`), or the densest frames reach the edge of 
 range, ``OUT/calibration/setup.yaml`` is rewritten and training goes on from the same weights,
 optimiser and step (:func:`continue_training`) with the new setup. The rounds done are kept in
 ``OUT/model/recount.json`` so a resumed fit does not repeat them.
+
+An interruption never leaves the files disagreeing: a round that changes the setup is first
+written to recount.json as *pending*, then setup.yaml and model/config.yaml are replaced
+(atomically), then the checkpoint of the new setup is saved, and only then is the round recorded
+as done. A resumed fit finishes a pending round (:func:`read_pending`): it rewrites the setup if
+that had not happened yet, and takes the checkpoint of the setup before the round
+(:func:`before_round`) as well as the one after.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -310,21 +318,41 @@ def recount_round(
     )
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through ``<path>.tmp`` and :func:`os.replace`: an interruption
+    leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def rewrite_setup(setup: Path, done: RecountRound) -> None:
     """``setup.yaml`` with the recount's density and training range (its header kept, a line
-    saying what changed added)."""
+    saying what changed added once: rewriting it again for the same round changes nothing)."""
     text = setup.read_text(encoding="utf-8")
     header = [line for line in text.splitlines() if line.startswith("#")]
     data = yaml.safe_load(text) or {}
     data.setdefault("emitters", {})["density_per_um2"] = done.density_after
     data.setdefault("training", {})["density_range_per_um2"] = list(done.range_after)
-    header.append(
+    line = (
         f"# `live-decode fit` recount round {done.round} (step {done.step}): density "
         f"{done.density_before:g} → {done.density_after:g} µm⁻², training range "
         f"{_span(done.range_before)} → {_span(done.range_after)} µm⁻² (counted by the network, "
         "corrected for its held-out undercount; see model/recount.json)"
     )
-    setup.write_text("\n".join(header) + "\n" + yaml.safe_dump(data, sort_keys=False), "utf-8")
+    if line not in header:
+        header.append(line)
+    write_text_atomic(setup, "\n".join(header) + "\n" + yaml.safe_dump(data, sort_keys=False))
+
+
+def before_round(cfg: Config, pending: RecountRound) -> Config:
+    """``cfg`` (the setup after ``pending``) with the density and training range it had before:
+    the config a checkpoint saved before the round's own was trained with."""
+    emitters = cfg.emitters.model_copy(update={"density_per_um2": pending.density_before})
+    training = cfg.training.model_copy(
+        update={"density_range_per_um2": tuple(pending.range_before)}
+    )
+    return cfg.model_copy(update={"emitters": emitters, "training": training})
 
 
 def continue_training(trainer: Trainer, cfg: Config) -> Trainer:
@@ -349,13 +377,31 @@ def continue_training(trainer: Trainer, cfg: Config) -> Trainer:
     return nxt
 
 
-def read_rounds(model_dir: Path) -> list[RecountRound]:
-    """The rounds an earlier (interrupted) fit in ``model_dir`` did."""
+def _read(model_dir: Path) -> dict[str, Any]:
     path = model_dir / RECOUNT_NAME
-    if not path.is_file():
-        return []
-    return [RecountRound.from_dict(r) for r in json.loads(path.read_text("utf-8"))["rounds"]]
+    return json.loads(path.read_text("utf-8")) if path.is_file() else {"rounds": []}
 
 
-def write_rounds(model_dir: Path, rounds: Sequence[RecountRound]) -> Path:
-    return write_json(model_dir / RECOUNT_NAME, {"rounds": [r.to_dict() for r in rounds]})
+def read_rounds(model_dir: Path) -> list[RecountRound]:
+    """The rounds an earlier (interrupted) fit in ``model_dir`` finished."""
+    return [RecountRound.from_dict(r) for r in _read(model_dir)["rounds"]]
+
+
+def read_pending(model_dir: Path) -> RecountRound | None:
+    """The round an earlier fit in ``model_dir`` was applying when it was interrupted (its setup
+    maybe rewritten, the checkpoint of the new setup maybe not saved), or None."""
+    pending = _read(model_dir).get("pending")
+    return None if pending is None else RecountRound.from_dict(pending)
+
+
+def write_rounds(
+    model_dir: Path, rounds: Sequence[RecountRound], pending: RecountRound | None = None
+) -> Path:
+    """``recount.json`` (atomically): the rounds done and the one being applied, if any."""
+    return write_json(
+        model_dir / RECOUNT_NAME,
+        {
+            "rounds": [r.to_dict() for r in rounds],
+            "pending": None if pending is None else pending.to_dict(),
+        },
+    )

@@ -259,8 +259,12 @@ class Trainer:
         torch.save(state, tmp)
         tmp.replace(self.checkpoint_path)
 
-    def load_checkpoint(self) -> None:
+    def load_checkpoint(self, earlier: Config | None = None) -> None:
         """Continue from ``checkpoint.pt``; refuses one made for other data or another network.
+
+        ``earlier``: a config the checkpoint may have been trained with instead of this
+        trainer's (``fit``'s density recount, interrupted after it rewrote the setup but before
+        the checkpoint of the new one was saved); its state then goes on under this config.
 
         Raises
         ------
@@ -280,7 +284,10 @@ class Trainer:
                 "not), or train into another --out directory."
             )
         if "resume_config" in state:  # checkpoints of before 2026-11-22 have none
-            changed = _differences(state["resume_config"], _resume_view(self.cfg))
+            saved = state["resume_config"]
+            changed = _differences(saved, _resume_view(self.cfg))
+            if changed and earlier is not None and not _differences(saved, _resume_view(earlier)):
+                changed = []  # trained for ``earlier``: it goes on under this trainer's config
             if changed:
                 raise LiveDecodeError(
                     f"{path} was trained with a different config: {', '.join(changed)}. Resume "

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 
+from live_decode.config import load_config
 from live_decode.errors import LiveDecodeError
 from live_decode.pipeline.fit_recount import (
     RecountRound,
+    before_round,
     check_rounds,
+    read_pending,
     read_rounds,
     recounted_density,
+    rewrite_setup,
     sample_blocks,
     stage_ends,
     write_rounds,
@@ -45,9 +50,9 @@ def test_the_sample_is_blocks_of_consecutive_frames_spread_over_the_series(
     assert len(whole) == 250
 
 
-def test_a_round_survives_its_file(tmp_path: Path) -> None:
+def _dense_round() -> RecountRound:
     curve = CountCurve(*(np.array([1.0, 2.0]) for _ in range(4)))
-    done = RecountRound(
+    return RecountRound(
         round=1,
         step=250,
         frames=200,
@@ -63,12 +68,48 @@ def test_a_round_survives_its_file(tmp_path: Path) -> None:
         curve=curve,
         seconds=3.0,
     )
+
+
+def test_a_round_survives_its_file(tmp_path: Path) -> None:
+    done = _dense_round()
     assert done.widened and done.changed
     assert "0–6 → 0–10.5 µm⁻²" in done.summary()
     write_rounds(tmp_path, [done])
     (back,) = read_rounds(tmp_path)
     assert back.to_dict() == done.to_dict()
-    assert read_rounds(tmp_path / "elsewhere") == []
+    assert read_pending(tmp_path) is None
+    assert (
+        read_rounds(tmp_path / "elsewhere") == [] and read_pending(tmp_path / "elsewhere") is None
+    )
+    write_rounds(tmp_path, [done], pending=replace(done, round=2))  # round 2 being applied
+    assert [r.round for r in read_rounds(tmp_path)] == [1]
+    pending = read_pending(tmp_path)
+    assert pending is not None and pending.to_dict() == replace(done, round=2).to_dict()
+
+
+def test_the_setup_is_rewritten_once_per_round_and_the_old_one_recovered(tmp_path: Path) -> None:
+    done = _dense_round()
+    setup = tmp_path / "setup.yaml"
+    setup.write_text(
+        "# calibrated\nemitters:\n  density_per_um2: 4.26\n"
+        "training:\n  density_range_per_um2: [0.0, 6.0]\n",
+        encoding="utf-8",
+    )
+    rewrite_setup(setup, done)
+    once = setup.read_text(encoding="utf-8")
+    rewrite_setup(setup, done)  # a resumed fit finishing the round
+    assert setup.read_text(encoding="utf-8") == once
+    assert once.startswith("# calibrated\n") and once.count("recount round 1") == 1
+    assert list(tmp_path.iterdir()) == [setup]  # no temporary file left
+    cfg = load_config(setup)
+    assert cfg.emitters.density_per_um2 == 5.5
+    assert cfg.training.density_range_per_um2 == (0.0, 10.5)
+    before = before_round(cfg, done)
+    assert before.emitters.density_per_um2 == 4.26
+    assert before.training.density_range_per_um2 == (0.0, 6.0)
+    assert before.model_dump(exclude={"emitters", "training"}) == cfg.model_dump(
+        exclude={"emitters", "training"}
+    )
 
 
 @pytest.mark.parametrize(
