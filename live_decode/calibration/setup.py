@@ -1,8 +1,9 @@
 """``calibrate``: a complete setup (config) for a lab's microscope, from its own raw movie.
 
 camera (photon transfer) → photons → spots (PSF σ, photons) → sample (on-time, background,
-density corrected by simulation) → ``setup.yaml`` + ``calibration.json`` + ``calibration.png``,
-with a check that movies simulated from the setup look like the real one.
+density corrected by simulation; above ~2 emitters/µm², where the detector saturates, on-time,
+photons and density from the pixels' fluctuations) → ``setup.yaml`` + ``calibration.json`` +
+``calibration.png``, with a check that movies simulated from the setup look like the real one.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from live_decode.calibration.camera_fit import (
     estimate_camera,
     to_photons,
 )
+from live_decode.calibration.fluctuations import FluctuationEstimate, estimate_fluctuations
 from live_decode.calibration.sample import SampleEstimate, estimate_sample, invert_count_curve
 from live_decode.calibration.spots import background_maps, detect, find_spots
 from live_decode.config import Config, area_um2, config_from_dict
@@ -57,6 +59,9 @@ DENSE_LIMIT_PER_UM2 = 5.0
 """Emitters/µm²/frame beyond which the camera estimate is warned about / called unreliable
 (:func:`_check_density`)."""
 SIM_CROP_PX = 64
+FLUCTUATION_ABOVE_PER_UM2 = 2.0
+"""Above this (counted) density the spot detector saturates, and on-time, density and photons
+come from the pixels' fluctuations (:mod:`~live_decode.calibration.fluctuations`)."""
 
 
 @dataclass
@@ -359,14 +364,18 @@ def _measure(
     )
 
 
-def _simulated_movie(cfg: Config, density: float, frames: int = 300) -> npt.NDArray[np.float32]:
-    """A blinking movie (frames, h, w) of the setup: three windows of frames/3, ADU."""
+def _simulated_movie(
+    cfg: Config, density: float, frames: int = 300
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """A blinking movie (frames, h, w) of the setup, three windows of frames/3: ADU, and the
+    background that was added (same shape, photons/px)."""
     h, w = (min(int(s), SIM_CROP_PX) for s in cfg.microscope.fov_px)
     per = frames // 3
     sim = WindowSimulator(cfg, (h, w), n_frames=per)
     with torch.no_grad():
-        adu = sim.sample(torch.full((3,), float(density)), torch.Generator().manual_seed(3)).adu
-    return adu.reshape(3 * per, h, w).numpy().astype(np.float32)
+        batch = sim.sample(torch.full((3,), float(density)), torch.Generator().manual_seed(3))
+    adu = batch.adu.reshape(3 * per, h, w).numpy().astype(np.float32)
+    return adu, batch.background.reshape(3 * per, h, w).numpy().astype(np.float32)
 
 
 def _true_camera(cfg: Config) -> CameraEstimate:
@@ -386,14 +395,27 @@ def _true_camera(cfg: Config) -> CameraEstimate:
     )
 
 
-def _corrected(raw: Measured, on_sim: Measured, truth: Config) -> Measured:
+def _frame_levels(bg: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """Per-frame background level (T,): the median of each frame's map, photons/px."""
+    return np.asarray(np.median(bg.reshape(len(bg), -1), axis=1), dtype=np.float64)
+
+
+def _background_shift(estimated: npt.NDArray[np.float32], true: npt.NDArray[np.float32]) -> float:
+    """Mean per-frame level of the background maps of a simulation less that of its truth."""
+    return float(np.mean(_frame_levels(estimated)) - np.mean(_frame_levels(true)))
+
+
+def _corrected(
+    raw: Measured, on_sim: Measured, truth: Config, sim_bg: npt.NDArray[np.float32]
+) -> Measured:
     """``raw`` with the bias its spot estimators showed on a simulation of ``truth`` removed.
 
     The spot detector misses the dim first and last frames of an on-event (the on-time comes out
     short), and the fit's photons and σ carry small biases; the simulation, measured with the same
-    estimators and its own true camera, shows each bias, which is divided out. The camera and the
-    background keep their direct estimates (a simulation's background is not the movie's, so it
-    cannot calibrate those).
+    estimators and its own true camera, shows each bias, which is divided out. The background
+    map (a low percentile of each tile) reads low by the noise and high by the emitters' light;
+    the shift it shows on the simulation, whose added background ``sim_bg`` (T, h, w)
+    photons/px is known, is subtracted. The camera keeps its direct estimate.
     """
     pp = truth.photophysics
 
@@ -401,12 +423,15 @@ def _corrected(raw: Measured, on_sim: Measured, truth: Config) -> Measured:
         return true / measured if measured > 0 and math.isfinite(measured) else 1.0
 
     sim_s = on_sim.sample
+    shift = _background_shift(on_sim.bg, sim_bg)
+    lo, hi = raw.sample.background_photons
     sample = replace(
         raw.sample,
         photons_mean=raw.sample.photons_mean * ratio(pp.photons_mean, sim_s.photons_mean),
         photons_sigma=raw.sample.photons_sigma * ratio(pp.photons_sigma, sim_s.photons_sigma),
         on_time_mean_frames=raw.sample.on_time_mean_frames
         * ratio(pp.on_time_mean_frames, sim_s.on_time_mean_frames),
+        background_photons=(max(lo - shift, 0.0), max(hi - shift, lo - shift, 0.0)),
     )
     psf_sigma = float(getattr(truth.psf, "sigma_nm", on_sim.sigma_nm))
     s = ratio(psf_sigma, on_sim.sigma_nm)
@@ -476,8 +501,11 @@ def calibrate(
         "exposure_ms": cal.sources.get("exposure_ms", "default (the file does not say)"),
     }
 
-    def setup(est: Measured) -> tuple[dict[str, Any], dict[str, str], float]:
-        """The setup of an estimate, its sources, and the density read off the count curve."""
+    def setup(
+        est: Measured, density_given: float | None = None
+    ) -> tuple[dict[str, Any], dict[str, str], float]:
+        """The setup of an estimate, its sources, and the density read off the count curve
+        (or ``density_given``, the 95th percentile scaled with it)."""
         cam_section, cam_sources = _camera_section(est.camera, px_nm, qe_value, cal, max_adu)
         first = _setup_dict(
             cam_section, est.sigma_nm, est.sample, est.sample.detected_per_um2, 0.0, shape, exposure
@@ -487,24 +515,59 @@ def calibrate(
         )
         density = invert_count_curve(grid, detected, raw.sample.detected_per_um2)
         p95 = invert_count_curve(grid, detected, raw.sample.detected_per_um2_p95)
+        if density_given is not None:
+            p95 *= density_given / max(density, 1e-9)
+            density = density_given
         data = _setup_dict(cam_section, est.sigma_nm, est.sample, density, p95, shape, exposure)
         data["_count_curve"] = {"true": grid, "detected": detected}
         return data, cam_sources, density
 
     data, cam_sources, density = setup(raw)
+    density_given: float | None = None
     if refine:
         # Indirect inference: the spot estimators' biases are those they show on a movie
         # simulated from the setup itself; remove them once.
         truth = config_from_dict({k: v for k, v in data.items() if not k.startswith("_")})
-        sim = _simulated_movie(truth, density)
+        sim, sim_bg = _simulated_movie(truth, density)
         on_sim = _measure(sim, kind, None, qe_value, max_adu, px_nm, camera=_true_camera(truth))
-        corrected = _corrected(raw, on_sim, truth)
+        corrected = _corrected(raw, on_sim, truth, sim_bg)
         data, cam_sources, density = setup(corrected)
         estimate = corrected
     else:
         estimate = raw
+    fluct: FluctuationEstimate | None = None
+    if refine and density > FLUCTUATION_ABOVE_PER_UM2:
+        truth = config_from_dict({k: v for k, v in data.items() if not k.startswith("_")})
+        fluct = estimate_fluctuations(movie, raw.camera, truth, _true_camera(truth))
     blinking: BlinkingEstimate | None = None
-    if estimate.sample.on_time_mean_frames <= LINKING_MIN_ON_TIME or density > LINKING_MAX_DENSITY:
+    if fluct is not None:
+        s = estimate.sample
+        spread = s.photons_sigma / s.photons_mean if s.photons_mean > 0 else 0.3
+        sample = replace(
+            s,
+            on_time_mean_frames=fluct.on_time_mean_frames,
+            photons_mean=fluct.photons_mean,
+            photons_sigma=spread * fluct.photons_mean,
+        )
+        estimate = replace(estimate, sample=sample)
+        density_given = fluct.density_per_um2
+        data, cam_sources, density = setup(estimate, density_given)
+        # The background's bias from the emitters' light, again at the density now known.
+        truth = config_from_dict({k: v for k, v in data.items() if not k.startswith("_")})
+        sim, sim_bg = _simulated_movie(truth, density)
+        shift = _background_shift(background_maps(to_photons(sim, _true_camera(truth))), sim_bg)
+        lo, hi = raw.sample.background_photons
+        sample = replace(
+            estimate.sample,
+            background_photons=(max(lo - shift, 0.0), max(hi - shift, lo - shift, 0.0)),
+        )
+        estimate = replace(estimate, sample=sample)
+        data, cam_sources, density = setup(estimate, density_given)
+        for key in ("on_time_mean_frames", "photons_mean", "density_per_um2"):
+            sources[key] = "pixel signal cumulants matched to simulated movies of the setup"
+    elif (
+        estimate.sample.on_time_mean_frames <= LINKING_MIN_ON_TIME or density > LINKING_MAX_DENSITY
+    ):
         # Linking cannot see sub-frame on-times and breaks tracks when dense: read the on-time
         # (and the flux that goes with it) off the movie's temporal correlation instead.
         truth = config_from_dict({k: v for k, v in data.items() if not k.startswith("_")})
@@ -526,7 +589,7 @@ def calibrate(
             photons_sigma=spread * blinking.photons_mean,
         )
         estimate = replace(estimate, sample=sample)
-        data, cam_sources, density = setup(estimate)
+        data, cam_sources, density = setup(estimate, density_given)
         sources["on_time_mean_frames"] = "temporal correlation (frames t, t+1 vs far apart)"
         sources["photons_mean"] = "flux reproducing the median spot photons at that on-time"
         if blinking.on_time_mean_frames <= blinking.curve_on_time[0]:
@@ -586,6 +649,7 @@ def calibrate(
             "count_curve": {"true": grid, "detected": detected},
         },
         "blinking": None if blinking is None else blinking.to_dict(),
+        "fluctuations": None if fluct is None else fluct.to_dict(),
         "sources": sources,
         "distances_ks": distances,
         "warnings": warnings,
