@@ -33,11 +33,12 @@ their noise (the mean of the 24 neighbours in a 5×5 box), as grouping by the pa
 would correlate the groups with the noise (an EMCCD's skewed noise biases the slope). Background
 (spatial pattern and drift) and steady emitters give the curve its lever arm.
 
-Measured on simulated 64×64 px × 200 frame movies (``tests/unit/calibration``): ADU per photon
-within a few per cent up to 3 emitters/µm²/frame for both camera kinds; an sCMOS baseline within
-~2 ADU. An EMCCD baseline is the curve extrapolated from the background (hundreds of ADU above
-it) to zero signal: its statistical error on such a movie is ±5 ADU (1σ) — a dark series
-(``--dark``) gives it to < 1 ADU.
+Measured on simulated 64×64 px × 200 frame movies (``tests/unit/calibration``; mean ± sd of 3–6
+seeds): ADU per photon EMCCD +0.4 ± 1 % without emitters, +2.6 ± 1 % at 1 emitter/µm²/frame,
++6–7 % at 3, +10 % at 5 (it was 2.5× at 4 before the mask); sCMOS +0 / +1 / +2–4 / +5 %. The
+sCMOS baseline is within ~2 ADU (±4 at 3 µm⁻²). An EMCCD baseline is the curve extrapolated from
+the background, hundreds of ADU above it, to zero signal: +3 ± 4 ADU without emitters, +9 ± 5 at
+1 µm⁻², +6 ± 7 at 3 — about a photon; a dark series (``--dark``) gives it to < 1 ADU.
 """
 
 from __future__ import annotations
