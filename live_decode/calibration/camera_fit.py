@@ -82,9 +82,18 @@ class CameraEstimate:
     n_samples: int
     baseline_source: str
     warnings: list[str] = field(default_factory=list)
+    baseline_sd_adu: float | None = None
+    """Scatter of the extrapolated baseline (jackknife over blocks of frames; None with a dark
+    series). A lower bound on its error: the extrapolation's bias comes on top."""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+JACKKNIFE_BLOCKS = 8
+"""Blocks of consecutive frame pairs left out in turn for the baseline's scatter."""
+BASELINE_SD_WARNING_ADU = 3.0
+"""A baseline scatter above this is a warning that asks for a dark series."""
 
 
 MAX_FRAMES = 400
@@ -143,6 +152,8 @@ class TransferCurve:
     slope_adu: float
     intercept_adu2: float
     kept_fraction: float
+    group_adu: npt.NDArray[np.float64] | None = None  # the level the bins are quantiles of
+    pair_index: npt.NDArray[np.int64] | None = None  # which frame pair each kept value is from
 
 
 def _fit_line(
@@ -197,6 +208,7 @@ def transfer_curve(movie: npt.NDArray[np.generic]) -> TransferCurve:
         slope = float(new_slope)
         if converged:
             break
+    pair = np.broadcast_to(np.arange(len(d), dtype=np.int64)[:, None, None], d.shape)
     return TransferCurve(
         level_adu=level[keep],
         var_adu2=var[keep],
@@ -206,7 +218,33 @@ def transfer_curve(movie: npt.NDArray[np.generic]) -> TransferCurve:
         slope_adu=slope,
         intercept_adu2=float(intercept),
         kept_fraction=float(keep.mean()),
+        group_adu=group[keep],
+        pair_index=pair[keep],
     )
+
+
+def baseline_scatter(curve: TransferCurve, read_var_adu2: float) -> float | None:
+    """Jackknife σ (ADU) of the extrapolated baseline over :data:`JACKKNIFE_BLOCKS` blocks of
+    consecutive frame pairs (None if the curve cannot be refitted without a block)."""
+    if curve.group_adu is None or curve.pair_index is None:
+        return None
+    block = curve.pair_index * JACKKNIFE_BLOCKS // (int(curve.pair_index.max()) + 1)
+    estimates = []
+    for k in range(JACKKNIFE_BLOCKS):
+        rest = block != k
+        try:
+            *_, (slope, intercept) = _fit_line(
+                curve.level_adu[rest], curve.var_adu2[rest], curve.group_adu[rest]
+            )
+        except CalibrationError:
+            return None
+        if slope <= 0:
+            return None
+        read_var = read_var_adu2 * (slope / curve.slope_adu) ** 2  # σ_r(e⁻) fixed: ∝ G²
+        estimates.append((read_var - intercept) / slope)
+    b = np.asarray(estimates)
+    n = len(b)
+    return float(math.sqrt((n - 1) / n * float(np.sum((b - b.mean()) ** 2))))
 
 
 def transfer_pairs(
@@ -325,6 +363,7 @@ def estimate_camera(
 
     f2 = EXCESS_NOISE_FACTOR_SQ[kind]
 
+    baseline_sd: float | None = None
     if dark is not None:
         baseline, read_noise = _dark_statistics(dark, movie.shape[1:])
         movie_median = float(np.median(np.asarray(movie[: min(len(movie), 200)])))
@@ -346,6 +385,14 @@ def estimate_camera(
         baseline = (assumed_read_var - intercept) / slope
         read_noise = None
         baseline_source = "photon-transfer intercept"
+        baseline_sd = baseline_scatter(curve, assumed_read_var)
+        if baseline_sd is not None and baseline_sd > BASELINE_SD_WARNING_ADU:
+            warnings.append(
+                f"the baseline {baseline:.1f} ADU is extrapolated from a background "
+                f"{float(bm.min()) - baseline:.0f} ADU above it and scatters by ±{baseline_sd:.1f} "
+                f"ADU between blocks of frames (its error can be larger): pass --dark with a dark "
+                "series (≥ 50 frames with the shutter closed, same exposure and gain) to measure it"
+            )
         if spread < 0.1 * max(float(bm.min()) - baseline, 1.0):
             warnings.append(
                 f"the background spans only {spread:.1f} ADU: the baseline extrapolation is "
@@ -370,6 +417,7 @@ def estimate_camera(
         n_samples=len(curve.level_adu),
         baseline_source=baseline_source,
         warnings=warnings,
+        baseline_sd_adu=baseline_sd,
     )
 
 
