@@ -128,14 +128,13 @@ class NetworkImageKeeper:
     def publish(self, publisher: ResultPublisher, *, force: bool = False) -> bool:
         """Publish the image if due (or ``force``) and changed since the last time."""
         now = time.perf_counter()
-        image = self.image()
-        if image is None or self.last_frame is None or not self._unpublished:
+        if self._sum is None or self.last_frame is None or not self._unpublished:
             return False
-        interval = max(
-            self.publish_every_s, min(image.nbytes, self.max_wire_bytes) / WIRE_BYTES_PER_S
-        )
+        nbytes = self._sum.size * np.dtype(np.float32).itemsize  # what the image will take
+        interval = max(self.publish_every_s, min(nbytes, self.max_wire_bytes) / WIRE_BYTES_PER_S)
         if not force and now - self._published_at < interval:
             return False
+        image = self._sum.astype(np.float32)  # only now: not on every batch of the worker
         wire, pixel_nm = bin_for_wire(image, self.pixel_nm, self.max_wire_bytes)
         publisher.publish(ImageMsg(wire, pixel_nm, self.frames, self.last_frame, self.run_id))
         self._published_at, self._unpublished = now, False
@@ -144,11 +143,10 @@ class NetworkImageKeeper:
     def save(self, *, force: bool = False) -> Path | None:
         """Write ``sr_image.tif`` (atomically) if due (or ``force``) and changed."""
         now = time.perf_counter()
-        image = self.image()
-        if image is None or not self._unsaved or not self.path.parent.is_dir():
+        if self._sum is None or not self._unsaved or not self.path.parent.is_dir():
             return None
         if not force and now - self._saved_at < self.save_every_s:
             return None
-        write_sr_image(self.path, image, self.pixel_nm, self.frames)
+        write_sr_image(self.path, self._sum.astype(np.float32), self.pixel_nm, self.frames)
         self._saved_at, self._unsaved = now, False
         return self.path
