@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from live_decode.config import Config
-from live_decode.errors import ConfigError, LiveDecodeError
+from live_decode.errors import ConfigError
 from live_decode.evaluation.images import nmse
 from live_decode.model.deepstorm import (
     SIZE_MULTIPLE,
@@ -38,7 +38,7 @@ from live_decode.training.deepstorm_thresholds import (
     choose_deepstorm_threshold,
     predict_density,
 )
-from live_decode.training.thresholds import DetectionChoice
+from live_decode.training.thresholds import DetectionChoice, check_given_threshold
 from live_decode.training.trainer import Trainer
 from live_decode.training.validation import score
 
@@ -59,12 +59,11 @@ class DeepStormTrainer(Trainer):
         threshold: float | None = None,
     ) -> None:
         """``threshold``: use this ``model.deepstorm.threshold`` instead of choosing one."""
-        if threshold is not None and not 0.0 < threshold <= 1.0:
-            raise LiveDecodeError(
-                f"--threshold {threshold}: Deep-STORM's detection threshold is a fraction of one "
-                "emitter's spike in (0, 1]; give one in that range or leave it to the automatic "
-                "choice."
-            )
+        check_given_threshold(
+            "--threshold",
+            threshold,
+            "Deep-STORM's detection threshold is a fraction of one emitter's spike",
+        )
         super().__init__(cfg, out_dir, device, name, temporal_context=False)
         self.given_threshold = threshold
         ds = cfg.model.deepstorm

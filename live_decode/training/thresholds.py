@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from live_decode.config import Config, PostprocessConfig
+from live_decode.errors import LiveDecodeError
 from live_decode.model.network import DecodeNet
 from live_decode.model.postprocess import localize
 from live_decode.model.scaling import Scaling
@@ -121,6 +122,16 @@ class ThresholdChoice:
             "default_score": self.default_score,
             "given": list(self.given),
         }
+
+
+def check_given_threshold(flag: str, value: float | None, meaning: str) -> None:
+    """Refuse a threshold given on the command line outside (0, 1]; ``meaning`` says what it
+    is a fraction of (the message names the flag and the range)."""
+    if value is not None and not 0.0 < value <= 1.0:
+        raise LiveDecodeError(
+            f"{flag} {value}: {meaning} in (0, 1]; give one in that range or leave it to the "
+            "automatic choice."
+        )
 
 
 def criterion_for(scaling: Scaling) -> str:

@@ -31,7 +31,12 @@ from live_decode.model.scaling import Scaling
 from live_decode.simulation.batch import WindowBatch, WindowSimulator
 from live_decode.training.progress import ESTIMATE_STEPS, Estimate, ProgressMeter, TrainLog
 from live_decode.training.targets import make_targets
-from live_decode.training.thresholds import DetectionChoice, ThresholdChoice, choose_thresholds
+from live_decode.training.thresholds import (
+    DetectionChoice,
+    ThresholdChoice,
+    check_given_threshold,
+    choose_thresholds,
+)
 from live_decode.training.validation import HeldOutSet, evaluate_held_out
 
 log = logging.getLogger("live_decode.training")
@@ -78,11 +83,9 @@ class Trainer:
     ) -> None:
         """``raw_threshold`` / ``split_threshold``: use these instead of choosing them."""
         for flag, value in (("raw", raw_threshold), ("split", split_threshold)):
-            if value is not None and not 0.0 < value <= 1.0:
-                raise LiveDecodeError(
-                    f"--{flag}-threshold {value}: a detection threshold is a probability in "
-                    "(0, 1]; give one in that range or leave it to the automatic choice."
-                )
+            check_given_threshold(
+                f"--{flag}-threshold", value, "a detection threshold is a probability"
+            )
         self.cfg = cfg
         self.out_dir = out_dir
         self.name = name
