@@ -91,7 +91,7 @@ def _with_photophysics(cfg: Config, on_time: float, flux: float, spread: float) 
 
 
 def _spot_median(adu: npt.NDArray[np.float32], cam: CameraEstimate, f2: float) -> float:
-    spots = find_spots(to_photons(adu, cam), f2)
+    spots = find_spots(to_photons(adu, cam), f2, read_var=cam.read_var_photons())
     ph = spots["photons"][spots["ok"]]
     return float(np.median(ph)) if len(ph) >= 10 else float("nan")
 

@@ -39,6 +39,18 @@ seeds): ADU per photon EMCCD +0.4 ± 1 % without emitters, +2.6 ± 1 % at 1 emit
 sCMOS baseline is within ~2 ADU (±4 at 3 µm⁻²). An EMCCD baseline is the curve extrapolated from
 the background, hundreds of ADU above it, to zero signal: +3 ± 4 ADU without emitters, +9 ± 5 at
 1 µm⁻², +6 ± 7 at 3 — about a photon; a dark series (``--dark``) gives it to < 1 ADU.
+
+Without a dark series a second estimate needs no read noise: Gaussian read noise adds nothing to
+the third cumulant, so κ₃ = :data:`SKEW_FACTOR`·a²·(mean − b) gives b from steady frame
+triplets (:class:`SkewSamples`). Its error grows with the background above b (through the slope's
+error and κ₃'s noise), so it decides where the background is a few photons — where the assumed
+read noise is what the extrapolation gets wrong. The two are weighted by their errors where they
+agree, and the one with the smaller error is used where they do not (a warning names both); where
+the skew decides, the read noise is measured: σ_r² = c + a·b. Simulated 64×64 × 200 frames at 1–2
+photons/px of background: EMCCD read noise 150 e⁻ (the datasheet 50 e⁻ assumed) −0.6 ADU and
+σ_r within 1 %, where the extrapolation alone was −8.6; sCMOS 4 e⁻ −2.0 ADU (σ_r −2 %), where it
+was −31. The EPFL 2013 movie: 136.2 ADU and σ_r 10.5 ADU (its empty corners' cumulants say the
+same), where the extrapolation said 128.8.
 """
 
 from __future__ import annotations
@@ -88,6 +100,17 @@ class CameraEstimate:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    def read_var_photons(self) -> float:
+        """Read-noise variance in photons² per pixel: measured, else the datasheet value the
+        setup assumes (spot detection adds it to the shot noise: at a background of a few
+        photons an EMCCD's read noise is as loud as the light)."""
+        read_adu = self.read_noise_adu
+        if read_adu is None:
+            em_gain = NOMINAL_EM_GAIN if self.kind == "emccd" else 1.0
+            f2 = EXCESS_NOISE_FACTOR_SQ[self.kind]
+            read_adu = ASSUMED_READ_NOISE_E[self.kind] * self.slope_adu / f2 / em_gain
+        return float((read_adu / self.adu_per_photon) ** 2)
 
 
 JACKKNIFE_BLOCKS = 8
@@ -141,6 +164,20 @@ def _changed(d: npt.NDArray[np.float64], var_d: npt.NDArray[np.float64]) -> npt.
 
 
 @dataclass(frozen=True)
+class SkewSamples:
+    """Unbiased samples of the noise's third cumulant κ₃ at steady frame triplets.
+
+    For a frame c between p and n (independent, same mean), ½(c−p)(c−n)((c−p)+(c−n)) has
+    expectation κ₃ of c's noise, whatever the level or its drift: no per-pixel mean is needed.
+    """
+
+    level_adu: npt.NDArray[np.float64]  # the triplet's mean
+    k3_adu3: npt.NDArray[np.float64]
+    group_adu: npt.NDArray[np.float64]  # 24-neighbour mean: bins independent of the noise
+    triplet_index: npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
 class TransferCurve:
     """The photon-transfer curve of a movie: its kept pairs, binned, and the line through them."""
 
@@ -154,6 +191,7 @@ class TransferCurve:
     kept_fraction: float
     group_adu: npt.NDArray[np.float64] | None = None  # the level the bins are quantiles of
     pair_index: npt.NDArray[np.int64] | None = None  # which frame pair each kept value is from
+    skew: SkewSamples | None = None  # third-cumulant samples of the kept frame triplets
 
 
 def _fit_line(
@@ -210,6 +248,7 @@ def transfer_curve(movie: npt.NDArray[np.generic]) -> TransferCurve:
             break
     pair = np.broadcast_to(np.arange(len(d), dtype=np.int64)[:, None, None], d.shape)
     return TransferCurve(
+        skew=_skew_samples(x, d, keep),
         level_adu=level[keep],
         var_adu2=var[keep],
         bin_level_adu=bm,
@@ -221,6 +260,19 @@ def transfer_curve(movie: npt.NDArray[np.generic]) -> TransferCurve:
         group_adu=group[keep],
         pair_index=pair[keep],
     )
+
+
+def _skew_samples(
+    x: npt.NDArray[np.float64], d: npt.NDArray[np.float64], keep: npt.NDArray[np.bool_]
+) -> SkewSamples:
+    """κ₃ samples of the triplets (t−1, t, t+1) whose two pairs were both kept."""
+    both = keep[:-1] & keep[1:]
+    d1, d2 = d[:-1], -d[1:]  # c − p and c − n (drift removed with the pairs')
+    k3 = 0.5 * d1 * d2 * (d1 + d2)
+    level = (x[:-2] + x[1:-1] + x[2:]) / 3.0
+    group = (ndimage.uniform_filter(level, size=(1, 5, 5), mode="reflect") * 25.0 - level) / 24.0
+    index = np.broadcast_to(np.arange(len(k3), dtype=np.int64)[:, None, None], k3.shape)
+    return SkewSamples(level[both], k3[both], group[both], index[both])
 
 
 def baseline_scatter(curve: TransferCurve, read_var_adu2: float) -> float | None:
@@ -245,6 +297,73 @@ def baseline_scatter(curve: TransferCurve, read_var_adu2: float) -> float | None
     b = np.asarray(estimates)
     n = len(b)
     return float(math.sqrt((n - 1) / n * float(np.sum((b - b.mean()) ** 2))))
+
+
+SKEW_FACTOR: dict[str, float] = {"emccd": 1.5, "scmos": 1.0}
+"""κ₃ = SKEW_FACTOR·a²·(mean − b), a the transfer curve's slope: an EMCCD's gamma-distributed
+multiplication gives κ₃ = 6λg³ with a = 2g; Poisson light on an sCMOS κ₃ = λG³ with a = G.
+Gaussian read noise adds nothing to κ₃, so the baseline follows without assuming it."""
+SKEW_GAIN_ERROR = 0.05
+"""Relative error of the slope counted in the skew baseline's error (b moves by 2× that, times
+the background above b: negligible at a few photons of background, ruinous at tens)."""
+SKEW_BINS = 12
+READ_NOISE_FACTOR: dict[str, float] = {"emccd": 2.0, "scmos": 1.5}
+"""How far (×, ÷) a camera's read noise may be from the datasheet value assumed without a dark
+series: the extrapolated baseline's error counts it (EMCCD read noise varies with readout speed
+and preamp; an sCMOS's is known better)."""
+
+
+@dataclass(frozen=True)
+class SkewBaseline:
+    baseline_adu: float
+    error_adu: float
+    """Jackknife scatter and the slope's share (:data:`SKEW_GAIN_ERROR`) together."""
+    level_adu: float
+
+
+def _skew_estimate(
+    skew: SkewSamples, rest: npt.NDArray[np.bool_], factor: float
+) -> tuple[float, float] | None:
+    level, k3, group = skew.level_adu[rest], skew.k3_adu3[rest], skew.group_adu[rest]
+    if len(level) < 50 * SKEW_BINS:
+        return None
+    edges = np.quantile(group, np.linspace(0.0, 1.0, SKEW_BINS + 1))
+    which = np.clip(np.searchsorted(edges, group, side="right") - 1, 0, SKEW_BINS - 1)
+    count = np.bincount(which, minlength=SKEW_BINS).astype(np.float64)
+    ok = count >= 20
+    n = np.maximum(count, 1.0)
+    m = np.bincount(which, weights=level, minlength=SKEW_BINS) / n
+    k = np.bincount(which, weights=k3, minlength=SKEW_BINS) / n
+    k_sq = np.bincount(which, weights=k3 * k3, minlength=SKEW_BINS) / n
+    se2 = np.maximum(k_sq - k * k, 1e-12) / n
+    w = ok / (se2 * factor * factor)
+    b = m - k / factor
+    return float(np.sum(w * b) / np.sum(w)), float(np.sum(w * m) / np.sum(w))
+
+
+def skew_baseline(curve: TransferCurve, kind: CameraKind) -> SkewBaseline | None:
+    """The baseline from the noise's third cumulant (no read-noise assumption), with its error;
+    None where too few triplets were kept."""
+    skew = curve.skew
+    if skew is None or len(skew.level_adu) == 0:
+        return None
+    factor = SKEW_FACTOR[kind] * curve.slope_adu**2
+    everything = np.ones(len(skew.level_adu), dtype=bool)
+    full = _skew_estimate(skew, everything, factor)
+    if full is None:
+        return None
+    baseline, level = full
+    block = skew.triplet_index * JACKKNIFE_BLOCKS // (int(skew.triplet_index.max()) + 1)
+    estimates = []
+    for j in range(JACKKNIFE_BLOCKS):
+        part = _skew_estimate(skew, block != j, factor)
+        if part is None:
+            return None
+        estimates.append(part[0])
+    b = np.asarray(estimates)
+    jack = math.sqrt((len(b) - 1) / len(b) * float(np.sum((b - b.mean()) ** 2)))
+    error = math.hypot(jack, 2.0 * SKEW_GAIN_ERROR * max(level - baseline, 0.0))
+    return SkewBaseline(baseline_adu=baseline, error_adu=error, level_adu=level)
 
 
 def transfer_pairs(
@@ -386,6 +505,31 @@ def estimate_camera(
         read_noise = None
         baseline_source = "photon-transfer intercept"
         baseline_sd = baseline_scatter(curve, assumed_read_var)
+        skew = skew_baseline(curve, kind)
+        if skew is not None and baseline_sd is not None:
+            # Two estimates, weighted by their errors where they agree: the extrapolation's
+            # error counts the datasheet read noise being off by READ_NOISE_FACTOR, the skew's
+            # the slope's error.
+            k = READ_NOISE_FACTOR[kind]
+            error2 = math.hypot(baseline_sd, (k * k - 1.0) * assumed_read_var / slope)
+            w3 = error2**2 / (error2**2 + skew.error_adu**2)
+            if abs(skew.baseline_adu - baseline) > 3.0 * math.hypot(error2, skew.error_adu):
+                # They disagree beyond their errors: one error model is wrong; trust the smaller.
+                w3 = 1.0 if skew.error_adu < error2 else 0.0
+                warnings.append(
+                    f"the noise's skew puts the baseline at {skew.baseline_adu:.1f} ADU "
+                    f"(±{skew.error_adu:.1f}), a datasheet read noise of "
+                    f"{ASSUMED_READ_NOISE_E[kind]:g} e⁻ at {baseline:.1f} ADU (±{error2:.1f}): "
+                    f"the {'skew' if w3 else 'datasheet'} value is used; a dark series (--dark) "
+                    "measures the baseline and the read noise directly"
+                )
+            mixed = (1.0 - w3) * baseline + w3 * skew.baseline_adu
+            read_var = intercept + slope * mixed
+            if w3 >= 0.5 and read_var > 0:
+                read_noise = math.sqrt(read_var)
+                baseline_source = "third cumulant of the noise (and photon-transfer intercept)"
+            baseline = mixed
+            baseline_sd = math.hypot((1.0 - w3) * baseline_sd, w3 * skew.error_adu)
         if baseline_sd is not None and baseline_sd > BASELINE_SD_WARNING_ADU:
             warnings.append(
                 f"the baseline {baseline:.1f} ADU is extrapolated from a background "

@@ -195,7 +195,7 @@ def _camera_section(
     e_per_adu = em_gain * qe / cam.adu_per_photon
     if cam.read_noise_adu is not None:
         read_noise_e = cam.read_noise_adu * e_per_adu
-        src["read_noise_e"] = "dark series"
+        src["read_noise_e"] = cam.baseline_source
     else:
         read_noise_e = cal.values.get("read_noise_e", ASSUMED_READ_NOISE_E[cam.kind])
         src["read_noise_e"] = cal.sources.get(
@@ -273,7 +273,9 @@ def _count_curve(
     frames_each = 12
     adu = _simulated_frames(cfg, grid, frames_each, seed=7)
     ph = to_photons(adu, cam)
-    points = detect(ph, background_maps(ph), EXCESS_NOISE_FACTOR_SQ[cam.kind])
+    points = detect(
+        ph, background_maps(ph), EXCESS_NOISE_FACTOR_SQ[cam.kind], read_var=cam.read_var_photons()
+    )
     area = area_um2(adu.shape[1:], cfg.camera.pixel_size_nm)
     counts = np.bincount(points[:, 0], minlength=len(adu)).reshape(len(grid), frames_each)
     return grid, counts.mean(axis=1) / area
@@ -296,7 +298,9 @@ def check_against_simulation(
     """Kolmogorov–Smirnov distances (0 = identical, 1 = disjoint) real vs simulated movie."""
     sim = _simulated_frames(cfg, np.array([cfg.emitters.density_per_um2]), CHECK_FRAMES, seed=11)
     sim_ph = to_photons(sim, cam)
-    sim_spots = find_spots(sim_ph, EXCESS_NOISE_FACTOR_SQ[cam.kind])
+    sim_spots = find_spots(
+        sim_ph, EXCESS_NOISE_FACTOR_SQ[cam.kind], read_var=cam.read_var_photons()
+    )
     sim_bg = background_maps(sim_ph)
     h, w = sim.shape[1:]
     real = np.asarray(movie[: min(len(movie), 200), :h, :w], dtype=np.float64)
@@ -343,7 +347,7 @@ def _measure(
     """Raw estimates of ``movie``; with ``camera`` given (a simulation's own), it is not fitted."""
     cam = camera or estimate_camera(movie, kind=kind, dark=dark, qe=qe, max_adu=max_adu)
     photons = to_photons(movie, cam)
-    spots = find_spots(photons, EXCESS_NOISE_FACTOR_SQ[kind])
+    spots = find_spots(photons, EXCESS_NOISE_FACTOR_SQ[kind], read_var=cam.read_var_photons())
     fitted = spots[spots["ok"]]
     if len(fitted) < MIN_FITTED_SPOTS:
         raise CalibrationError(

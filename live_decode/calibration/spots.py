@@ -56,11 +56,15 @@ def detect(
     bg: npt.NDArray[np.float32],
     excess_noise_sq: float,
     snr: float = SNR_THRESHOLD,
+    read_var: float = 0.0,
 ) -> npt.NDArray[np.int64]:
-    """Local maxima of the smoothed signal above ``snr`` σ: (N, 3) integer (frame, row, col)."""
+    """Local maxima of the smoothed signal above ``snr`` σ: (N, 3) integer (frame, row, col).
+
+    ``read_var`` is the camera's read-noise variance in photons² (added to the shot noise).
+    """
     sm = ndimage.gaussian_filter(photons - bg, sigma=(0, 1.0, 1.0), mode="reflect")
-    # Noise of a unit-σ Gaussian smoothing of white noise of variance F²·bg: ×1/(2√π).
-    noise = np.sqrt(np.maximum(excess_noise_sq * bg, 1.0)) / (2.0 * np.sqrt(np.pi))
+    # Noise of a unit-σ Gaussian smoothing of white noise of variance F²·bg + σ_r²: ×1/(2√π).
+    noise = np.sqrt(np.maximum(excess_noise_sq * bg + read_var, 1.0)) / (2.0 * np.sqrt(np.pi))
     peaks = (sm == ndimage.maximum_filter(sm, size=(1, 3, 3), mode="reflect")) & (sm > snr * noise)
     return np.argwhere(peaks)
 
@@ -152,14 +156,16 @@ def find_spots(
     excess_noise_sq: float,
     snr: float = SNR_THRESHOLD,
     max_fits: int = 4000,
+    read_var: float = 0.0,
 ) -> npt.NDArray[np.void]:
     """Detect every spot of a photon movie (T, H, W) and fit the isolated ones (at most
-    ``max_fits`` of them, drawn at random; the others keep NaN fits and ``ok`` False).
+    ``max_fits`` of them, drawn at random; the others keep NaN fits and ``ok`` False);
+    ``read_var`` is the read-noise variance in photons² (see :func:`detect`).
 
     Returns a structured array of :data:`SPOT_DTYPE`, one row per detection.
     """
     bg = background_maps(photons)
-    points = detect(photons, bg, excess_noise_sq, snr)
+    points = detect(photons, bg, excess_noise_sq, snr, read_var)
     out = np.zeros(len(points), dtype=SPOT_DTYPE)
     out["frame"] = points[:, 0]
     out["x_px"] = points[:, 2] + 0.5

@@ -35,16 +35,28 @@ SIGMA_NM = {"emccd": 150.0, "scmos": 120.0}
 
 
 def simulate(
-    kind: str, frames: int = 300, laser_mw: float = 6.0, seed: int = 2, fov_px: int = 64
+    kind: str,
+    frames: int = 300,
+    laser_mw: float = 6.0,
+    seed: int = 2,
+    fov_px: int = 64,
+    background_photons: tuple[float, float] = (30.0, 60.0),
+    read_noise_e: float | None = None,
 ) -> tuple[Config, npt.NDArray[np.uint16], float]:
     """(config, movie (frames, fov_px, fov_px) ADU, true emitters/µm²/frame) of camera ``kind``;
     at the default 6 mW about 1 emitter/µm²/frame, ~4 at 30 mW."""
     cfg = config_from_dict(
         {
-            "camera": CAMERAS[kind],
+            "camera": {
+                **CAMERAS[kind],
+                **({} if read_noise_e is None else {"read_noise_e": read_noise_e}),
+            },
             "psf": {"kind": "gaussian", "sigma_nm": SIGMA_NM[kind]},
             "photophysics": {"photons_mean": 2000, "photons_sigma": 400, "on_time_mean_frames": 3},
-            "background": {"uniform_photons": [30, 60], "variation_fraction": 0.3},
+            "background": {
+                "uniform_photons": list(background_photons),
+                "variation_fraction": 0.3,
+            },
             "microscope": {
                 "fov_px": [fov_px, fov_px],
                 "seed": seed,
