@@ -31,8 +31,13 @@ from live_decode.calibration.camera_fit import (
     to_photons,
 )
 from live_decode.calibration.fluctuations import FluctuationEstimate, estimate_fluctuations
-from live_decode.calibration.sample import SampleEstimate, estimate_sample, invert_count_curve
-from live_decode.calibration.spots import background_maps, detect, find_spots
+from live_decode.calibration.sample import (
+    SampleEstimate,
+    estimate_sample,
+    invert_count_curve,
+    sparse_tile_level,
+)
+from live_decode.calibration.spots import background_maps, detect, find_spots, tile_levels
 from live_decode.config import Config, area_um2, config_from_dict
 from live_decode.errors import CalibrationError
 from live_decode.io.calibration import Calibration, read_calibration
@@ -294,27 +299,41 @@ def check_against_simulation(
     movie: npt.NDArray[np.generic],
     real_spots: npt.NDArray[np.void],
     real_bg: npt.NDArray[np.float32],
+    background_density_ratio: float,
 ) -> tuple[dict[str, float], npt.NDArray[np.float32], npt.NDArray[np.void]]:
-    """Kolmogorov–Smirnov distances (0 = identical, 1 = disjoint) real vs simulated movie."""
+    """Kolmogorov–Smirnov distances (0 = identical, 1 = disjoint) real vs simulated movie.
+
+    The background is compared as the setup read it: the whole maps' level (``real_bg``), or on
+    a structured sample (``background_density_ratio`` < 1, see :mod:`.sample`) the sparsest
+    tiles' level on both movies, the simulated one at those tiles' density: they are far
+    emptier than the field's average, which a uniform simulation is not.
+    """
     sim = _simulated_frames(cfg, np.array([cfg.emitters.density_per_um2]), CHECK_FRAMES, seed=11)
     sim_ph = to_photons(sim, cam)
-    sim_spots = find_spots(
-        sim_ph, EXCESS_NOISE_FACTOR_SQ[cam.kind], read_var=cam.read_var_photons()
-    )
-    sim_bg = background_maps(sim_ph)
+    read_var = cam.read_var_photons()
+    sim_spots = find_spots(sim_ph, EXCESS_NOISE_FACTOR_SQ[cam.kind], read_var=read_var)
     h, w = sim.shape[1:]
     real = np.asarray(movie[: min(len(movie), 200), :h, :w], dtype=np.float64)
     rs, ss = real_spots[real_spots["ok"]], sim_spots[sim_spots["ok"]]
+    if background_density_ratio < 1.0:
+        real_ph = to_photons(np.asarray(movie[: min(len(movie), 200)]), cam)
+        in_frames = real_spots[real_spots["frame"] < len(real_ph)]
+        real_level, _ = sparse_tile_level(in_frames, tile_levels(real_ph), 8)
+        density = cfg.emitters.density_per_um2 * background_density_ratio
+        sparse = to_photons(_simulated_frames(cfg, np.array([density]), CHECK_FRAMES, 12), cam)
+        sparse_spots = find_spots(sparse, EXCESS_NOISE_FACTOR_SQ[cam.kind], read_var=read_var)
+        sim_level, _ = sparse_tile_level(sparse_spots, tile_levels(sparse), 8)
+    else:
+        real_level = np.median(real_bg.reshape(len(real_bg), -1), axis=1)
+        sim_bg = background_maps(sim_ph)
+        sim_level = np.median(sim_bg.reshape(len(sim_bg), -1), axis=1)
     distances = {
         "pixel_values_adu": _ks(real.ravel(), sim.astype(np.float64).ravel()),
         "spot_photons": _ks(rs["photons"], ss["photons"]),
         "psf_sigma_px": _ks(
             0.5 * (rs["sigma_x_px"] + rs["sigma_y_px"]), 0.5 * (ss["sigma_x_px"] + ss["sigma_y_px"])
         ),
-        "background_photons": _ks(
-            np.median(real_bg.reshape(len(real_bg), -1), axis=1),
-            np.median(sim_bg.reshape(len(sim_bg), -1), axis=1),
-        ),
+        "background_photons": _ks(real_level, sim_level),
     }
     return distances, sim, sim_spots
 
@@ -357,7 +376,9 @@ def _measure(
         )
     bg = background_maps(photons)
     shape = (int(movie.shape[1]), int(movie.shape[2]))
-    sample = estimate_sample(spots, bg, area_um2(shape, px_nm), len(movie))
+    sample = estimate_sample(
+        spots, bg, area_um2(shape, px_nm), len(movie), tiles=tile_levels(photons)
+    )
     return Measured(
         camera=cam,
         spots=spots,
@@ -409,17 +430,22 @@ def _background_shift(estimated: npt.NDArray[np.float32], true: npt.NDArray[np.f
     return float(np.mean(_frame_levels(estimated)) - np.mean(_frame_levels(true)))
 
 
-def _corrected(
-    raw: Measured, on_sim: Measured, truth: Config, sim_bg: npt.NDArray[np.float32]
-) -> Measured:
+def _background_bias(truth: Config, density: float) -> float:
+    """How high the background estimate reads on a movie simulated from ``truth`` at ``density``
+    (the noise pulls a low percentile down, the emitters' light pushes it up)."""
+    sim, sim_bg = _simulated_movie(truth, density)
+    return _background_shift(background_maps(to_photons(sim, _true_camera(truth))), sim_bg)
+
+
+def _corrected(raw: Measured, on_sim: Measured, truth: Config, bg_shift: float) -> Measured:
     """``raw`` with the bias its spot estimators showed on a simulation of ``truth`` removed.
 
     The spot detector misses the dim first and last frames of an on-event (the on-time comes out
     short), and the fit's photons and σ carry small biases; the simulation, measured with the same
     estimators and its own true camera, shows each bias, which is divided out. The background
     map (a low percentile of each tile) reads low by the noise and high by the emitters' light;
-    the shift it shows on the simulation, whose added background ``sim_bg`` (T, h, w)
-    photons/px is known, is subtracted. The camera keeps its direct estimate.
+    ``bg_shift``, the shift it shows on a simulation at the density of the tiles it was read
+    from (:func:`_background_bias`), is subtracted. The camera keeps its direct estimate.
     """
     pp = truth.photophysics
 
@@ -427,7 +453,7 @@ def _corrected(
         return true / measured if measured > 0 and math.isfinite(measured) else 1.0
 
     sim_s = on_sim.sample
-    shift = _background_shift(on_sim.bg, sim_bg)
+    shift = bg_shift
     lo, hi = raw.sample.background_photons
     sample = replace(
         raw.sample,
@@ -532,9 +558,10 @@ def calibrate(
         # Indirect inference: the spot estimators' biases are those they show on a movie
         # simulated from the setup itself; remove them once.
         truth = config_from_dict({k: v for k, v in data.items() if not k.startswith("_")})
-        sim, sim_bg = _simulated_movie(truth, density)
+        sim, _ = _simulated_movie(truth, density)
         on_sim = _measure(sim, kind, None, qe_value, max_adu, px_nm, camera=_true_camera(truth))
-        corrected = _corrected(raw, on_sim, truth, sim_bg)
+        bg_density = density * raw.sample.background_density_ratio
+        corrected = _corrected(raw, on_sim, truth, _background_bias(truth, bg_density))
         data, cam_sources, density = setup(corrected)
         estimate = corrected
     else:
@@ -558,8 +585,7 @@ def calibrate(
         data, cam_sources, density = setup(estimate, density_given)
         # The background's bias from the emitters' light, again at the density now known.
         truth = config_from_dict({k: v for k, v in data.items() if not k.startswith("_")})
-        sim, sim_bg = _simulated_movie(truth, density)
-        shift = _background_shift(background_maps(to_photons(sim, _true_camera(truth))), sim_bg)
+        shift = _background_bias(truth, density * raw.sample.background_density_ratio)
         lo, hi = raw.sample.background_photons
         sample = replace(
             estimate.sample,
@@ -624,8 +650,10 @@ def calibrate(
     cam, sample = estimate.camera, estimate.sample
     sx, sy = estimate.sigma_x_nm, estimate.sigma_y_nm
     fitted = raw.spots[raw.spots["ok"]]
-    spots, bg = raw.spots, raw.bg
-    distances, sim_frames, sim_spots = check_against_simulation(cfg, cam, movie, spots, bg)
+    spots = raw.spots
+    distances, sim_frames, sim_spots = check_against_simulation(
+        cfg, cam, movie, spots, raw.bg, raw.sample.background_density_ratio
+    )
     result = CalibrationResult(
         config=cfg,
         camera=cam,

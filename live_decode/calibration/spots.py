@@ -36,16 +36,22 @@ SNR_THRESHOLD = 6.0
 """Detections: peaks of the smoothed, background-subtracted frame above this many of its noise σ."""
 
 
-def background_maps(photons: npt.NDArray[np.float32], tile_px: int = 8) -> npt.NDArray[np.float32]:
-    """Per-frame background (T, H, W), photons/px: the 30th percentile of each ``tile_px``² tile,
-    spread back over the frame and smoothed. The low percentile ignores the spots of all but the
-    densest samples."""
+def tile_levels(photons: npt.NDArray[np.float32], tile_px: int = 8) -> npt.NDArray[np.float32]:
+    """Per-frame background of each ``tile_px``² tile (T, ⌈H/tile⌉, ⌈W/tile⌉), photons/px: the
+    tile's 30th percentile. The low percentile ignores the spots of all but the densest tiles."""
     t, h, w = photons.shape
     ph, pw = -h % tile_px, -w % tile_px
     padded = np.pad(photons, ((0, 0), (0, ph), (0, pw)), mode="reflect")
     th, tw = padded.shape[1] // tile_px, padded.shape[2] // tile_px
     tiles = padded.reshape(t, th, tile_px, tw, tile_px)
-    low = np.percentile(tiles, 30, axis=(2, 4)).astype(np.float32)
+    return np.asarray(np.percentile(tiles, 30, axis=(2, 4)), dtype=np.float32)
+
+
+def background_maps(photons: npt.NDArray[np.float32], tile_px: int = 8) -> npt.NDArray[np.float32]:
+    """Per-frame background (T, H, W), photons/px: :func:`tile_levels` spread back over the frame
+    and smoothed."""
+    h, w = photons.shape[1:]
+    low = tile_levels(photons, tile_px)
     full = np.repeat(np.repeat(low, tile_px, axis=1), tile_px, axis=2)
     smooth = ndimage.uniform_filter(full, size=(1, tile_px, tile_px), mode="nearest")
     return np.asarray(smooth[:, :h, :w])

@@ -42,6 +42,7 @@ def simulate(
     fov_px: int = 64,
     background_photons: tuple[float, float] = (30.0, 60.0),
     read_noise_e: float | None = None,
+    structure: str = "uniform",
 ) -> tuple[Config, npt.NDArray[np.uint16], float]:
     """(config, movie (frames, fov_px, fov_px) ADU, true emitters/µm²/frame) of camera ``kind``;
     at the default 6 mW about 1 emitter/µm²/frame, ~4 at 30 mW."""
@@ -52,6 +53,7 @@ def simulate(
                 **({} if read_noise_e is None else {"read_noise_e": read_noise_e}),
             },
             "psf": {"kind": "gaussian", "sigma_nm": SIGMA_NM[kind]},
+            "emitters": {"structure": structure},
             "photophysics": {"photons_mean": 2000, "photons_sigma": 400, "on_time_mean_frames": 3},
             "background": {
                 "uniform_photons": list(background_photons),

@@ -185,3 +185,29 @@ def test_a_low_background_gives_baseline_and_read_noise_from_the_noise_skew(case
     assert est.read_noise_adu == pytest.approx(c.read_noise_e / c.e_per_adu, rel=0.15)
     assert est.baseline_source.startswith("third cumulant")
     assert est.adu_per_photon == pytest.approx(adu_per_photon(cfg), rel=0.10)
+
+
+EPFL_MOVIE = (
+    Path(__file__).resolve().parents[4] / "shared" / "data" / "movies"
+) / "testStack_SimulatedMicrotubules.tif"
+
+
+@pytest.mark.skipif(
+    not EPFL_MOVIE.is_file(), reason=f"the public EPFL movie is not at {EPFL_MOVIE}"
+)
+def test_the_public_movie_background_is_read_between_its_tubes(tmp_path: Path) -> None:
+    """The bundled tubes light most 8×8 px tiles in every frame; the background is that of the
+    tiles without tubes (the whole field's median said 3–5 photons/px). Checked against the
+    movie's own emitter-free pixels (the quarter with the lowest temporal median)."""
+    result = calibrate([EPFL_MOVIE], tmp_path / "cal", pixel_size_nm=100.0, camera="emccd")
+    cam = result.camera
+    assert 133.0 < cam.baseline_adu < 139.0  # the empty pixels' mean is 139.4 ADU
+    assert cam.read_noise_adu is not None and 8.0 < cam.read_noise_adu < 13.0
+    movie = tifffile.imread(EPFL_MOVIE).astype(np.float64)
+    median = np.median(movie, axis=0)
+    empty = movie[:, median <= np.quantile(median, 0.25)]
+    empty_photons = (empty.mean() - cam.baseline_adu) / cam.adu_per_photon
+    lo, hi = result.sample.background_photons
+    assert result.sample.background_density_ratio < 0.5  # a structured sample
+    assert abs(0.5 * (lo + hi) - empty_photons) < 0.4, (lo, hi, empty_photons)
+    assert result.distances["background_photons"] < 0.5
