@@ -46,6 +46,17 @@ class SampleEstimate:
     detected_per_um2_p95: float
     background_density_ratio: float = 1.0
     """Spots per area in the tiles the background level is read from, over the field's."""
+    background_pattern_sd: float | None = None
+    """Structured samples: the σ (photons/px) of the sparse tiles' time-averaged level. Their
+    low percentile sits below the background by the noise, so the relative pattern is taken
+    against the corrected level (:meth:`variation_fraction`)."""
+
+    def variation_fraction(self) -> float:
+        """The simulator's ``variation_fraction`` of this (corrected) background."""
+        if self.background_pattern_sd is None:
+            return self.background_variation_fraction
+        level = max(0.5 * sum(self.background_photons), 1e-9)
+        return float(min(1.0, self.background_pattern_sd / level / PATTERN_SIGMA_PER_FRACTION))
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -108,14 +119,18 @@ def estimate_sample(
     lengths = _track_lengths(prev, nxt)
     on_time = max(0.5, float(np.mean(lengths)) - 1.0) if lengths else 1.0
     level = np.median(bg_maps.reshape(len(bg_maps), -1), axis=1).astype(np.float64)
-    density_ratio = 1.0
-    if tiles is not None:
-        sparse_level, ratio = sparse_tile_level(spots, tiles, tile_px)
-        if ratio < STRUCTURED_RATIO:
-            level, density_ratio = sparse_level, ratio
-    lo, hi = np.quantile(level, [0.05, 0.95])
+    density_ratio, pattern_sd = 1.0, None
     mean_map = bg_maps.mean(axis=0)
     rel_sd = float(mean_map.std() / max(float(mean_map.mean()), 1e-9))
+    if tiles is not None:
+        sparse_level, ratio, sparse_tiles = sparse_tile_level(spots, tiles, tile_px)
+        if ratio < STRUCTURED_RATIO:
+            # The pattern, too, of the sparse tiles alone: the structure is not background.
+            level, density_ratio = sparse_level, ratio
+            # Robust (1.4826·MAD): the sparsest quarter can include a tile a tube crosses.
+            means = tiles.mean(axis=0).ravel()[sparse_tiles]
+            pattern_sd = float(1.4826 * np.median(np.abs(means - np.median(means))))
+    lo, hi = np.quantile(level, [0.05, 0.95])
     counts = np.bincount(spots["frame"], minlength=n_frames)[:n_frames]
     per_um2 = counts / fov_area_um2
     return SampleEstimate(
@@ -128,6 +143,7 @@ def estimate_sample(
         detected_per_um2=float(per_um2.mean()),
         detected_per_um2_p95=float(np.quantile(per_um2, 0.95)),
         background_density_ratio=density_ratio,
+        background_pattern_sd=pattern_sd,
     )
 
 
@@ -142,8 +158,9 @@ the brighter part of a background pattern."""
 
 def sparse_tile_level(
     spots: npt.NDArray[np.void], tiles: npt.NDArray[np.float32], tile_px: int
-) -> tuple[npt.NDArray[np.float64], float]:
-    """Per-frame level (T,) of the sparsest tiles, and their spot density over the field's."""
+) -> tuple[npt.NDArray[np.float64], float, npt.NDArray[np.int64]]:
+    """Per-frame level (T,) of the sparsest tiles, their spot density over the field's, and
+    their flat indices."""
     th, tw = tiles.shape[1:]
     row = np.clip((spots["y_px"] // tile_px).astype(np.int64), 0, th - 1)
     col = np.clip((spots["x_px"] // tile_px).astype(np.int64), 0, tw - 1)
@@ -152,7 +169,7 @@ def sparse_tile_level(
     keep = np.argsort(counts, kind="stable")[:n_keep]
     level = np.median(tiles.reshape(len(tiles), -1)[:, keep], axis=1).astype(np.float64)
     ratio = float(counts[keep].mean() / counts.mean()) if counts.mean() > 0 else 1.0
-    return level, ratio
+    return level, ratio, keep
 
 
 def invert_count_curve(

@@ -37,7 +37,13 @@ from live_decode.calibration.sample import (
     invert_count_curve,
     sparse_tile_level,
 )
-from live_decode.calibration.spots import background_maps, detect, find_spots, tile_levels
+from live_decode.calibration.spots import (
+    PixelNoise,
+    background_maps,
+    detect,
+    find_spots,
+    tile_levels,
+)
 from live_decode.config import Config, area_um2, config_from_dict
 from live_decode.errors import CalibrationError
 from live_decode.io.calibration import Calibration, read_calibration
@@ -241,7 +247,7 @@ def _setup_dict(
         },
         "background": {
             "uniform_photons": [round(lo, 2), round(hi, 2)],
-            "variation_fraction": round(sample.background_variation_fraction, 3),
+            "variation_fraction": round(sample.variation_fraction(), 3),
         },
         "microscope": {
             "fov_px": [int(shape[0]), int(shape[1])],
@@ -269,6 +275,11 @@ def _simulated_frames(
     return adu.numpy().astype(np.float32)
 
 
+def _noise(cam: CameraEstimate) -> PixelNoise:
+    """The pixel noise (F², σ_r² in photons²) of a camera estimate."""
+    return EXCESS_NOISE_FACTOR_SQ[cam.kind], cam.read_var_photons()
+
+
 def _count_curve(
     cfg: Config, cam: CameraEstimate, observed: float
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -278,9 +289,8 @@ def _count_curve(
     frames_each = 12
     adu = _simulated_frames(cfg, grid, frames_each, seed=7)
     ph = to_photons(adu, cam)
-    points = detect(
-        ph, background_maps(ph), EXCESS_NOISE_FACTOR_SQ[cam.kind], read_var=cam.read_var_photons()
-    )
+    f2, read_var = _noise(cam)
+    points = detect(ph, background_maps(ph, noise=(f2, read_var)), f2, read_var=read_var)
     area = area_um2(adu.shape[1:], cfg.camera.pixel_size_nm)
     counts = np.bincount(points[:, 0], minlength=len(adu)).reshape(len(grid), frames_each)
     return grid, counts.mean(axis=1) / area
@@ -318,14 +328,14 @@ def check_against_simulation(
     if background_density_ratio < 1.0:
         real_ph = to_photons(np.asarray(movie[: min(len(movie), 200)]), cam)
         in_frames = real_spots[real_spots["frame"] < len(real_ph)]
-        real_level, _ = sparse_tile_level(in_frames, tile_levels(real_ph), 8)
+        real_level, *_ = sparse_tile_level(in_frames, tile_levels(real_ph, 8, _noise(cam)), 8)
         density = cfg.emitters.density_per_um2 * background_density_ratio
         sparse = to_photons(_simulated_frames(cfg, np.array([density]), CHECK_FRAMES, 12), cam)
         sparse_spots = find_spots(sparse, EXCESS_NOISE_FACTOR_SQ[cam.kind], read_var=read_var)
-        sim_level, _ = sparse_tile_level(sparse_spots, tile_levels(sparse), 8)
+        sim_level, *_ = sparse_tile_level(sparse_spots, tile_levels(sparse, 8, _noise(cam)), 8)
     else:
         real_level = np.median(real_bg.reshape(len(real_bg), -1), axis=1)
-        sim_bg = background_maps(sim_ph)
+        sim_bg = background_maps(sim_ph, noise=_noise(cam))
         sim_level = np.median(sim_bg.reshape(len(sim_bg), -1), axis=1)
     distances = {
         "pixel_values_adu": _ks(real.ravel(), sim.astype(np.float64).ravel()),
@@ -374,10 +384,10 @@ def _measure(
             "movie is too dense, too dim or too short to measure the PSF; record a few hundred "
             "frames at a lower 405 nm power (sparser blinking)"
         )
-    bg = background_maps(photons)
+    bg = background_maps(photons, noise=_noise(cam))
     shape = (int(movie.shape[1]), int(movie.shape[2]))
     sample = estimate_sample(
-        spots, bg, area_um2(shape, px_nm), len(movie), tiles=tile_levels(photons)
+        spots, bg, area_um2(shape, px_nm), len(movie), tiles=tile_levels(photons, 8, _noise(cam))
     )
     return Measured(
         camera=cam,
@@ -434,7 +444,8 @@ def _background_bias(truth: Config, density: float) -> float:
     """How high the background estimate reads on a movie simulated from ``truth`` at ``density``
     (the noise pulls a low percentile down, the emitters' light pushes it up)."""
     sim, sim_bg = _simulated_movie(truth, density)
-    return _background_shift(background_maps(to_photons(sim, _true_camera(truth))), sim_bg)
+    cam = _true_camera(truth)
+    return _background_shift(background_maps(to_photons(sim, cam), noise=_noise(cam)), sim_bg)
 
 
 def _corrected(raw: Measured, on_sim: Measured, truth: Config, bg_shift: float) -> Measured:
