@@ -40,7 +40,7 @@ def test_it_localizes_fresh_simulations_of_its_setup() -> None:
         sim, 48, cfg.emitters.density_per_um2, torch.Generator().manual_seed(424242)
     )
     metrics = evaluate_held_out(net, held, cfg, card.parsed_scaling, sim)
-    # card: JI ≈ 0.66 / 41 nm at 4.3 µm⁻² with emitters that blink within a frame (many dim)
+    # card: JI ≈ 0.68 / 35 nm at 3.4 µm⁻² with emitters that blink within a frame (many dim)
     assert metrics["jaccard"] > 0.55 and metrics["rmse_lat_nm"] < 50.0, metrics
 
 
