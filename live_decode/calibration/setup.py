@@ -42,6 +42,7 @@ from live_decode.calibration.spots import (
     background_maps,
     detect,
     find_spots,
+    spread_tiles,
     tile_levels,
 )
 from live_decode.config import Config, StructuredSamplesConfig, area_um2, config_from_dict
@@ -334,22 +335,22 @@ def check_against_simulation(
     """
     sim = _simulated_frames(cfg, np.array([cfg.emitters.density_per_um2]), CHECK_FRAMES, seed=11)
     sim_ph = to_photons(sim, cam)
-    read_var = cam.read_var_photons()
-    sim_spots = find_spots(sim_ph, EXCESS_NOISE_FACTOR_SQ[cam.kind], read_var=read_var)
+    noise = f2, read_var = _noise(cam)
+    sim_spots = find_spots(sim_ph, f2, read_var=read_var)
     h, w = sim.shape[1:]
     real = np.asarray(movie[: min(len(movie), 200), :h, :w], dtype=np.float64)
     rs, ss = real_spots[real_spots["ok"]], sim_spots[sim_spots["ok"]]
     if background_density_ratio < 1.0:
         real_ph = to_photons(np.asarray(movie[: min(len(movie), 200)]), cam)
         in_frames = real_spots[real_spots["frame"] < len(real_ph)]
-        real_level, *_ = sparse_tile_level(in_frames, tile_levels(real_ph, 8, _noise(cam)), 8)
+        real_level, *_ = sparse_tile_level(in_frames, tile_levels(real_ph, 8, noise), 8)
         density = cfg.emitters.density_per_um2 * background_density_ratio
         sparse = to_photons(_simulated_frames(cfg, np.array([density]), CHECK_FRAMES, 12), cam)
-        sparse_spots = find_spots(sparse, EXCESS_NOISE_FACTOR_SQ[cam.kind], read_var=read_var)
-        sim_level, *_ = sparse_tile_level(sparse_spots, tile_levels(sparse, 8, _noise(cam)), 8)
+        sparse_spots = find_spots(sparse, f2, read_var=read_var)
+        sim_level, *_ = sparse_tile_level(sparse_spots, tile_levels(sparse, 8, noise), 8)
     else:
         real_level = np.median(real_bg.reshape(len(real_bg), -1), axis=1)
-        sim_bg = background_maps(sim_ph, noise=_noise(cam))
+        sim_bg = background_maps(sim_ph, noise=noise)
         sim_level = np.median(sim_bg.reshape(len(sim_bg), -1), axis=1)
     distances = {
         "pixel_values_adu": _ks(real.ravel(), sim.astype(np.float64).ravel()),
@@ -390,7 +391,10 @@ def _measure(
     """Raw estimates of ``movie``; with ``camera`` given (a simulation's own), it is not fitted."""
     cam = camera or estimate_camera(movie, kind=kind, dark=dark, qe=qe, max_adu=max_adu)
     photons = to_photons(movie, cam)
-    spots = find_spots(photons, EXCESS_NOISE_FACTOR_SQ[kind], read_var=cam.read_var_photons())
+    f2, read_var = _noise(cam)
+    tiles = tile_levels(photons, 8, (f2, read_var))
+    bg = spread_tiles(tiles, photons.shape[1:])
+    spots = find_spots(photons, f2, read_var=read_var, bg=bg)
     fitted = spots[spots["ok"]]
     if len(fitted) < MIN_FITTED_SPOTS:
         raise CalibrationError(
@@ -398,11 +402,8 @@ def _measure(
             "movie is too dense, too dim or too short to measure the PSF; record a few hundred "
             "frames at a lower 405 nm power (sparser blinking)"
         )
-    bg = background_maps(photons, noise=_noise(cam))
     shape = (int(movie.shape[1]), int(movie.shape[2]))
-    sample = estimate_sample(
-        spots, bg, area_um2(shape, px_nm), len(movie), tiles=tile_levels(photons, 8, _noise(cam))
-    )
+    sample = estimate_sample(spots, bg, area_um2(shape, px_nm), len(movie), tiles=tiles)
     return Measured(
         camera=cam,
         spots=spots,
@@ -462,6 +463,12 @@ def _background_bias(truth: Config, density: float) -> float:
     return _background_shift(background_maps(to_photons(sim, cam), noise=_noise(cam)), sim_bg)
 
 
+def _shifted(level: tuple[float, float], shift: float) -> tuple[float, float]:
+    """A background range (lo, hi) photons/px less an estimator's ``shift``, ≥ 0 and ordered."""
+    lo, hi = level
+    return max(lo - shift, 0.0), max(hi - shift, lo - shift, 0.0)
+
+
 def _corrected(raw: Measured, on_sim: Measured, truth: Config, bg_shift: float) -> Measured:
     """``raw`` with the bias its spot estimators showed on a simulation of ``truth`` removed.
 
@@ -478,15 +485,13 @@ def _corrected(raw: Measured, on_sim: Measured, truth: Config, bg_shift: float) 
         return true / measured if measured > 0 and math.isfinite(measured) else 1.0
 
     sim_s = on_sim.sample
-    shift = bg_shift
-    lo, hi = raw.sample.background_photons
     sample = replace(
         raw.sample,
         photons_mean=raw.sample.photons_mean * ratio(pp.photons_mean, sim_s.photons_mean),
         photons_sigma=raw.sample.photons_sigma * ratio(pp.photons_sigma, sim_s.photons_sigma),
         on_time_mean_frames=raw.sample.on_time_mean_frames
         * ratio(pp.on_time_mean_frames, sim_s.on_time_mean_frames),
-        background_photons=(max(lo - shift, 0.0), max(hi - shift, lo - shift, 0.0)),
+        background_photons=_shifted(raw.sample.background_photons, bg_shift),
     )
     psf_sigma = float(getattr(truth.psf, "sigma_nm", on_sim.sigma_nm))
     s = ratio(psf_sigma, on_sim.sigma_nm)
@@ -617,10 +622,9 @@ def calibrate(
         # The background's bias from the emitters' light, again at the density now known.
         truth = config_from_dict({k: v for k, v in data.items() if not k.startswith("_")})
         shift = _background_bias(truth, density * raw.sample.background_density_ratio)
-        lo, hi = raw.sample.background_photons
         sample = replace(
             estimate.sample,
-            background_photons=(max(lo - shift, 0.0), max(hi - shift, lo - shift, 0.0)),
+            background_photons=_shifted(raw.sample.background_photons, shift),
         )
         estimate = replace(estimate, sample=sample)
         data, cam_sources, density = setup(estimate, density_given)

@@ -75,8 +75,14 @@ def background_maps(
 ) -> npt.NDArray[np.float32]:
     """Per-frame background (T, H, W), photons/px: :func:`tile_levels` spread back over the frame
     and smoothed."""
-    h, w = photons.shape[1:]
-    low = tile_levels(photons, tile_px, noise)
+    return spread_tiles(tile_levels(photons, tile_px, noise), photons.shape[1:], tile_px)
+
+
+def spread_tiles(
+    low: npt.NDArray[np.float32], shape: tuple[int, ...], tile_px: int = 8
+) -> npt.NDArray[np.float32]:
+    """Tile levels (T, h, w) as smoothed maps (T, H, W) of a frame ``shape`` (H, W)."""
+    h, w = shape
     full = np.repeat(np.repeat(low, tile_px, axis=1), tile_px, axis=2)
     smooth = ndimage.uniform_filter(full, size=(1, tile_px, tile_px), mode="nearest")
     return np.asarray(smooth[:, :h, :w])
@@ -188,14 +194,17 @@ def find_spots(
     snr: float = SNR_THRESHOLD,
     max_fits: int = 4000,
     read_var: float = 0.0,
+    bg: npt.NDArray[np.float32] | None = None,
 ) -> npt.NDArray[np.void]:
     """Detect every spot of a photon movie (T, H, W) and fit the isolated ones (at most
     ``max_fits`` of them, drawn at random; the others keep NaN fits and ``ok`` False);
-    ``read_var`` is the read-noise variance in photons² (see :func:`detect`).
+    ``read_var`` is the read-noise variance in photons² (see :func:`detect`); ``bg`` the
+    movie's :func:`background_maps` with that noise, where the caller has them already.
 
     Returns a structured array of :data:`SPOT_DTYPE`, one row per detection.
     """
-    bg = background_maps(photons, noise=(excess_noise_sq, read_var))
+    if bg is None:
+        bg = background_maps(photons, noise=(excess_noise_sq, read_var))
     points = detect(photons, bg, excess_noise_sq, snr, read_var)
     out = np.zeros(len(points), dtype=SPOT_DTYPE)
     out["frame"] = points[:, 0]
